@@ -1,0 +1,72 @@
+# One command per developer action. Every target sets up .venv itself, so a clean clone needs
+# nothing installed by hand beyond python3 (3.11+) and make.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+# The machine's pip configuration names index folders that do not exist for every package;
+# pip warns about each one. They are harmless, so keep them out of the way of real messages.
+QUIET_PIP := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+FOLDER ?= sample_runs
+PORT ?= 8501
+
+INSTALLED := $(VENV)/.installed
+TEST_TOOLS := $(VENV)/.test-tools
+
+.PHONY: help venv app test check lint typecheck pytest bench sample-runs clean
+
+help:
+	@echo "make app          set up .venv and open the app on $(FOLDER)/"
+	@echo "make test         set up .venv and run ruff, mypy and the whole test suite"
+	@echo "make check        ruff + mypy only"
+	@echo "make bench        benchmarks against the published reference code"
+	@echo "make sample-runs  regenerate sample_runs/ deterministically"
+
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first, from the pinned CPU build, so nothing later can pull another one.
+	$(PIP) "torch==2.13.0" $(QUIET_PIP)
+	$(PIP) -e ".[dev]" $(QUIET_PIP)
+	touch $@
+
+# Test-only reference packages. They are installed without their dependencies because their
+# metadata pins old versions of torch and friends; the parts we compare against need only
+# torch and numpy.
+$(TEST_TOOLS): $(INSTALLED) requirements-test-nodeps.txt
+	$(PIP) --no-deps -r requirements-test-nodeps.txt $(QUIET_PIP)
+	touch $@
+
+venv: $(INSTALLED)
+
+app: $(INSTALLED)
+	$(BIN)/streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) \
+		--server.headless true --browser.gatherUsageStats false -- --folder $(FOLDER)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+check: lint typecheck
+
+pytest: $(TEST_TOOLS)
+	$(BIN)/pytest
+
+test: check pytest
+
+bench: $(TEST_TOOLS)
+	$(PY) -m bench
+
+sample-runs: $(INSTALLED)
+	$(PY) scripts/make_sample_runs.py --out sample_runs
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

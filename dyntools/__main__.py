@@ -1,0 +1,5 @@
+import sys
+
+from dyntools.cli import main
+
+sys.exit(main())
