@@ -1,0 +1,93 @@
+"""Tables of runs and their training scalars, as polars frames for the app and the CLI.
+
+Works from run records read by ``dyntools.checkpoints``; knows no file format itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from dyntools.checkpoints import OwnRun
+
+SCALARS_SCHEMA = {
+    "run_id": pl.Utf8,
+    "task": pl.Utf8,
+    "epoch": pl.Int64,
+    "step": pl.Int64,
+    "name": pl.Utf8,
+    "value": pl.Float64,
+}
+
+
+def run_id(run: OwnRun, root: Path) -> str:
+    """A run's id: its folder relative to the analysed folder (``.`` when it is the folder)."""
+    try:
+        return run.path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return run.path.as_posix()
+
+
+def runs_table(runs: Sequence[OwnRun], root: Path) -> pl.DataFrame:
+    """One row per run: id, task, model, seed, checkpoint count, epochs and final accuracies."""
+    rows = []
+    for run in runs:
+        last = run.checkpoints[-1] if run.checkpoints else None
+        rows.append(
+            {
+                "run_id": run_id(run, root),
+                "task": str(run.config.get("task", "")),
+                "model": str(run.config.get("model", {}).get("name", "")),
+                "seed": run.config.get("seed"),
+                "checkpoints": len(run.checkpoints),
+                "first_epoch": run.checkpoints[0].epoch if run.checkpoints else None,
+                "last_epoch": last.epoch if last else None,
+                "final_train_acc": last.scalars.get("train_acc") if last else None,
+                "final_val_acc": last.scalars.get("val_acc") if last else None,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "run_id": pl.Utf8,
+            "task": pl.Utf8,
+            "model": pl.Utf8,
+            "seed": pl.Int64,
+            "checkpoints": pl.Int64,
+            "first_epoch": pl.Int64,
+            "last_epoch": pl.Int64,
+            "final_train_acc": pl.Float64,
+            "final_val_acc": pl.Float64,
+        },
+    )
+
+
+def scalars_table(runs: Sequence[OwnRun], root: Path) -> pl.DataFrame:
+    """Training scalars in tidy form: one row per (run, checkpoint, scalar name)."""
+    rows = [
+        {
+            "run_id": run_id(run, root),
+            "task": str(run.config.get("task", "")),
+            "epoch": checkpoint.epoch,
+            "step": checkpoint.step,
+            "name": name,
+            "value": value,
+        }
+        for run in runs
+        for checkpoint in run.checkpoints
+        for name, value in checkpoint.scalars.items()
+    ]
+    return pl.DataFrame(rows, schema=SCALARS_SCHEMA)
+
+
+def first_epoch_reaching(scalars: pl.DataFrame, name: str, threshold: float) -> pl.DataFrame:
+    """Per run, the first epoch whose scalar ``name`` is >= ``threshold`` (null if never)."""
+    reached = (
+        scalars.filter((pl.col("name") == name) & (pl.col("value") >= threshold))
+        .group_by("run_id")
+        .agg(pl.col("epoch").min().alias(f"first_epoch_{name}_ge_{threshold:g}"))
+    )
+    runs = scalars.select("run_id").unique()
+    return runs.join(reached, on="run_id", how="left").sort("run_id")

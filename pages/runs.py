@@ -1,0 +1,29 @@
+"""Runs: the runs found in the chosen folder and their training curves."""
+
+import streamlit as st
+
+from dyntools import charts, ui
+
+st.title("Runs")
+folder = ui.current_folder()
+if folder is None:
+    st.stop()
+
+loaded = ui.load_runs(str(folder))
+for problem in loaded.problems:
+    st.warning(problem)
+if loaded.runs.is_empty():
+    st.warning(
+        f"No runs found in `{folder}`: expected folders with `run.json` and "
+        "`epoch_*.safetensors`. Train one with `dyntools train modular-addition --seed 0 --out DIR`."
+    )
+    st.stop()
+
+st.caption(f"{loaded.runs.height} runs in `{folder}`")
+st.dataframe(loaded.runs, hide_index=True, width="stretch")
+
+tasks = loaded.runs["task"].unique().sort().to_list()
+task = st.selectbox("Task", tasks, key="runs.task")
+scalars = loaded.scalars.filter(loaded.scalars["task"] == task)
+log_loss = st.toggle("Log-scale loss", value=True, key="runs.log_loss")
+st.altair_chart(charts.training_curves(scalars, log_loss=log_loss), width="stretch")
