@@ -1,0 +1,357 @@
+"""The store: one DuckDB file per analysis, polars frames in and out, one transaction per call.
+
+Typical use by the compute pipeline::
+
+    store = Store(default_db_path(folder))
+    store.upsert_runs(runs)
+    changed = store.upsert_checkpoints(checkpoints)   # old results of changed files are dropped
+    todo = store.missing_work(candidates)             # what is not yet computed from these files
+    for batch in compute(todo):
+        store.write_results(metrics=..., histograms=..., errors=..., computed=...)
+
+Every write is one transaction: a process killed mid-way leaves either the whole batch or none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from dyntools import __version__
+from dyntools.store import schema
+from dyntools.store.connection import connect, transaction
+from dyntools.store.frames import conform
+
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+# Columns that tie a result row to the unit of work that produced it.
+_UNIT = ("run_id", "step", "hook_point", "metric", "params")
+_CHECKPOINT = ("run_id", "step")
+
+
+@dataclass(frozen=True)
+class StoredFit:
+    """A saved HMM fit: its configuration, its result (JSON text) and when it was saved (UTC)."""
+
+    config_hash: str
+    config: dict[str, Any]
+    result_json: str
+    created_at: datetime
+
+
+def _on(columns: Sequence[str], left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns)
+
+
+def _where(filters: Mapping[str, Sequence[str] | None], alias: str) -> tuple[str, list[Any]]:
+    """A WHERE clause keeping rows whose column is in the given list (None: no filter)."""
+    clauses, values = [], []
+    for column, wanted in filters.items():
+        if wanted is not None:
+            clauses.append(f"list_contains(?::VARCHAR[], {alias}.{column})")
+            values.append(list(wanted))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), values
+
+
+class Store:
+    """The dyntools database at ``path``; opened per operation, never held open."""
+
+    def __init__(self, path: Path | str, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.path = Path(path).resolve()
+        self.lock_timeout = lock_timeout
+        self._ready = False  # schema checked (and created or migrated) by this instance
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    @property
+    def exists(self) -> bool:
+        """Whether the database file exists (a compute has started at least once)."""
+        return self.path.is_file()
+
+    # -- connections -------------------------------------------------------------------------
+
+    @contextmanager
+    def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with connect(self.path, read_only=False, lock_timeout=self.lock_timeout) as con:
+            if not self._ready:
+                with transaction(con):
+                    version = schema.read_version(con, self.path)
+                    if version is None:
+                        schema.create(con, created_by=f"dyntools {__version__}")
+                    elif version != schema.SCHEMA_VERSION:
+                        schema.migrate(con, version, self.path, schema.MIGRATIONS)
+                self._ready = True
+            with transaction(con):
+                yield con
+
+    @contextmanager
+    def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not self.exists:
+            raise FileNotFoundError(
+                f"no dyntools database at {self.path}: run `dyntools compute FOLDER` first"
+            )
+        if not self._ready:
+            with connect(self.path, read_only=True, lock_timeout=self.lock_timeout) as con:
+                version = schema.read_version(con, self.path)
+                if version == schema.SCHEMA_VERSION:
+                    self._ready = True
+                    yield con
+                    return
+            if version is None:
+                raise FileNotFoundError(
+                    f"dyntools database {self.path} holds no results yet: "
+                    "run `dyntools compute FOLDER` first"
+                )
+            schema.check_version(version, self.path, schema.MIGRATIONS)
+            with self._writer():  # migrates the older file, then reads go on read-only
+                pass
+        with connect(self.path, read_only=True, lock_timeout=self.lock_timeout) as con:
+            yield con
+
+    def _query(self, sql: str, values: Sequence[Any] = ()) -> pl.DataFrame:
+        with self._reader() as con:
+            frame: pl.DataFrame = con.sql(sql, params=list(values)).pl()
+            return frame
+
+    # -- writes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _bump_data_version(con: duckdb.DuckDBPyConnection) -> None:
+        con.sql(
+            "UPDATE meta SET value = CAST(CAST(value AS BIGINT) + 1 AS VARCHAR) "
+            "WHERE key = 'data_version'"
+        )
+
+    @staticmethod
+    def _drop_results(con: duckdb.DuckDBPyConnection, keys: str) -> None:
+        """Delete every result of the checkpoints in the registered frame ``keys``."""
+        for table in ("metrics", "histograms", "computed", "errors"):
+            con.sql(f"DELETE FROM {table} USING {keys} k WHERE {_on(_CHECKPOINT, table, 'k')}")
+
+    def upsert_runs(self, runs: pl.DataFrame) -> None:
+        """Insert or replace runs: run_id, path, layout, config_json (optional, JSON text)."""
+        frame = conform(runs, "runs")
+        with self._writer() as con:
+            con.register("new_runs", frame)
+            con.sql("INSERT OR REPLACE INTO runs SELECT * FROM new_runs")
+
+    def upsert_checkpoints(self, checkpoints: pl.DataFrame) -> pl.DataFrame:
+        """Insert or replace checkpoints; returns the (run_id, step) whose fingerprint changed.
+
+        Columns: run_id, step, epoch (optional), path, size, mtime_ns, header_hash, fingerprint.
+        Every stored result of a checkpoint whose fingerprint changed is deleted in the same
+        transaction, so no value computed from the old file survives next to the new one.
+        """
+        frame = conform(checkpoints, "checkpoints")
+        with self._writer() as con:
+            con.register("new_checkpoints", frame)
+            changed: pl.DataFrame = con.sql(
+                "SELECT n.run_id, n.step FROM new_checkpoints n JOIN checkpoints o "
+                "USING (run_id, step) WHERE o.fingerprint <> n.fingerprint ORDER BY ALL"
+            ).pl()
+            if changed.height:
+                con.register("changed", changed)
+                self._drop_results(con, "changed")
+                self._bump_data_version(con)
+            con.sql("INSERT OR REPLACE INTO checkpoints SELECT * FROM new_checkpoints")
+        return changed
+
+    def delete_checkpoints(self, keys: pl.DataFrame) -> None:
+        """Forget checkpoints (run_id, step) and all their results, e.g. after the file went away."""
+        frame = keys.select(pl.col("run_id").cast(pl.String), pl.col("step").cast(pl.Int64))
+        with self._writer() as con:
+            con.register("gone", frame)
+            self._drop_results(con, "gone")
+            con.sql(
+                f"DELETE FROM checkpoints USING gone k WHERE {_on(_CHECKPOINT, 'checkpoints', 'k')}"
+            )
+            self._bump_data_version(con)
+
+    def write_results(
+        self,
+        *,
+        metrics: pl.DataFrame | None = None,
+        scalars: pl.DataFrame | None = None,
+        histograms: pl.DataFrame | None = None,
+        errors: pl.DataFrame | None = None,
+        computed: pl.DataFrame | None = None,
+    ) -> None:
+        """Write one batch of results in one transaction (all of it or, if killed, none).
+
+        Each ``computed`` row (run_id, step, hook_point, metric, params, fingerprint) marks one
+        unit of work as done from that checkpoint version; the metric and histogram rows already
+        stored for that unit are replaced by this batch's, so a recomputed unit leaves no stale
+        tensors behind. Other rows are inserted or replaced by their key; a key given twice keeps
+        its last row. Errors replace an earlier error with the same (run_id, step, file, stage,
+        what).
+        """
+        given = {
+            "metrics": metrics,
+            "scalars": scalars,
+            "histograms": histograms,
+            "errors": errors,
+            "computed": computed,
+        }
+        batch = {name: conform(frame, name) for name, frame in given.items() if frame is not None}
+        with self._writer() as con:
+            for name, frame in batch.items():
+                con.register(f"new_{name}", frame)
+            if "computed" in batch:
+                for table in ("metrics", "histograms"):
+                    con.sql(
+                        f"DELETE FROM {table} USING new_computed k WHERE {_on(_UNIT, table, 'k')}"
+                    )
+            for name in ("metrics", "histograms", "scalars", "computed"):
+                if name in batch:
+                    con.sql(f"INSERT OR REPLACE INTO {name} SELECT * FROM new_{name}")
+            if "errors" in batch:
+                same = " AND ".join(
+                    f"errors.{c} IS NOT DISTINCT FROM k.{c}" for c in schema.TABLES["errors"].key
+                )
+                con.sql(f"DELETE FROM errors USING new_errors k WHERE {same}")
+                con.sql("INSERT INTO errors SELECT * FROM new_errors")
+            self._bump_data_version(con)
+
+    def save_fit(self, config_hash: str, config: Mapping[str, Any], result_json: str) -> None:
+        """Save an HMM fit under the hash of its full configuration (see frames.config_hash)."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self._writer() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO hmm_fits VALUES (?, ?, ?, ?)",
+                [config_hash, json.dumps(dict(config), sort_keys=True), result_json, now],
+            )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def missing_work(self, candidates: pl.DataFrame) -> pl.DataFrame:
+        """The candidate units not yet computed from the same checkpoint version, in input order.
+
+        ``candidates`` has the columns of ``computed``: run_id, step, hook_point, metric, params
+        (optional, '' for none) and fingerprint. Before the first compute, everything is missing.
+        """
+        frame = conform(candidates, "computed").with_row_index("order_")
+        if not self.exists:
+            return frame.drop("order_")
+        with self._reader() as con:
+            con.register("candidates", frame)
+            missing: pl.DataFrame = con.sql(
+                "SELECT c.* EXCLUDE (order_) FROM candidates c ANTI JOIN computed d "
+                f"ON {_on((*_UNIT, 'fingerprint'), 'c', 'd')} ORDER BY c.order_"
+            ).pl()
+        return missing
+
+    def load_fit(self, config_hash: str) -> StoredFit | None:
+        """The fit saved under ``config_hash``, or None if there is none (or no database yet)."""
+        if not self.exists:
+            return None
+        rows = self._query(
+            "SELECT config_json, result_json, created_at FROM hmm_fits WHERE config_hash = ?",
+            [config_hash],
+        ).rows()
+        if not rows:
+            return None
+        config_json, result_json, created_at = rows[0]
+        return StoredFit(config_hash, json.loads(config_json), result_json, created_at)
+
+    def data_version(self) -> int:
+        """A counter bumped by every write that changes results: part of a cache key."""
+        return int(self._query("SELECT value FROM meta WHERE key = 'data_version'").item())
+
+    def read_runs(self) -> pl.DataFrame:
+        """run_id, path, layout, config_json."""
+        return self._query("SELECT * FROM runs ORDER BY run_id")
+
+    def read_checkpoints(self, run_ids: Sequence[str] | None = None) -> pl.DataFrame:
+        """run_id, step, epoch, path, size, mtime_ns, header_hash, fingerprint."""
+        where, values = _where({"run_id": run_ids}, "c")
+        return self._query(f"SELECT * FROM checkpoints c {where} ORDER BY run_id, step", values)
+
+    def read_metrics(
+        self,
+        run_ids: Sequence[str] | None = None,
+        hook_points: Sequence[str] | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Tidy metric values: run_id, step, epoch, hook_point, tensor, metric, params, value."""
+        where, values = _where(
+            {"run_id": run_ids, "hook_point": hook_points, "metric": metrics}, "m"
+        )
+        return self._query(
+            "SELECT m.run_id, m.step, c.epoch, m.hook_point, m.tensor, m.metric, m.params, m.value "
+            f"FROM metrics m LEFT JOIN checkpoints c USING (run_id, step) {where} "
+            "ORDER BY m.run_id, m.hook_point, m.tensor, m.metric, m.params, m.step",
+            values,
+        )
+
+    def read_scalars(
+        self, run_ids: Sequence[str] | None = None, names: Sequence[str] | None = None
+    ) -> pl.DataFrame:
+        """Training scalars: run_id, step, epoch, name, value."""
+        where, values = _where({"run_id": run_ids, "name": names}, "s")
+        return self._query(f"SELECT * FROM scalars s {where} ORDER BY run_id, name, step", values)
+
+    def read_histograms(
+        self,
+        run_ids: Sequence[str] | None = None,
+        hook_points: Sequence[str] | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """run_id, step, epoch, hook_point, tensor, metric, params, edges, counts, underflow,
+        overflow."""
+        where, values = _where(
+            {"run_id": run_ids, "hook_point": hook_points, "metric": metrics}, "h"
+        )
+        return self._query(
+            "SELECT h.run_id, h.step, c.epoch, h.* EXCLUDE (run_id, step) "
+            f"FROM histograms h LEFT JOIN checkpoints c USING (run_id, step) {where} "
+            "ORDER BY h.run_id, h.hook_point, h.tensor, h.metric, h.params, h.step",
+            values,
+        )
+
+    def read_errors(self, run_ids: Sequence[str] | None = None) -> pl.DataFrame:
+        """run_id, step, file, stage, what, why, logged_at (UTC), oldest first."""
+        where, values = _where({"run_id": run_ids}, "e")
+        return self._query(f"SELECT * FROM errors e {where} ORDER BY logged_at, file", values)
+
+    def summary(self) -> pl.DataFrame:
+        """What is computed: per run_id, hook_point, metric, params the number of checkpoints,
+        first_step, last_step, and of stored values and NULL values."""
+        return self._query(
+            """
+            WITH done AS (
+                SELECT run_id, hook_point, metric, params, count(*) AS checkpoints,
+                       min(step) AS first_step, max(step) AS last_step
+                FROM computed GROUP BY ALL),
+            vals AS (
+                SELECT run_id, hook_point, metric, params, count(*) AS "values",
+                       count(*) - count(value) AS null_values
+                FROM metrics GROUP BY ALL)
+            SELECT d.*, coalesce(v."values", 0) AS "values",
+                   coalesce(v.null_values, 0) AS null_values
+            FROM done d LEFT JOIN vals v USING (run_id, hook_point, metric, params)
+            ORDER BY run_id, hook_point, metric, params
+            """
+        )
+
+    def tidy_table(self) -> pl.DataFrame:
+        """Metrics and scalars as one table (the export format, see dyntools.store.export)."""
+        return self._query(
+            """
+            SELECT 'metric' AS kind, m.run_id, m.step, c.epoch, m.hook_point, m.tensor,
+                   m.metric AS name, m.params, m.value
+            FROM metrics m LEFT JOIN checkpoints c USING (run_id, step)
+            UNION ALL
+            SELECT 'scalar', run_id, step, epoch, '', '', name, '', value FROM scalars
+            ORDER BY run_id, kind, hook_point, tensor, name, params, step
+            """
+        )
