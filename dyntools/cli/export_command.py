@@ -32,7 +32,9 @@ def add_parser(subparsers: Any) -> None:
 def handler(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists: pass --force to overwrite it, or choose another --out")
+        raise FileExistsError(
+            f"{out} exists: pass --force to overwrite it, or choose another --out"
+        )
     if not out.parent.is_dir():
         raise FileNotFoundError(f"no folder {out.parent} for --out {out}: create it first")
     db = args.db if args.db is not None else locate_db(args.folder).path

@@ -13,10 +13,11 @@ import polars as pl
 from dyntools.store.schema import NULLABLE_KEYS, TABLES
 
 
-def conform(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+def conform(frame: pl.DataFrame, table: str, *, dedupe: bool = True) -> pl.DataFrame:
     """``frame`` with the table's columns in order and types, duplicates of a key dropped.
 
-    A key that occurs twice keeps its last row (DuckDB would silently keep the first of a batch).
+    A key that occurs twice keeps its last row (DuckDB would silently keep the first of a batch),
+    unless ``dedupe`` is False.
     Missing or unknown columns, uncastable values and empty keys raise ValueError naming them.
     """
     spec = TABLES[table]
@@ -45,6 +46,8 @@ def conform(frame: pl.DataFrame, table: str) -> pl.DataFrame:
         raise ValueError(f"frame for table {table!r} has empty key values (column: count): {nulls}")
     if table == "histograms":
         _check_histograms(frame)
+    if not dedupe:
+        return frame
     return frame.unique(subset=list(spec.key), keep="last", maintain_order=True)
 
 

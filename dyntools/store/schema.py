@@ -1,8 +1,14 @@
 """The store's tables: their DDL, the polars schema of the frames that go in, and the schema version.
 
 Every table is long ("tidy"): one value per row, keyed by what produced it. Text key columns that do
-not apply hold '' rather than NULL, because DuckDB primary-key columns cannot be NULL:
-``tensor = ''`` marks a hook-point-level value, ``params = ''`` a metric without parameters.
+not apply hold '' rather than NULL, so that keys compare with plain '=': ``tensor = ''`` marks a
+hook-point-level value, ``params = ''`` a metric without parameters.
+
+Only the small tables (meta, runs, checkpoints, hmm_fits) declare a PRIMARY KEY. The result tables
+have a key (TableSpec.key) that the store keeps unique itself: every write deletes the rows with
+the batch's keys and inserts the batch, in one transaction (the file lock makes the store the only
+writer). Measured with 336,000 metric values: a six-column primary key made the file 44.5 MiB
+instead of 2.3 MiB and the first compute's writes 2.3 times slower, and bought nothing else.
 """
 
 from __future__ import annotations
@@ -30,25 +36,21 @@ CREATE TABLE checkpoints (
     PRIMARY KEY (run_id, step));
 CREATE TABLE scalars (
     run_id VARCHAR NOT NULL, step BIGINT NOT NULL, epoch DOUBLE, name VARCHAR NOT NULL,
-    value DOUBLE,
-    PRIMARY KEY (run_id, step, name));
+    value DOUBLE);
 CREATE TABLE metrics (
     run_id VARCHAR NOT NULL, step BIGINT NOT NULL, hook_point VARCHAR NOT NULL,
-    tensor VARCHAR NOT NULL, metric VARCHAR NOT NULL, params VARCHAR NOT NULL, value DOUBLE,
-    PRIMARY KEY (run_id, step, hook_point, tensor, metric, params));
+    tensor VARCHAR NOT NULL, metric VARCHAR NOT NULL, params VARCHAR NOT NULL, value DOUBLE);
 CREATE TABLE histograms (
     run_id VARCHAR NOT NULL, step BIGINT NOT NULL, hook_point VARCHAR NOT NULL,
     tensor VARCHAR NOT NULL, metric VARCHAR NOT NULL, params VARCHAR NOT NULL,
     edges DOUBLE[] NOT NULL, counts BIGINT[] NOT NULL,
-    underflow BIGINT NOT NULL, overflow BIGINT NOT NULL,
-    PRIMARY KEY (run_id, step, hook_point, tensor, metric, params));
+    underflow BIGINT NOT NULL, overflow BIGINT NOT NULL);
 CREATE TABLE errors (
     run_id VARCHAR, step BIGINT, file VARCHAR NOT NULL, stage VARCHAR NOT NULL,
     what VARCHAR NOT NULL, why VARCHAR NOT NULL, logged_at TIMESTAMP NOT NULL);
 CREATE TABLE computed (
     run_id VARCHAR NOT NULL, step BIGINT NOT NULL, hook_point VARCHAR NOT NULL,
-    metric VARCHAR NOT NULL, params VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL,
-    PRIMARY KEY (run_id, step, hook_point, metric, params));
+    metric VARCHAR NOT NULL, params VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL);
 CREATE TABLE hmm_fits (
     config_hash VARCHAR PRIMARY KEY, config_json VARCHAR NOT NULL, result_json VARCHAR NOT NULL,
     created_at TIMESTAMP NOT NULL);
@@ -61,6 +63,8 @@ class TableSpec:
 
     columns: Mapping[str, pl.DataType]
     key: tuple[str, ...]
+    # Whether DuckDB enforces the key (INSERT OR REPLACE) or the store does (DELETE + INSERT).
+    primary_key: bool = False
     # Columns the caller may leave out, with the value they get.
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
@@ -71,6 +75,7 @@ TABLES: dict[str, TableSpec] = {
     "runs": TableSpec(
         {"run_id": TEXT, "path": TEXT, "layout": TEXT, "config_json": TEXT},
         key=("run_id",),
+        primary_key=True,
         defaults={"config_json": "{}"},
     ),
     "checkpoints": TableSpec(
@@ -85,6 +90,7 @@ TABLES: dict[str, TableSpec] = {
             "fingerprint": TEXT,
         },
         key=("run_id", "step"),
+        primary_key=True,
         defaults={"epoch": None},
     ),
     "scalars": TableSpec(
@@ -121,8 +127,8 @@ TABLES: dict[str, TableSpec] = {
         key=("run_id", "step", "hook_point", "tensor", "metric", "params"),
         defaults={"tensor": "", "params": "", "underflow": 0, "overflow": 0},
     ),
-    # Errors have no primary key (run_id and step may be NULL for a file that names no run);
-    # a new error replaces an old one with the same (run_id, step, file, stage, what).
+    # run_id and step may be NULL for a file that names no run; a new error replaces an old one
+    # with the same (run_id, step, file, stage, what).
     "errors": TableSpec(
         {
             "run_id": TEXT,

@@ -138,12 +138,34 @@ class Store:
         for table in ("metrics", "histograms", "computed", "errors"):
             con.sql(f"DELETE FROM {table} USING {keys} k WHERE {_on(_CHECKPOINT, table, 'k')}")
 
+    @staticmethod
+    def _put(
+        con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, *, replaced: bool = False
+    ) -> None:
+        """Insert a conformed frame, replacing stored rows with the same key.
+
+        ``replaced``: the caller already deleted every stored row these keys could match.
+        """
+        spec = schema.TABLES[table]
+        name = f"new_{table}"
+        con.register(name, frame)
+        if spec.primary_key:
+            con.sql(f"INSERT OR REPLACE INTO {table} SELECT * FROM {name}")
+            return
+        if not replaced:
+            nullable = schema.NULLABLE_KEYS.get(table, set())
+            match = " AND ".join(
+                f"{table}.{c} {'IS NOT DISTINCT FROM' if c in nullable else '='} k.{c}"
+                for c in spec.key
+            )
+            con.sql(f"DELETE FROM {table} USING {name} k WHERE {match}")
+        con.sql(f"INSERT INTO {table} SELECT * FROM {name}")
+
     def upsert_runs(self, runs: pl.DataFrame) -> None:
         """Insert or replace runs: run_id, path, layout, config_json (optional, JSON text)."""
         frame = conform(runs, "runs")
         with self._writer() as con:
-            con.register("new_runs", frame)
-            con.sql("INSERT OR REPLACE INTO runs SELECT * FROM new_runs")
+            self._put(con, "runs", frame)
 
     def upsert_checkpoints(self, checkpoints: pl.DataFrame) -> pl.DataFrame:
         """Insert or replace checkpoints; returns the (run_id, step) whose fingerprint changed.
@@ -154,16 +176,16 @@ class Store:
         """
         frame = conform(checkpoints, "checkpoints")
         with self._writer() as con:
-            con.register("new_checkpoints", frame)
+            con.register("incoming", frame)
             changed: pl.DataFrame = con.sql(
-                "SELECT n.run_id, n.step FROM new_checkpoints n JOIN checkpoints o "
+                "SELECT n.run_id, n.step FROM incoming n JOIN checkpoints o "
                 "USING (run_id, step) WHERE o.fingerprint <> n.fingerprint ORDER BY ALL"
             ).pl()
             if changed.height:
                 con.register("changed", changed)
                 self._drop_results(con, "changed")
                 self._bump_data_version(con)
-            con.sql("INSERT OR REPLACE INTO checkpoints SELECT * FROM new_checkpoints")
+            self._put(con, "checkpoints", frame)
         return changed
 
     def delete_checkpoints(self, keys: pl.DataFrame) -> None:
@@ -191,35 +213,32 @@ class Store:
         Each ``computed`` row (run_id, step, hook_point, metric, params, fingerprint) marks one
         unit of work as done from that checkpoint version; the metric and histogram rows already
         stored for that unit are replaced by this batch's, so a recomputed unit leaves no stale
-        tensors behind. Other rows are inserted or replaced by their key; a key given twice keeps
+        tensors behind. Other rows replace stored rows with the same key; a key given twice keeps
         its last row. Errors replace an earlier error with the same (run_id, step, file, stage,
         what).
         """
         given = {
             "metrics": metrics,
-            "scalars": scalars,
             "histograms": histograms,
+            "scalars": scalars,
             "errors": errors,
             "computed": computed,
         }
         batch = {name: conform(frame, name) for name, frame in given.items() if frame is not None}
+        units = batch.get("computed")
         with self._writer() as con:
-            for name, frame in batch.items():
-                con.register(f"new_{name}", frame)
-            if "computed" in batch:
+            if units is not None:
+                con.register("units", units)
                 for table in ("metrics", "histograms"):
-                    con.sql(
-                        f"DELETE FROM {table} USING new_computed k WHERE {_on(_UNIT, table, 'k')}"
-                    )
-            for name in ("metrics", "histograms", "scalars", "computed"):
-                if name in batch:
-                    con.sql(f"INSERT OR REPLACE INTO {name} SELECT * FROM new_{name}")
-            if "errors" in batch:
-                same = " AND ".join(
-                    f"errors.{c} IS NOT DISTINCT FROM k.{c}" for c in schema.TABLES["errors"].key
+                    con.sql(f"DELETE FROM {table} USING units k WHERE {_on(_UNIT, table, 'k')}")
+            for name, frame in batch.items():
+                # Rows of a unit deleted just above need no per-row delete (the common case).
+                replaced = (
+                    name in ("metrics", "histograms")
+                    and units is not None
+                    and frame.join(units, on=list(_UNIT), how="anti").height == 0
                 )
-                con.sql(f"DELETE FROM errors USING new_errors k WHERE {same}")
-                con.sql("INSERT INTO errors SELECT * FROM new_errors")
+                self._put(con, name, frame, replaced=replaced)
             self._bump_data_version(con)
 
     def save_fit(self, config_hash: str, config: Mapping[str, Any], result_json: str) -> None:
@@ -239,7 +258,7 @@ class Store:
         ``candidates`` has the columns of ``computed``: run_id, step, hook_point, metric, params
         (optional, '' for none) and fingerprint. Before the first compute, everything is missing.
         """
-        frame = conform(candidates, "computed").with_row_index("order_")
+        frame = conform(candidates, "computed", dedupe=False).with_row_index("order_")
         if not self.exists:
             return frame.drop("order_")
         with self._reader() as con:
