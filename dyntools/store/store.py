@@ -26,15 +26,12 @@ import duckdb
 import polars as pl
 
 from dyntools import __version__
-from dyntools.store import schema
+from dyntools.store import queries, schema
 from dyntools.store.connection import connect, transaction
 from dyntools.store.frames import conform
+from dyntools.store.queries import CHECKPOINT, UNIT, Names, on
 
 DEFAULT_LOCK_TIMEOUT = 10.0
-
-# Columns that tie a result row to the unit of work that produced it.
-_UNIT = ("run_id", "step", "hook_point", "metric", "params")
-_CHECKPOINT = ("run_id", "step")
 
 
 @dataclass(frozen=True)
@@ -45,20 +42,6 @@ class StoredFit:
     config: dict[str, Any]
     result_json: str
     created_at: datetime
-
-
-def _on(columns: Sequence[str], left: str, right: str) -> str:
-    return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns)
-
-
-def _where(filters: Mapping[str, Sequence[str] | None], alias: str) -> tuple[str, list[Any]]:
-    """A WHERE clause keeping rows whose column is in the given list (None: no filter)."""
-    clauses, values = [], []
-    for column, wanted in filters.items():
-        if wanted is not None:
-            clauses.append(f"list_contains(?::VARCHAR[], {alias}.{column})")
-            values.append(list(wanted))
-    return ("WHERE " + " AND ".join(clauses) if clauses else ""), values
 
 
 class Store:
@@ -136,7 +119,7 @@ class Store:
     def _drop_results(con: duckdb.DuckDBPyConnection, keys: str) -> None:
         """Delete every result of the checkpoints in the registered frame ``keys``."""
         for table in ("metrics", "histograms", "computed", "errors"):
-            con.sql(f"DELETE FROM {table} USING {keys} k WHERE {_on(_CHECKPOINT, table, 'k')}")
+            con.sql(f"DELETE FROM {table} USING {keys} k WHERE {on(CHECKPOINT, table, 'k')}")
 
     @staticmethod
     def _put(
@@ -195,7 +178,7 @@ class Store:
             con.register("gone", frame)
             self._drop_results(con, "gone")
             con.sql(
-                f"DELETE FROM checkpoints USING gone k WHERE {_on(_CHECKPOINT, 'checkpoints', 'k')}"
+                f"DELETE FROM checkpoints USING gone k WHERE {on(CHECKPOINT, 'checkpoints', 'k')}"
             )
             self._bump_data_version(con)
 
@@ -230,13 +213,13 @@ class Store:
             if units is not None:
                 con.register("units", units)
                 for table in ("metrics", "histograms"):
-                    con.sql(f"DELETE FROM {table} USING units k WHERE {_on(_UNIT, table, 'k')}")
+                    con.sql(f"DELETE FROM {table} USING units k WHERE {on(UNIT, table, 'k')}")
             for name, frame in batch.items():
                 # Rows of a unit deleted just above need no per-row delete (the common case).
                 replaced = (
                     name in ("metrics", "histograms")
                     and units is not None
-                    and frame.join(units, on=list(_UNIT), how="anti").height == 0
+                    and frame.join(units, on=list(UNIT), how="anti").height == 0
                 )
                 self._put(con, name, frame, replaced=replaced)
             self._bump_data_version(con)
@@ -263,20 +246,14 @@ class Store:
             return frame.drop("order_")
         with self._reader() as con:
             con.register("candidates", frame)
-            missing: pl.DataFrame = con.sql(
-                "SELECT c.* EXCLUDE (order_) FROM candidates c ANTI JOIN computed d "
-                f"ON {_on((*_UNIT, 'fingerprint'), 'c', 'd')} ORDER BY c.order_"
-            ).pl()
+            missing: pl.DataFrame = con.sql(queries.MISSING).pl()
         return missing
 
     def load_fit(self, config_hash: str) -> StoredFit | None:
         """The fit saved under ``config_hash``, or None if there is none (or no database yet)."""
         if not self.exists:
             return None
-        rows = self._query(
-            "SELECT config_json, result_json, created_at FROM hmm_fits WHERE config_hash = ?",
-            [config_hash],
-        ).rows()
+        rows = self._query(queries.FIT, [config_hash]).rows()
         if not rows:
             return None
         config_json, result_json, created_at = rows[0]
@@ -284,93 +261,42 @@ class Store:
 
     def data_version(self) -> int:
         """A counter bumped by every write that changes results: part of a cache key."""
-        return int(self._query("SELECT value FROM meta WHERE key = 'data_version'").item())
+        return int(self._query(queries.DATA_VERSION).item())
 
     def read_runs(self) -> pl.DataFrame:
         """run_id, path, layout, config_json."""
-        return self._query("SELECT * FROM runs ORDER BY run_id")
+        return self._query(queries.RUNS)
 
-    def read_checkpoints(self, run_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    def read_checkpoints(self, run_ids: Names = None) -> pl.DataFrame:
         """run_id, step, epoch, path, size, mtime_ns, header_hash, fingerprint."""
-        where, values = _where({"run_id": run_ids}, "c")
-        return self._query(f"SELECT * FROM checkpoints c {where} ORDER BY run_id, step", values)
+        return self._query(*queries.checkpoints(run_ids))
 
     def read_metrics(
-        self,
-        run_ids: Sequence[str] | None = None,
-        hook_points: Sequence[str] | None = None,
-        metrics: Sequence[str] | None = None,
+        self, run_ids: Names = None, hook_points: Names = None, metrics: Names = None
     ) -> pl.DataFrame:
         """Tidy metric values: run_id, step, epoch, hook_point, tensor, metric, params, value."""
-        where, values = _where(
-            {"run_id": run_ids, "hook_point": hook_points, "metric": metrics}, "m"
-        )
-        return self._query(
-            "SELECT m.run_id, m.step, c.epoch, m.hook_point, m.tensor, m.metric, m.params, m.value "
-            f"FROM metrics m LEFT JOIN checkpoints c USING (run_id, step) {where} "
-            "ORDER BY m.run_id, m.hook_point, m.tensor, m.metric, m.params, m.step",
-            values,
-        )
+        return self._query(*queries.metrics(run_ids, hook_points, metrics))
 
-    def read_scalars(
-        self, run_ids: Sequence[str] | None = None, names: Sequence[str] | None = None
-    ) -> pl.DataFrame:
+    def read_scalars(self, run_ids: Names = None, names: Names = None) -> pl.DataFrame:
         """Training scalars: run_id, step, epoch, name, value."""
-        where, values = _where({"run_id": run_ids, "name": names}, "s")
-        return self._query(f"SELECT * FROM scalars s {where} ORDER BY run_id, name, step", values)
+        return self._query(*queries.scalars(run_ids, names))
 
     def read_histograms(
-        self,
-        run_ids: Sequence[str] | None = None,
-        hook_points: Sequence[str] | None = None,
-        metrics: Sequence[str] | None = None,
+        self, run_ids: Names = None, hook_points: Names = None, metrics: Names = None
     ) -> pl.DataFrame:
         """run_id, step, epoch, hook_point, tensor, metric, params, edges, counts, underflow,
         overflow."""
-        where, values = _where(
-            {"run_id": run_ids, "hook_point": hook_points, "metric": metrics}, "h"
-        )
-        return self._query(
-            "SELECT h.run_id, h.step, c.epoch, h.* EXCLUDE (run_id, step) "
-            f"FROM histograms h LEFT JOIN checkpoints c USING (run_id, step) {where} "
-            "ORDER BY h.run_id, h.hook_point, h.tensor, h.metric, h.params, h.step",
-            values,
-        )
+        return self._query(*queries.histograms(run_ids, hook_points, metrics))
 
-    def read_errors(self, run_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    def read_errors(self, run_ids: Names = None) -> pl.DataFrame:
         """run_id, step, file, stage, what, why, logged_at (UTC), oldest first."""
-        where, values = _where({"run_id": run_ids}, "e")
-        return self._query(f"SELECT * FROM errors e {where} ORDER BY logged_at, file", values)
+        return self._query(*queries.errors(run_ids))
 
     def summary(self) -> pl.DataFrame:
         """What is computed: per run_id, hook_point, metric, params the number of checkpoints,
-        first_step, last_step, and of stored values and NULL values."""
-        return self._query(
-            """
-            WITH done AS (
-                SELECT run_id, hook_point, metric, params, count(*) AS checkpoints,
-                       min(step) AS first_step, max(step) AS last_step
-                FROM computed GROUP BY ALL),
-            vals AS (
-                SELECT run_id, hook_point, metric, params, count(*) AS "values",
-                       count(*) - count(value) AS null_values
-                FROM metrics GROUP BY ALL)
-            SELECT d.*, coalesce(v."values", 0) AS "values",
-                   coalesce(v.null_values, 0) AS null_values
-            FROM done d LEFT JOIN vals v USING (run_id, hook_point, metric, params)
-            ORDER BY run_id, hook_point, metric, params
-            """
-        )
+        first_step, last_step, and the number of stored values and of NULL values."""
+        return self._query(queries.SUMMARY)
 
     def tidy_table(self) -> pl.DataFrame:
         """Metrics and scalars as one table (the export format, see dyntools.store.export)."""
-        return self._query(
-            """
-            SELECT 'metric' AS kind, m.run_id, m.step, c.epoch, m.hook_point, m.tensor,
-                   m.metric AS name, m.params, m.value
-            FROM metrics m LEFT JOIN checkpoints c USING (run_id, step)
-            UNION ALL
-            SELECT 'scalar', run_id, step, epoch, '', '', name, '', value FROM scalars
-            ORDER BY run_id, kind, hook_point, tensor, name, params, step
-            """
-        )
+        return self._query(queries.TIDY)
