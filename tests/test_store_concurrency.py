@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -143,3 +144,68 @@ def test_kill_9_mid_write_leaves_whole_batches_and_writing_resumes(tmp_path: Pat
         assert store.missing_work(units)["step"].to_list() == [max(steps) + 1]
         start = max(steps) + 1  # the next compute resumes where this one stopped
     assert store.read_metrics()["step"].n_unique() == start
+
+
+# One `dyntools compute` stand-in: writes its own run's batches, one transaction each.
+COMPUTE = """
+import sys
+import polars as pl
+from dyntools.store import Store
+
+store = Store(sys.argv[1], lock_timeout=60)
+run, batches = sys.argv[2], int(sys.argv[3])
+for step in range(batches):
+    store.write_results(
+        metrics=pl.DataFrame({
+            "run_id": run, "step": step, "hook_point": "h",
+            "tensor": [f"t{i}" for i in range(500)], "metric": "m", "value": 1.0,
+        }),
+        computed=pl.DataFrame({
+            "run_id": [run], "step": [step], "hook_point": ["h"], "metric": ["m"],
+            "fingerprint": ["f"],
+        }),
+    )
+"""
+
+
+@pytest.mark.slow
+def test_two_computes_and_a_reader_at_once_lose_nothing(db: Path) -> None:
+    batches = 15
+    writers = [
+        subprocess.Popen([sys.executable, "-c", COMPUTE, str(db), run, str(batches)])
+        for run in ("seed0", "seed1")
+    ]
+    reader = Store(db, lock_timeout=60)
+    seen = []
+    try:
+        # The app's side: keep reading while both write; every read gets through.
+        while any(writer.poll() is None for writer in writers):
+            seen.append(reader.read_metrics().height)
+    finally:
+        for writer in writers:
+            writer.wait(timeout=120)
+    assert [writer.returncode for writer in writers] == [0, 0]
+    assert seen == sorted(seen)  # reads only ever see whole batches, never fewer
+    assert all(n % 500 == 0 for n in seen)
+    final = Store(db).read_metrics()
+    assert final.group_by("run_id").len().sort("run_id").rows() == [
+        ("seed0", batches * 500),
+        ("seed1", batches * 500),
+    ]
+
+
+def test_threads_of_one_process_share_the_file(db: Path) -> None:
+    # The app serves sessions from threads: reads and writes from several at once must not
+    # trip over DuckDB's one-configuration-per-file rule within a process.
+    store = Store(db)
+
+    def work(i: int) -> int:
+        if i % 2:
+            store.write_results(
+                scalars=pl.DataFrame({"run_id": ["r"], "step": [i], "name": ["x"], "value": [1.0]})
+            )
+        return store.read_runs().height
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(work, range(12))) == [1] * 12
+    assert store.read_scalars().height == 6
