@@ -115,3 +115,10 @@ def test_a_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(SchemaVersionError, match=rf"{path} is not a dyntools database"):
         Store(path).upsert_runs(pl.DataFrame({"run_id": ["r"], "path": ["/r"], "layout": ["own"]}))
+
+
+def test_a_file_that_is_not_duckdb_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "dyntools.duckdb"
+    path.write_bytes(b"not a database " * 100)
+    with pytest.raises(OSError, match=rf"cannot open dyntools database {path}.*not a valid DuckDB"):
+        Store(path).read_runs()

@@ -66,7 +66,10 @@ def connect(
                 break
             except duckdb.IOException as error:
                 if _LOCK_MESSAGE not in str(error):
-                    raise
+                    raise OSError(
+                        f"cannot open dyntools database {path}: {error} Move that file away or "
+                        "pass --db with another path; a new database is made on the next compute"
+                    ) from error
                 waited = time.monotonic() - start
                 if waited >= lock_timeout:
                     raise StoreBusyError(_busy_message(path, waited, error)) from None
