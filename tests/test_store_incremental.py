@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 import store_fixtures as fx
@@ -107,3 +108,22 @@ def test_a_recomputed_unit_replaces_its_old_rows(computed: Store) -> None:
     got = computed.read_metrics(run_ids=["seed0"], hook_points=["blocks.0.attn"], metrics=["l2"])
     assert got.filter(step=0).select("tensor", "value").rows() == [("a", -1.0)]
     assert got.filter(step=100).height == 3  # the other checkpoints are untouched
+
+
+def test_a_file_left_empty_by_a_killed_first_compute_means_all_missing(tmp_path: Path) -> None:
+    path = tmp_path / "dyntools.duckdb"
+    duckdb.connect(str(path)).close()  # the file exists, but no table was ever committed
+    store = Store(path)
+    units = fx.candidates(fx.checkpoints(), HOOKS, METRICS)
+    assert store.missing_work(units).equals(units)
+    store.write_results(computed=units)  # the next write creates the tables
+    assert store.missing_work(units).height == 0
+
+
+def test_a_database_deleted_under_a_store_is_made_again(tmp_path: Path) -> None:
+    store = Store(tmp_path / "dyntools.duckdb")
+    units = fx.candidates(fx.checkpoints(), HOOKS, METRICS)
+    store.write_results(computed=units)
+    store.path.unlink()
+    store.write_results(computed=units.head(1))
+    assert store.missing_work(units).height == units.height - 1

@@ -34,6 +34,10 @@ from dyntools.store.queries import CHECKPOINT, UNIT, Names, on
 DEFAULT_LOCK_TIMEOUT = 10.0
 
 
+class NoResultsError(FileNotFoundError):
+    """The database file exists but a compute never got as far as creating its tables."""
+
+
 @dataclass(frozen=True)
 class StoredFit:
     """A saved HMM fit: its configuration, its result (JSON text) and when it was saved (UTC)."""
@@ -65,8 +69,9 @@ class Store:
     @contextmanager
     def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        existed = self.exists  # a file deleted since the last check gets its schema again
         with connect(self.path, read_only=False, lock_timeout=self.lock_timeout) as con:
-            if not self._ready:
+            if not self._ready or not existed:
                 with transaction(con):
                     version = schema.read_version(con, self.path)
                     if version is None:
@@ -91,7 +96,7 @@ class Store:
                     yield con
                     return
             if version is None:
-                raise FileNotFoundError(
+                raise NoResultsError(
                     f"dyntools database {self.path} holds no results yet: "
                     "run `dyntools compute FOLDER` first"
                 )
@@ -244,16 +249,20 @@ class Store:
         frame = conform(candidates, "computed", dedupe=False).with_row_index("order_")
         if not self.exists:
             return frame.drop("order_")
-        with self._reader() as con:
-            con.register("candidates", frame)
-            missing: pl.DataFrame = con.sql(queries.MISSING).pl()
+        try:
+            with self._reader() as con:
+                con.register("candidates", frame)
+                missing: pl.DataFrame = con.sql(queries.MISSING).pl()
+        except NoResultsError:
+            return frame.drop("order_")
         return missing
 
     def load_fit(self, config_hash: str) -> StoredFit | None:
         """The fit saved under ``config_hash``, or None if there is none (or no database yet)."""
-        if not self.exists:
+        try:
+            rows = self._query(queries.FIT, [config_hash]).rows() if self.exists else []
+        except NoResultsError:
             return None
-        rows = self._query(queries.FIT, [config_hash]).rows()
         if not rows:
             return None
         config_json, result_json, created_at = rows[0]
