@@ -178,6 +178,10 @@ class Store:
 
     def delete_checkpoints(self, keys: pl.DataFrame) -> None:
         """Forget checkpoints (run_id, step) and all their results, e.g. after the file went away."""
+        if not {"run_id", "step"} <= set(keys.columns):
+            raise ValueError(
+                f"delete_checkpoints needs columns run_id and step, got {keys.columns}"
+            )
         frame = keys.select(pl.col("run_id").cast(pl.String), pl.col("step").cast(pl.Int64))
         with self._writer() as con:
             con.register("gone", frame)
