@@ -1,0 +1,100 @@
+"""The SQL of the store's reads, kept apart from the code that opens files and writes.
+
+Each function returns (query, parameter values); filters given as None do not filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Query = tuple[str, list[Any]]
+Names = Sequence[str] | None
+
+# Columns that tie a result row to the unit of work that produced it.
+UNIT = ("run_id", "step", "hook_point", "metric", "params")
+CHECKPOINT = ("run_id", "step")
+
+
+def on(columns: Sequence[str], left: str, right: str) -> str:
+    """A join condition: every column equal between two aliases."""
+    return " AND ".join(f"{left}.{c} = {right}.{c}" for c in columns)
+
+
+def where(filters: Mapping[str, Names], alias: str) -> Query:
+    """A WHERE clause keeping rows whose column value is in the given list."""
+    clauses, values = [], []
+    for column, wanted in filters.items():
+        if wanted is not None:
+            clauses.append(f"list_contains(?::VARCHAR[], {alias}.{column})")
+            values.append(list(wanted))
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), values
+
+
+MISSING = (
+    "SELECT c.* EXCLUDE (order_) FROM candidates c ANTI JOIN computed d "
+    f"ON {on((*UNIT, 'fingerprint'), 'c', 'd')} ORDER BY c.order_"
+)
+FIT = "SELECT config_json, result_json, created_at FROM hmm_fits WHERE config_hash = ?"
+DATA_VERSION = "SELECT value FROM meta WHERE key = 'data_version'"
+RUNS = "SELECT * FROM runs ORDER BY run_id"
+
+
+def checkpoints(run_ids: Names) -> Query:
+    clause, values = where({"run_id": run_ids}, "c")
+    return f"SELECT * FROM checkpoints c {clause} ORDER BY run_id, step", values
+
+
+def metrics(run_ids: Names, hook_points: Names, names: Names) -> Query:
+    clause, values = where({"run_id": run_ids, "hook_point": hook_points, "metric": names}, "m")
+    return (
+        "SELECT m.run_id, m.step, c.epoch, m.hook_point, m.tensor, m.metric, m.params, m.value "
+        f"FROM metrics m LEFT JOIN checkpoints c USING (run_id, step) {clause} "
+        "ORDER BY m.run_id, m.hook_point, m.tensor, m.metric, m.params, m.step",
+        values,
+    )
+
+
+def scalars(run_ids: Names, names: Names) -> Query:
+    clause, values = where({"run_id": run_ids, "name": names}, "s")
+    return f"SELECT * FROM scalars s {clause} ORDER BY run_id, name, step", values
+
+
+def histograms(run_ids: Names, hook_points: Names, names: Names) -> Query:
+    clause, values = where({"run_id": run_ids, "hook_point": hook_points, "metric": names}, "h")
+    return (
+        "SELECT h.run_id, h.step, c.epoch, h.* EXCLUDE (run_id, step) "
+        f"FROM histograms h LEFT JOIN checkpoints c USING (run_id, step) {clause} "
+        "ORDER BY h.run_id, h.hook_point, h.tensor, h.metric, h.params, h.step",
+        values,
+    )
+
+
+def errors(run_ids: Names) -> Query:
+    clause, values = where({"run_id": run_ids}, "e")
+    return f"SELECT * FROM errors e {clause} ORDER BY logged_at, file", values
+
+
+SUMMARY = """
+    WITH done AS (
+        SELECT run_id, hook_point, metric, params, count(*) AS checkpoints,
+               min(step) AS first_step, max(step) AS last_step
+        FROM computed GROUP BY ALL),
+    vals AS (
+        SELECT run_id, hook_point, metric, params, count(*) AS "values",
+               count(*) - count(value) AS null_values
+        FROM metrics GROUP BY ALL)
+    SELECT d.*, coalesce(v."values", 0) AS "values", coalesce(v.null_values, 0) AS null_values
+    FROM done d LEFT JOIN vals v USING (run_id, hook_point, metric, params)
+    ORDER BY run_id, hook_point, metric, params
+"""
+
+# The export format: see dyntools.store.export for the columns.
+TIDY = """
+    SELECT 'metric' AS kind, m.run_id, m.step, c.epoch, m.hook_point, m.tensor,
+           m.metric AS name, m.params, m.value
+    FROM metrics m LEFT JOIN checkpoints c USING (run_id, step)
+    UNION ALL
+    SELECT 'scalar', run_id, step, epoch, '', '', name, '', value FROM scalars
+    ORDER BY run_id, kind, hook_point, tensor, name, params, step
+"""
