@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from apptest_helpers import chart_data, chart_spec, vega_charts
 from streamlit.testing.v1 import AppTest
 
 from dyntools.checkpoints import CheckpointWriter
-from tests.apptest_helpers import chart_data, chart_spec, vega_charts
-from tests.conftest import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 APP = str(REPO_ROOT / "streamlit_app.py")
 
