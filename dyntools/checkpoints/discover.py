@@ -50,7 +50,7 @@ def discover_runs(folder: str | Path) -> Discovery:
     A missing path raises FileNotFoundError and a file raises NotADirectoryError; everything
     below an existing folder is reported as Problem records instead of raised.
     """
-    root = Path(folder).expanduser()
+    root = Path(folder).expanduser().absolute()
     if not root.exists():
         raise FileNotFoundError(
             f"{root} does not exist: check the path (and that the disk is mounted)"

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 # not pay for importing the training code.
 COMMANDS: dict[str, str] = {
     "train": "dyntools.cli.train_command",
+    "runs": "dyntools.cli.runs_command",
+    "hookpoints": "dyntools.cli.hookpoints_command",
 }
 
 # Exceptions that mean "the user asked for something that cannot be done", reported in one line.
