@@ -136,15 +136,17 @@ def open_checkpoint(ref: CheckpointRef) -> TensorSource:
     opener = OPENERS.get(ref.format)
     if opener is None:
         raise ValueError(f"{ref.path}: unknown checkpoint format {ref.format!r}")
+    size = 0
+    mtime_ns = 0
     for path in ref.files:
         try:
             stat = path.stat()
         except OSError as error:
             raise _os_error(path, error) from None
-        if len(ref.files) == 1 and (
-            stat.st_size != ref.fingerprint.size or stat.st_mtime_ns != ref.fingerprint.mtime_ns
-        ):
-            raise CheckpointError(path, "the file changed since the folder was scanned", _RESCAN)
+        size += stat.st_size
+        mtime_ns = max(mtime_ns, stat.st_mtime_ns)
+    if (size, mtime_ns) != (ref.fingerprint.size, ref.fingerprint.mtime_ns):
+        raise CheckpointError(ref.path, "the files changed since the folder was scanned", _RESCAN)
     stack = ExitStack()
     try:
         getter = opener(ref, stack)

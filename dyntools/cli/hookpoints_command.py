@@ -93,12 +93,13 @@ def _weights(run: Run, select: list[str] | None) -> tuple[dict[str, Any], list[s
     }
     lines = []
     for node in nodes:
+        depth = 0 if select else node.depth  # the whole tree is indented, a selection flat
         flag = "" if node.metric_inputs else "  (no float tensors: not a metric input)"
-        lines.append(f"{'  ' * node.depth}{node.path}  {node.parameters:,} params{flag}")
+        lines.append(f"{'  ' * depth}{node.path}  {node.parameters:,} params{flag}")
         for tensor in node.direct:
             note = "" if tensor.is_float else "  [not a metric input]"
             lines.append(
-                f"{'  ' * (node.depth + 1)}. {tensor.name.rsplit('.', 1)[-1]} "
+                f"{'  ' * (depth + 1)}. {tensor.name.rsplit('.', 1)[-1]} "
                 f"{list(tensor.shape)} {tensor.dtype}{note}"
             )
     return payload, lines
@@ -141,7 +142,8 @@ def handle(args: argparse.Namespace) -> int:
         document.update(payload)
         print(json.dumps(document, indent=2))
         return 0
-    others = f" (1 of {len(found.runs)} runs; choose with --run)" if len(found.runs) > 1 else ""
+    several = len(found.runs) > 1 and args.run is None
+    others = f" (1 of {len(found.runs)} runs; choose with --run)" if several else ""
     where = payload["checkpoint"]
     source = f", step {where['step']}" if where else ""
     print(f"run {run.run_id}{others}: {payload['kind']} hook points{source}")
