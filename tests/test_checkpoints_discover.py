@@ -178,3 +178,45 @@ def test_unnumbered_checkpoint_files_are_reported(tmp_path: Path) -> None:
     messages = [p.message() for p in found.problems]
     assert any("best.safetensors" in m and "no step or epoch number" in m for m in messages)
     assert any("no checkpoints found" in m for m in messages)
+
+
+def test_hf_legacy_pytorch_model_bin(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    run_dir = copy_fixture("hf_trainer", tmp_path)
+    weights = run_dir / "checkpoint-8" / "model.safetensors"
+    torch.save(load_file(str(weights)), run_dir / "checkpoint-8" / "pytorch_model.bin")
+    weights.unlink()
+    (run,) = discover_runs(run_dir).runs
+    assert [(c.step, c.format) for c in run.checkpoints] == [
+        (8, "torch"),
+        (16, "safetensors"),
+        (24, "safetensors"),
+    ]
+    assert {t.name for t in run.checkpoints[0].tensors} == {
+        t.name for t in run.checkpoints[1].tensors
+    }
+
+
+def test_legacy_torch_format_and_non_state_dict_pickles(tmp_path: Path) -> None:
+    torch.save(state(1), tmp_path / "old_1.pt", _use_new_zipfile_serialization=False)
+    torch.save([1, 2, 3], tmp_path / "old_2.pt")
+    found = discover_runs(tmp_path)
+    (run,) = found.runs
+    assert [c.step for c in run.checkpoints] == [1]
+    (problem,) = found.all_problems()
+    assert problem.path == tmp_path / "old_2.pt"
+    assert "holds a list, not a state dict" in problem.what
+
+
+def test_strays_and_folders_reached_twice_are_reported(tmp_path: Path) -> None:
+    model = torch.nn.Linear(2, 2)
+    writer = CheckpointWriter(tmp_path / "run", model, {"task": "t"})
+    writer.save(0)
+    torch.save(model.state_dict(), tmp_path / "run" / "extra_5.pt")
+    (tmp_path / "alias").symlink_to(tmp_path / "run")
+    found = discover_runs(tmp_path)
+    assert [r.run_id for r in found.runs] == ["run"]  # real folders before links
+    messages = {p.path.name: p.message() for p in found.all_problems()}
+    assert "fits no supported layout here" in messages["extra_5.pt"]
+    assert f"the same folder as {tmp_path / 'run'}" in messages["alias"]

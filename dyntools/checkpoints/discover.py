@@ -127,6 +127,7 @@ class _Walker:
     def _list(self, path: Path) -> Listing | None:
         files: list[str] = []
         dirs: list[str] = []
+        linked_dirs: list[str] = []
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
@@ -138,7 +139,7 @@ class _Walker:
                     except OSError:
                         is_dir = is_file = False
                     if is_dir and entry.name not in SKIPPED_DIRS:
-                        dirs.append(entry.name)
+                        (linked_dirs if entry.is_symlink() else dirs).append(entry.name)
                     elif is_file:
                         files.append(entry.name)
                     elif entry.is_symlink() and not is_dir:
@@ -163,7 +164,11 @@ class _Walker:
                 Problem(path, f"cannot list this folder ({error.strerror})", "check the disk")
             )
             return None
-        return Listing(path=path, files=tuple(sorted(files)), dirs=tuple(sorted(dirs)))
+        # Real folders first, so a folder also reachable through a link keeps its real path as
+        # its run id.
+        return Listing(
+            path=path, files=tuple(sorted(files)), dirs=(*sorted(dirs), *sorted(linked_dirs))
+        )
 
     def _report_strays(self, listing: Listing, owned: frozenset[str]) -> None:
         for name in listing.files:
