@@ -220,3 +220,10 @@ def test_strays_and_folders_reached_twice_are_reported(tmp_path: Path) -> None:
     messages = {p.path.name: p.message() for p in found.all_problems()}
     assert "fits no supported layout here" in messages["extra_5.pt"]
     assert f"the same folder as {tmp_path / 'run'}" in messages["alias"]
+
+
+def test_records_are_hashable_for_caches() -> None:
+    found = discover_runs(FIXTURES / "lightning")
+    (run,) = found.runs
+    assert len({run.checkpoints[0], run.checkpoints[0], run.checkpoints[1]}) == 2
+    assert hash(run) == hash(discover_runs(FIXTURES / "lightning").runs[0])

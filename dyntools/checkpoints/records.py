@@ -110,7 +110,8 @@ class CheckpointRef:
     format: str
     tensors: tuple[TensorInfo, ...]
     fingerprint: Fingerprint
-    scalars: Mapping[str, float] = field(default_factory=dict)
+    # Left out of the hash (a dict is not hashable) so refs can key caches; still compared.
+    scalars: Mapping[str, float] = field(default_factory=dict, hash=False)
     container_key: str | None = None
     strip_prefix: str = ""
 
@@ -136,7 +137,7 @@ class Run:
     checkpoints: tuple[CheckpointRef, ...]
     scalar_names: tuple[str, ...]
     problems: tuple[Problem, ...]
-    config: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict, hash=False)
     probe: Path | None = None
 
     @property
