@@ -121,6 +121,13 @@ def test_plain_torch_files_in_numeric_order(tmp_path: Path) -> None:
     for step in (3, 1):
         torch.save({f"module.{k}": v for k, v in state(step).items()}, wrapped / f"ckpt-{step}.pth")
     torch.save(state(5), wrapped.parent / "weights_5.bin")
+    saved = tmp_path / "saved_steps"
+    saved.mkdir()
+    for index in (1, 2):  # the file name numbers 1, 2; the saved global steps order them
+        torch.save(
+            {"global_step": 300 - 100 * index, "epoch": index, "model": state(index)},
+            saved / f"ckpt_{index}.pt",
+        )
 
     found = discover_runs(tmp_path)
     runs = {run.run_id: run for run in found.runs}
@@ -134,6 +141,7 @@ def test_plain_torch_files_in_numeric_order(tmp_path: Path) -> None:
     assert ddp.checkpoints[0].strip_prefix == "module."
     assert {t.name for t in ddp.checkpoints[0].tensors} == set(state())
     assert [c.step for c in runs["."].checkpoints] == [5]
+    assert [(c.step, c.epoch) for c in runs["saved_steps"].checkpoints] == [(100, 2), (200, 1)]
     assert found.all_problems() == ()
 
 
@@ -227,3 +235,11 @@ def test_records_are_hashable_for_caches() -> None:
     (run,) = found.runs
     assert len({run.checkpoints[0], run.checkpoints[0], run.checkpoints[1]}) == 2
     assert hash(run) == hash(discover_runs(FIXTURES / "lightning").runs[0])
+
+
+def test_lightning_monitor_style_names_take_the_saved_step(tmp_path: Path) -> None:
+    version = copy_fixture("lightning", tmp_path) / "lightning_logs" / "version_0"
+    checkpoints = version / "checkpoints"
+    (checkpoints / "epoch=2-step=12.ckpt").rename(checkpoints / "epoch=02-val_loss=0.63.ckpt")
+    (run,) = discover_runs(tmp_path).runs
+    assert [(c.step, c.epoch) for c in run.checkpoints] == [(4, 0), (8, 1), (12, 2)]

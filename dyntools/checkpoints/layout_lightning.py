@@ -4,7 +4,9 @@
 The weights are the ``state_dict`` entry of each checkpoint; the LightningModule attribute that
 holds the network (``net.``, ``model.``) is stripped when every tensor name starts with it.
 Scalars are the last value of each ``metrics.csv`` column logged during the checkpoint's epoch.
-``last.ckpt`` is read only when its step is not already among the other checkpoints.
+``last.ckpt`` is read only when its step is not already among the other checkpoints. Step and
+epoch come from the checkpoint's saved ``global_step`` and ``epoch`` (file names such as
+``epoch=02-val_loss=0.63.ckpt`` need not carry the step).
 """
 
 from __future__ import annotations

@@ -114,24 +114,27 @@ def torch_ref(
 ) -> tuple[CheckpointRef, dict[str, float]]:
     """A reference to a pickled checkpoint, and the numbers saved at its top level.
 
-    The file is memory-mapped to list its tensors; their data are not read. ``step=None`` takes
-    the step from the saved ``global_step``/``step``/``epoch`` entry.
+    The file is memory-mapped to list its tensors; their data are not read. A ``global_step`` or
+    ``step`` saved in the file wins over ``step`` (from the file name), and a saved ``epoch``
+    over ``epoch``; with neither, the saved epoch orders the checkpoint.
     """
     loaded: Any = load_pickle(path)
     key = locate_state_dict(path, loaded)
     state = state_dict_of(loaded, key)
     numbers = numeric_entries(loaded)
-    if step is None:
-        found = next((numbers[k] for k in ("global_step", "step", "epoch") if k in numbers), None)
-        if found is None:
+    saved_step = next((numbers[k] for k in ("global_step", "step") if k in numbers), None)
+    if "epoch" in numbers:
+        epoch = int(numbers["epoch"])
+    if saved_step is not None:
+        step = int(saved_step)
+    elif step is None:
+        if epoch is None:
             raise CheckpointError(
                 path,
                 "neither its name nor its contents give a step or epoch",
                 "rename it to NAME_<step>.pt so that it can be ordered",
             )
-        step = int(found)
-    if epoch is None and "epoch" in numbers:
-        epoch = int(numbers["epoch"])
+        step = epoch
     names = list(state)
     prefix = prefix_rule(names) if prefix_rule else ""
     tensors = tuple(
