@@ -138,7 +138,7 @@ def handle(args: argparse.Namespace) -> int:
     else:
         payload, lines = _weights(run, args.select)
     if args.json:
-        document = {"schema": SCHEMA, "folder": str(found.root.resolve()), "run": run.run_id}
+        document = {"schema": SCHEMA, "folder": str(found.root), "run": run.run_id}
         document.update(payload)
         print(json.dumps(document, indent=2))
         return 0

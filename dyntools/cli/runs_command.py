@@ -48,7 +48,7 @@ def run_json(run: Run) -> dict[str, Any]:
 def discovery_json(found: Discovery) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
-        "folder": str(found.root.resolve()),
+        "folder": str(found.root),
         "runs": [run_json(run) for run in found.runs],
         "problems": [problem_json(p) for p in found.problems],
     }
