@@ -215,3 +215,16 @@ def test_damaged_hf_checkpoint_and_missing_shard(tmp_path: Path) -> None:
     )
     # The earlier checkpoints' trainer_state.json still give checkpoint 24 nothing, 8 its losses.
     assert "train_loss" in run.checkpoints[0].scalars
+
+
+def test_truncated_torch_file(tmp_path: Path) -> None:
+    folder = tmp_path / "loop"
+    folder.mkdir()
+    torch.save(state(1), folder / "ckpt_1.pt")
+    data = (folder / "ckpt_1.pt").read_bytes()
+    (folder / "ckpt_2.pt").write_bytes(data[: len(data) // 2])
+    (folder / "ckpt_3.pt").write_bytes(b"")
+    found = discover_runs(tmp_path)
+    assert [c.step for c in only_run(found).checkpoints] == [1]
+    assert "not a readable torch file" in problem_about(found, folder / "ckpt_2.pt")
+    assert "empty file (0 bytes)" in problem_about(found, folder / "ckpt_3.pt")

@@ -243,3 +243,10 @@ def test_lightning_monitor_style_names_take_the_saved_step(tmp_path: Path) -> No
     (checkpoints / "epoch=2-step=12.ckpt").rename(checkpoints / "epoch=02-val_loss=0.63.ckpt")
     (run,) = discover_runs(tmp_path).runs
     assert [(c.step, c.epoch) for c in run.checkpoints] == [(4, 0), (8, 1), (12, 2)]
+
+
+def test_one_hf_checkpoint_folder_given_directly() -> None:
+    (run,) = discover_runs(FIXTURES / "hf_trainer" / "checkpoint-16").runs
+    assert (run.run_id, run.layout) == (".", "hf-trainer")
+    assert [(c.step, c.epoch) for c in run.checkpoints] == [(16, 1)]
+    assert {"train_loss", "val_loss"} <= set(run.checkpoints[0].scalars)
