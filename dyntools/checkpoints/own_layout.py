@@ -84,16 +84,16 @@ def read_checkpoint(path: Path) -> Checkpoint:
         metadata = handle.metadata() or {}
     match = EPOCH_FILE_RE.match(path.name) or STEP_FILE_RE.match(path.name)
     number = int(match.group(1)) if match else None
-    epoch = _int_or_none(metadata.get(META_EPOCH))
+    epoch = int_or_none(metadata.get(META_EPOCH))
     if epoch is None and path.name.startswith("epoch_"):
         epoch = number
-    step = _int_or_none(metadata.get(META_STEP))
+    step = int_or_none(metadata.get(META_STEP))
     if step is None:
         step = number if number is not None else (epoch or 0)
     return Checkpoint(path=path, step=step, epoch=epoch, scalars=parse_scalars(metadata))
 
 
-def _int_or_none(text: str | None) -> int | None:
+def int_or_none(text: str | None) -> int | None:
     if text is None:
         return None
     try:

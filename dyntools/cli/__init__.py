@@ -16,6 +16,8 @@ from collections.abc import Sequence
 COMMANDS: dict[str, str] = {
     "train": "dyntools.cli.train_command",
     "export": "dyntools.cli.export_command",
+    "runs": "dyntools.cli.runs_command",
+    "hookpoints": "dyntools.cli.hookpoints_command",
 }
 
 # Exceptions that mean "the user asked for something that cannot be done", reported in one line.

@@ -1,0 +1,217 @@
+"""Layout 2, Hugging Face Trainer: ``OUTPUT/checkpoint-N/`` with ``model.safetensors`` (or
+shards ``model-0000k-of-0000n.safetensors`` + ``model.safetensors.index.json``, or a legacy
+``pytorch_model.bin``) and ``trainer_state.json``.
+
+N is the global step. Losses come from ``log_history`` in ``trainer_state.json``: each logged
+value belongs to the first checkpoint at or after its step (a value logged after the last
+checkpoint belongs to none). ``loss`` is renamed ``train_loss`` and ``eval_loss`` ``val_loss``;
+timing entries (``*_runtime``, ``*_per_second``, ``total_flos``) and the end-of-training
+summary are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from dyntools.checkpoints.listing import Claim, LayoutReader, Listing
+from dyntools.checkpoints.records import CheckpointError, CheckpointRef, Problem
+from dyntools.checkpoints.run_builder import (
+    assemble_run,
+    problem_for,
+    safetensors_ref,
+    torch_ref,
+    with_scalars,
+)
+from dyntools.checkpoints.safetensors_header import read_header
+
+NAME = "hf-trainer"
+CHECKPOINT_DIR_RE: Final = re.compile(r"^checkpoint-(\d+)$")
+TRAINER_STATE: Final = "trainer_state.json"
+CONFIG_JSON: Final = "config.json"
+# Weight files in the order they are looked for inside checkpoint-N/.
+SINGLE_FILES: Final = ("model.safetensors", "adapter_model.safetensors")
+SAFETENSORS_INDEX: Final = "model.safetensors.index.json"
+PICKLE_FILE: Final = "pytorch_model.bin"
+RENAMED: Final = {"loss": "train_loss", "eval_loss": "val_loss"}
+SKIPPED_SUFFIXES: Final = ("_runtime", "_per_second")
+SKIPPED_KEYS: Final = frozenset({"step", "epoch", "total_flos"})
+
+
+def detect(listing: Listing) -> bool:
+    if any(CHECKPOINT_DIR_RE.match(name) for name in listing.dirs):
+        return True
+    # The folder given may itself be one checkpoint-N/.
+    return bool(CHECKPOINT_DIR_RE.match(listing.path.name)) and _has_weights(listing.files)
+
+
+def _has_weights(files: Sequence[str]) -> bool:
+    names = set(files)
+    return bool(names & {*SINGLE_FILES, SAFETENSORS_INDEX, PICKLE_FILE})
+
+
+def read(listing: Listing, run_id: str) -> Claim:
+    problems: list[Problem] = []
+    if CHECKPOINT_DIR_RE.match(listing.path.name) and _has_weights(listing.files):
+        folders = [listing.path]
+        # One checkpoint folder on its own: it is the whole run.
+        owned = frozenset(listing.files) | frozenset(listing.dirs)
+    else:
+        folders = [listing.path / n for n in listing.dirs if CHECKPOINT_DIR_RE.match(n)]
+        # The final model save_model() writes beside the checkpoints has no step: not read.
+        owned = frozenset(n for n in listing.dirs if CHECKPOINT_DIR_RE.match(n)) | frozenset(
+            listing.files
+        )
+    candidates: list[CheckpointRef] = []
+    history: list[dict[str, Any]] = []
+    config: dict[str, Any] = {}
+    for folder in sorted(folders, key=_step_of):
+        step = _step_of(folder)
+        state = _read_json(folder / TRAINER_STATE, problems)
+        history.extend(_entries(state))
+        config = _read_json(folder / CONFIG_JSON, problems, required=False) or config
+        try:
+            ref = _checkpoint(folder, step, _epoch(state))
+        except (ValueError, OSError) as error:
+            problems.append(problem_for(_weights_path(folder), error))
+            continue
+        candidates.append(ref)
+    candidates = _attach(candidates, history)
+    run = assemble_run(
+        run_id=run_id,
+        path=listing.path,
+        layout=NAME,
+        candidates=candidates,
+        problems=problems,
+        config=config,
+    )
+    return Claim(run=run, owned=owned)
+
+
+def _step_of(folder: Path) -> int:
+    match = CHECKPOINT_DIR_RE.match(folder.name)
+    return int(match.group(1)) if match else 0
+
+
+def _weights_path(folder: Path) -> Path:
+    for name in (*SINGLE_FILES, SAFETENSORS_INDEX, PICKLE_FILE):
+        if (folder / name).exists():
+            return folder / name
+    return folder
+
+
+def _checkpoint(folder: Path, step: int, epoch: int | None) -> CheckpointRef:
+    index = folder / SAFETENSORS_INDEX
+    if index.is_file():
+        return _sharded(folder, index, step, epoch)
+    for name in SINGLE_FILES:
+        if (folder / name).is_file():
+            return safetensors_ref([folder / name], step=step, epoch=epoch)
+    if (folder / PICKLE_FILE).is_file():
+        ref, _ = torch_ref(folder / PICKLE_FILE, step=step, epoch=epoch)
+        return ref
+    raise CheckpointError(
+        folder,
+        "holds no model weights",
+        f"expected {SINGLE_FILES[0]}, {SAFETENSORS_INDEX} with its shards, or {PICKLE_FILE}",
+    )
+
+
+def _sharded(folder: Path, index: Path, step: int, epoch: int | None) -> CheckpointRef:
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError("weight_map is not an object")
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(
+            index, f"not a valid shard index ({error})", "save the checkpoint again"
+        ) from None
+    shards = sorted({str(name) for name in weight_map.values()})
+    files = [folder / shard for shard in shards]
+    headers = []
+    for path in files:
+        if not path.is_file():
+            raise CheckpointError(
+                path, f"is named in {index.name} but missing", "copy the missing shard back"
+            )
+        headers.append(read_header(path))
+    for path, header in zip(files, headers, strict=True):
+        have = {info.name for info in header.tensors}
+        missing = [n for n, shard in weight_map.items() if shard == path.name and n not in have]
+        if missing:
+            raise CheckpointError(
+                path,
+                f"lacks {missing[0]!r}, which {index.name} places there",
+                "the shard and the index do not match: save the checkpoint again",
+            )
+    return safetensors_ref(files, step=step, epoch=epoch, headers=headers)
+
+
+def _read_json(path: Path, problems: list[Problem], *, required: bool = True) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if required:
+            problems.append(
+                Problem(path, "missing", "its losses are unknown; weights are still read")
+            )
+        return {}
+    except (OSError, ValueError) as error:
+        problems.append(
+            problem_for(path, error)
+            if isinstance(error, OSError)
+            else Problem(
+                path, f"not valid JSON ({error})", "its losses are unknown; weights are still read"
+            )
+        )
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _epoch(state: Mapping[str, Any]) -> int | None:
+    epoch = state.get("epoch")
+    if isinstance(epoch, int | float) and math.isfinite(epoch) and float(epoch).is_integer():
+        return int(epoch)
+    return None
+
+
+def _entries(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    history = state.get("log_history")
+    if not isinstance(history, list):
+        return []
+    return [e for e in history if isinstance(e, dict) and isinstance(e.get("step"), int)]
+
+
+def _scalars(entry: Mapping[str, Any]) -> dict[str, float]:
+    if "train_runtime" in entry:  # the end-of-training summary, not a point of the curve
+        return {}
+    out = {}
+    for key, value in entry.items():
+        if key in SKIPPED_KEYS or key.endswith(SKIPPED_SUFFIXES) or isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            out[RENAMED.get(key, key)] = float(value)
+    return out
+
+
+def _attach(refs: list[CheckpointRef], history: list[dict[str, Any]]) -> list[CheckpointRef]:
+    # Each checkpoint's trainer_state.json repeats the earlier history: keep one value per
+    # (step, name), and give each to the first checkpoint at or after its step.
+    steps = sorted(ref.step for ref in refs)
+    per_step: dict[int, dict[str, float]] = {}
+    for entry in sorted(history, key=lambda e: int(e["step"])):
+        per_step.setdefault(int(entry["step"]), {}).update(_scalars(entry))
+    per_checkpoint: dict[int, dict[str, float]] = {}
+    for logged_step, values in sorted(per_step.items()):
+        position = bisect_left(steps, logged_step)
+        if position < len(steps):
+            per_checkpoint.setdefault(steps[position], {}).update(values)
+    return [with_scalars(ref, per_checkpoint.get(ref.step, {})) for ref in refs]
+
+
+READER = LayoutReader(name=NAME, detect=detect, read=read)

@@ -1,0 +1,67 @@
+"""Activation hook points: the named modules of the rebuilt model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dyntools.activations import activation_hook_points, rebuild_model
+from dyntools.models import register_model
+
+
+@register_model("read-test-tiny")
+def _tiny(width: int = 3) -> torch.nn.Module:
+    model = torch.nn.Module()
+    model.fc1 = torch.nn.Linear(2, width)
+    model.act = torch.nn.ReLU()
+    model.fc2 = torch.nn.Linear(width, 1)
+    return model
+
+
+def test_modules_of_a_registered_model_from_run_json() -> None:
+    config = {"model": {"name": "read-test-tiny", "kwargs": {"width": 5}}}
+    points = activation_hook_points(config)
+    assert [(p.path, p.module_type, p.parameters, p.is_leaf) for p in points] == [
+        ("fc1", "Linear", 2 * 5 + 5, True),
+        ("act", "ReLU", 0, True),
+        ("fc2", "Linear", 5 + 1, True),
+    ]
+
+
+def test_modules_from_an_explicit_factory() -> None:
+    config = {"model": {"name": "not-registered", "kwargs": {"hidden": 7}}}
+    points = activation_hook_points(config, factory="tiny_factories:tiny_mlp")
+    reference = torch.nn.Sequential(
+        torch.nn.Linear(3, 7), torch.nn.ReLU(), torch.nn.Sequential(torch.nn.Linear(7, 2))
+    )
+    assert [(p.path, p.parameters) for p in points] == [
+        (name, sum(x.numel() for x in module.parameters()))
+        for name, module in reference.named_modules()
+        if name
+    ]
+    assert [p.is_leaf for p in points] == [True, True, False, True]
+    # Without run.json's model entry the factory alone builds it, with its defaults.
+    assert rebuild_model({}, factory="tiny_factories:tiny_mlp")[0].out_features == 5
+
+
+def test_no_model_description_asks_for_a_factory() -> None:
+    with pytest.raises(ValueError, match=r"--factory mypackage\.models:make_model"):
+        activation_hook_points({"task": "custom"})
+
+
+def test_nothing_named_in_a_run_folder_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "sneaky_models.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).touch()\ndef build(**kw): ...\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = {"model": {"name": "sneaky_models:build", "factory": "sneaky_models:build"}}
+    with pytest.raises(ValueError, match="unknown model 'sneaky_models:build'"):
+        activation_hook_points(config)
+    assert not marker.exists()
+    assert "sneaky_models" not in sys.modules
