@@ -6,11 +6,10 @@ Works from run records read by ``dyntools.checkpoints``; knows no file format it
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import polars as pl
 
-from dyntools.checkpoints import OwnRun
+from dyntools.checkpoints import Run
 
 SCALARS_SCHEMA = {
     "run_id": pl.Utf8,
@@ -22,27 +21,29 @@ SCALARS_SCHEMA = {
 }
 
 
-def run_id(run: OwnRun, root: Path) -> str:
-    """A run's id: its folder relative to the analysed folder (``.`` when it is the folder)."""
-    try:
-        return run.path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return run.path.as_posix()
+def task_of(run: Run) -> str:
+    """The run's task from run.json; other layouts are grouped under their layout name."""
+    task = run.config.get("task")
+    return task if isinstance(task, str) and task else f"({run.layout})"
 
 
-def runs_table(runs: Sequence[OwnRun], root: Path) -> pl.DataFrame:
-    """One row per run: id, task, model, seed, checkpoint count, epochs and final accuracies."""
+def runs_table(runs: Sequence[Run]) -> pl.DataFrame:
+    """One row per run: id, layout, task, model, seed, checkpoints, steps, final accuracies."""
     rows = []
     for run in runs:
         last = run.checkpoints[-1] if run.checkpoints else None
+        model = run.config.get("model")
+        seed = run.config.get("seed")
         rows.append(
             {
-                "run_id": run_id(run, root),
-                "task": str(run.config.get("task", "")),
-                "model": str(run.config.get("model", {}).get("name", "")),
-                "seed": run.config.get("seed"),
+                "run_id": run.run_id,
+                "layout": run.layout,
+                "task": task_of(run),
+                "model": str(model.get("name", "")) if isinstance(model, dict) else "",
+                "seed": seed if isinstance(seed, int) else None,
                 "checkpoints": len(run.checkpoints),
-                "first_epoch": run.checkpoints[0].epoch if run.checkpoints else None,
+                "first_step": run.first_step,
+                "last_step": run.last_step,
                 "last_epoch": last.epoch if last else None,
                 "final_train_acc": last.scalars.get("train_acc") if last else None,
                 "final_val_acc": last.scalars.get("val_acc") if last else None,
@@ -52,11 +53,13 @@ def runs_table(runs: Sequence[OwnRun], root: Path) -> pl.DataFrame:
         rows,
         schema={
             "run_id": pl.Utf8,
+            "layout": pl.Utf8,
             "task": pl.Utf8,
             "model": pl.Utf8,
             "seed": pl.Int64,
             "checkpoints": pl.Int64,
-            "first_epoch": pl.Int64,
+            "first_step": pl.Int64,
+            "last_step": pl.Int64,
             "last_epoch": pl.Int64,
             "final_train_acc": pl.Float64,
             "final_val_acc": pl.Float64,
@@ -64,12 +67,12 @@ def runs_table(runs: Sequence[OwnRun], root: Path) -> pl.DataFrame:
     )
 
 
-def scalars_table(runs: Sequence[OwnRun], root: Path) -> pl.DataFrame:
+def scalars_table(runs: Sequence[Run]) -> pl.DataFrame:
     """Training scalars in tidy form: one row per (run, checkpoint, scalar name)."""
     rows = [
         {
-            "run_id": run_id(run, root),
-            "task": str(run.config.get("task", "")),
+            "run_id": run.run_id,
+            "task": task_of(run),
             "epoch": checkpoint.epoch,
             "step": checkpoint.step,
             "name": name,

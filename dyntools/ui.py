@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from dyntools.checkpoints import find_own_runs, read_own_run
+from dyntools.checkpoints import discover_runs
 from dyntools.overview import runs_table, scalars_table
 
 FOLDER_KEY = "dyntools.folder"
@@ -85,12 +85,6 @@ def current_folder() -> Path | None:
 @st.cache_data(ttl=30, show_spinner="Reading runs...")
 def load_runs(folder: str) -> LoadedRuns:
     """Read every run below ``folder`` (cached for 30 s so new checkpoints show up)."""
-    root = Path(folder)
-    runs = []
-    problems = []
-    for path in find_own_runs(root):
-        try:
-            runs.append(read_own_run(path))
-        except (OSError, ValueError) as error:  # one bad run must not hide the others
-            problems.append(f"{path}: {error}")
-    return LoadedRuns(runs_table(runs, root), scalars_table(runs, root), tuple(problems))
+    discovery = discover_runs(Path(folder))
+    problems = tuple(problem.message() for problem in discovery.all_problems())
+    return LoadedRuns(runs_table(discovery.runs), scalars_table(discovery.runs), problems)

@@ -10,12 +10,15 @@ if folder is None:
     st.stop()
 
 loaded = ui.load_runs(str(folder))
-for problem in loaded.problems:
-    st.warning(problem)
+if loaded.problems:
+    with st.expander(f"{len(loaded.problems)} problems found while reading `{folder}`"):
+        for problem in loaded.problems:
+            st.warning(problem)
 if loaded.runs.is_empty():
     st.warning(
-        f"No runs found in `{folder}`: expected folders with `run.json` and "
-        "`epoch_*.safetensors`. Train one with `dyntools train modular-addition --seed 0 --out DIR`."
+        f"No runs found in `{folder}`: expected dyntools runs (`run.json` + "
+        "`epoch_*.safetensors`), Hugging Face `checkpoint-N/`, Lightning `.ckpt`, torch `.pt` "
+        "or numbered `.safetensors` files. Train one with `dyntools train modular-addition --seed 0 --out DIR`."
     )
     st.stop()
 

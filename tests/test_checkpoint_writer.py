@@ -13,13 +13,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from dyntools.checkpoints import (
-    CheckpointWriter,
-    find_own_runs,
-    read_own_run,
-    read_run_json,
-)
+from dyntools.checkpoints import CheckpointWriter, Run, discover_runs, read_run_json
 from dyntools.checkpoints.format import RUN_SCHEMA_VERSION
+
+
+def read_own_run(path: Path) -> Run:
+    """The one run in ``path``, as the readers see it."""
+    (run,) = discover_runs(path).runs
+    assert run.layout == "dyntools"
+    return run
 
 
 class TiedNet(torch.nn.Module):
@@ -145,5 +147,5 @@ def test_a_crash_mid_write_leaves_no_valid_looking_checkpoint(tmp_path: Path) ->
     leftovers = [n for n in names if n.endswith(".tmp")]
     assert leftovers and all(n.startswith(".") for n in leftovers)
     assert not [n for n in names if n.endswith(".safetensors")]
-    assert read_own_run(tmp_path).checkpoints == ()
-    assert find_own_runs(tmp_path) == [tmp_path]
+    run = read_own_run(tmp_path)
+    assert run.checkpoints == () and run.problems == ()

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import torch
 from layout_builders import FIXTURES, copy_fixture, state, write_bare
+from safetensors import safe_open
 from safetensors.torch import save_file
 
-from dyntools.checkpoints import CheckpointWriter, discover_runs, find_own_runs, read_own_run
+from dyntools.checkpoints import CheckpointWriter, discover_runs
 from dyntools.checkpoints.run_builder import numbers_in_name
 
 
-def test_own_layout_matches_the_own_reader(tmp_path: Path) -> None:
+def test_own_layout_matches_the_written_headers(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
     writer = CheckpointWriter(tmp_path / "sweep" / "seed0", model, {"task": "t", "seed": 0})
     writer.save_probe(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
@@ -25,17 +26,23 @@ def test_own_layout_matches_the_own_reader(tmp_path: Path) -> None:
 
     found = discover_runs(tmp_path)
     (run,) = found.runs
-    own = read_own_run(tmp_path / "sweep" / "seed0")
+    # Independent reference: the metadata of each file, read with safetensors itself.
+    files = sorted((tmp_path / "sweep" / "seed0").glob("epoch_*.safetensors"))
+    headers = []
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            headers.append(handle.metadata())
     assert run.run_id == "sweep/seed0"
     assert run.layout == "dyntools"
-    assert [c.step for c in run.checkpoints] == [c.step for c in own.checkpoints] == [0, 8, 16, 80]
+    assert [c.step for c in run.checkpoints] == [int(h["step"]) for h in headers] == [0, 8, 16, 80]
     assert [c.epoch for c in run.checkpoints] == [0, 1, 2, 10]
-    assert [dict(c.scalars) for c in run.checkpoints] == [dict(c.scalars) for c in own.checkpoints]
+    assert [dict(c.scalars) for c in run.checkpoints] == [
+        {"train_loss": float(h["train_loss"]), "val_acc": float(h["val_acc"])} for h in headers
+    ]
     assert run.scalar_names == ("train_loss", "val_acc")
     assert run.config["seed"] == 0
-    assert run.probe == own.probe
+    assert run.probe == tmp_path / "sweep" / "seed0" / "probe.safetensors"
     assert found.all_problems() == ()
-    assert find_own_runs(tmp_path) == [tmp_path / "sweep" / "seed0"]
 
 
 def test_hf_trainer_checkpoints_and_log_history() -> None:

@@ -8,14 +8,6 @@ Reading: ``discover_runs(folder)`` finds every run below a folder in any support
 
 from dyntools.checkpoints.discover import LAYOUTS, discover_runs, run_id_for
 from dyntools.checkpoints.fingerprint import fingerprint_files
-from dyntools.checkpoints.own_layout import (
-    Checkpoint,
-    OwnRun,
-    find_own_runs,
-    read_checkpoint,
-    read_own_run,
-    read_run_json,
-)
 from dyntools.checkpoints.records import (
     CheckpointError,
     CheckpointRef,
@@ -25,30 +17,26 @@ from dyntools.checkpoints.records import (
     Run,
     TensorInfo,
 )
+from dyntools.checkpoints.run_metadata import read_run_json
 from dyntools.checkpoints.tensors import TensorSource, open_checkpoint
 from dyntools.checkpoints.writer import MAX_PROBE_SAMPLES, CheckpointWriter, prepare_state_dict
 
 __all__ = [
     "LAYOUTS",
     "MAX_PROBE_SAMPLES",
-    "Checkpoint",
     "CheckpointError",
     "CheckpointRef",
     "CheckpointWriter",
     "Discovery",
     "Fingerprint",
-    "OwnRun",
     "Problem",
     "Run",
     "TensorInfo",
     "TensorSource",
     "discover_runs",
-    "find_own_runs",
     "fingerprint_files",
     "open_checkpoint",
     "prepare_state_dict",
-    "read_checkpoint",
-    "read_own_run",
     "read_run_json",
     "run_id_for",
 ]

@@ -40,7 +40,7 @@ SKIPPED_DIRS: Final = frozenset({"__pycache__", "node_modules"})
 SUPPORTED: Final = (
     "expected run.json + epoch_NNNNN.safetensors (dyntools), checkpoint-N/ (Hugging Face "
     "Trainer), *.ckpt (Lightning), numbered *.pt/*.pth/*.bin (torch.save) or numbered "
-    "*.safetensors files; see docs/readme-reading.md"
+    "*.safetensors files; see the README, section 'Reading checkpoint folders'"
 )
 
 

@@ -6,7 +6,6 @@ when a writer put numbers there. Shard names (``model-00001-of-00002``) are not 
 from __future__ import annotations
 
 from dyntools.checkpoints.listing import Claim, LayoutReader, Listing
-from dyntools.checkpoints.own_layout import parse_scalars
 from dyntools.checkpoints.records import CheckpointRef, Problem
 from dyntools.checkpoints.run_builder import (
     SHARD_RE,
@@ -15,6 +14,7 @@ from dyntools.checkpoints.run_builder import (
     problem_for,
     safetensors_ref,
 )
+from dyntools.checkpoints.run_metadata import parse_scalars
 from dyntools.checkpoints.safetensors_header import read_header
 
 NAME = "safetensors"

@@ -16,9 +16,9 @@ from dyntools.checkpoints.format import (
     STEP_FILE_RE,
 )
 from dyntools.checkpoints.listing import Claim, LayoutReader, Listing
-from dyntools.checkpoints.own_layout import int_or_none, parse_scalars, read_run_json
 from dyntools.checkpoints.records import CheckpointRef, Problem
 from dyntools.checkpoints.run_builder import assemble_run, problem_for, safetensors_ref
+from dyntools.checkpoints.run_metadata import int_or_none, parse_scalars, read_run_json
 from dyntools.checkpoints.safetensors_header import read_header
 
 NAME = "dyntools"
