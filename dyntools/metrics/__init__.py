@@ -5,6 +5,18 @@ temporal metrics, activation statistics and histograms, and HSIC for the informa
 Every metric has a stable snake_case name in ``REGISTRY``.
 """
 
+from dyntools.metrics.activations import (
+    DEFAULT_DEAD_THRESHOLD,
+    DEFAULT_HISTOGRAM,
+    ActivationStats,
+    Histogram,
+    HistogramSpec,
+    activation_stats,
+    histogram,
+    shared_spec,
+    value_range,
+)
+from dyntools.metrics.hsic import InformationPlane, InformationPoint, pyglow_hsic
 from dyntools.metrics.pooled import PooledAccumulator, PooledStats, paper_features
 from dyntools.metrics.records import (
     ALL_HOOK_POINTS,
@@ -29,11 +41,18 @@ from dyntools.metrics.weights import WeightMetrics, compute_weight_metrics
 
 __all__ = [
     "ALL_HOOK_POINTS",
+    "DEFAULT_DEAD_THRESHOLD",
+    "DEFAULT_HISTOGRAM",
     "PAPER_FEATURES",
     "PAPER_FEATURES_TENSOR",
     "POOLED_TENSOR",
     "REGISTRY",
     "SV_ZERO_THRESHOLD",
+    "ActivationStats",
+    "Histogram",
+    "HistogramSpec",
+    "InformationPlane",
+    "InformationPoint",
     "MappingSource",
     "MetricSpec",
     "MetricValue",
@@ -42,14 +61,19 @@ __all__ = [
     "SkippedTensor",
     "TensorSource",
     "WeightMetrics",
+    "activation_stats",
     "compute_weight_metrics",
     "cosine_to_init",
     "default_hook_point",
     "default_role",
+    "histogram",
     "metric_names",
     "paper_features",
+    "pyglow_hsic",
     "relative_update",
     "select_metrics",
+    "shared_spec",
     "singular_values",
     "split_heads",
+    "value_range",
 ]

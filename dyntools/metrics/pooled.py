@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dyntools.metrics.finite import all_finite, count_nonfinite
 from dyntools.metrics.records import (
     ALL_HOOK_POINTS,
     PAPER_FEATURES_TENSOR,
@@ -73,12 +74,11 @@ class PooledAccumulator:
         n = flat.numel()
         if n == 0:
             return
-        finite = torch.isfinite(flat)
-        if not bool(finite.all()):
-            self.nonfinite += n - int(finite.sum())
+        if not all_finite(flat):
+            nan, inf = count_nonfinite(flat)
+            self.nonfinite += nan + inf
         else:
-            var, mean = torch.var_mean(flat.double(), correction=0)
-            self._merge(n, float(mean), float(var) * n)
+            self._merge(n, *_mean_and_m2(flat))
         self.count += n
         if self._kept is not None:
             self._kept_bytes += n * flat.element_size()
@@ -114,6 +114,36 @@ class PooledAccumulator:
         else:
             median = _bracket_median(n, torch.cat(self._samples).sort().values, reread)
         return PooledStats(n, self._mean, var, median, reason)
+
+
+def _sums(flat: torch.Tensor) -> tuple[float, float]:
+    """(sum, sum of squares): float32 reductions over rows of 4096, added up in float64."""
+    width = 4096
+    rows = flat.numel() // width
+    main = flat[: rows * width].view(rows, width)
+    rest = flat[rows * width :].double()
+    total = float(main.sum(dim=1).double().sum()) + float(rest.sum())
+    squares = float((torch.linalg.vector_norm(main, dim=1).double() ** 2).sum())
+    return total, squares + float((rest**2).sum())
+
+
+def _mean_and_m2(flat: torch.Tensor) -> tuple[float, float]:
+    """Mean and sum of squared deviations of finite values, without a float64 copy.
+
+    torch.var_mean is exact but slow (0.26 s for 19 M values here); sums over rows are ten
+    times faster. When the mean dominates the spread, sum-of-squares loses digits, so the values
+    are shifted by the mean and summed again.
+    """
+    n = flat.numel()
+    total, squares = _sums(flat)
+    mean = total / n
+    m2 = squares - n * mean * mean
+    if m2 < 1e-3 * squares:
+        shift = float(torch.tensor(mean, dtype=flat.dtype))
+        total, squares = _sums(flat - shift)
+        mean = shift + total / n
+        m2 = squares - total * total / n
+    return mean, max(m2, 0.0)
 
 
 def _compare_dtype(flat: torch.Tensor, *bounds: float) -> torch.Tensor:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import torch
 
+from dyntools.metrics.finite import all_finite
+
 # (value, reason): value None means missing, and reason says why.
 Outcome = tuple[float | None, str | None]
 
@@ -19,9 +21,9 @@ def _check(current: torch.Tensor, other: torch.Tensor | None, what: str) -> str 
         return f"no {what} version of this tensor"
     if other.shape != current.shape:
         return f"shape changed from {list(other.shape)} ({what}) to {list(current.shape)}"
-    if not bool(torch.isfinite(other).all()):
+    if not all_finite(other):
         return f"the {what} version holds NaN/inf"
-    if not bool(torch.isfinite(current).all()):
+    if not all_finite(current):
         return "this version holds NaN/inf"
     return None
 

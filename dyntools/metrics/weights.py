@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dyntools.metrics.finite import all_finite, count_nonfinite
 from dyntools.metrics.pooled import (
     DEFAULT_IN_MEMORY_BYTES,
     PooledAccumulator,
@@ -94,7 +95,8 @@ def compute_weight_metrics(
 ) -> WeightMetrics:
     """Weight metrics of the tensors ``names`` of one checkpoint.
 
-    ``metrics``: names from the matrix, conv, pooled and temporal families (default: all).
+    ``metrics``: names from the matrix, conv, pooled and temporal families (default: all, the
+    temporal ones only when ``previous``/``initial`` is given).
     ``hook_points``: tensor -> hook point (default: the name minus its last component).
     ``heads``: tensor -> number of heads to split it into (W_Q/W_K/W_V per-head option).
     ``roles``: tensor -> "weight" | "bias" | "other" for the pooled statistics (default:
@@ -102,6 +104,14 @@ def compute_weight_metrics(
     for ``relative_update`` and ``cosine_to_init``.
     """
     chosen = select_metrics(metrics, *WEIGHT_FAMILIES)
+    if metrics is None:
+        # By default a temporal metric is computed only when its other checkpoint is given.
+        given = {"previous": previous is not None, "initial": initial is not None}
+        chosen = tuple(
+            name
+            for name in chosen
+            if name not in TEMPORAL_METRICS or given[TEMPORAL_METRICS[name][1]]
+        )
     families = {name: REGISTRY[name].family for name in chosen}
     selection = _Selection(
         matrix=[n for n in chosen if families[n] == "matrix"],
@@ -380,9 +390,7 @@ def _as_float(
 
 
 def _nonfinite(matrix: torch.Tensor) -> str | None:
-    finite = torch.isfinite(matrix)
-    if bool(finite.all()):
+    if all_finite(matrix):
         return None
-    nan = int(torch.isnan(matrix).sum())
-    inf = int((~finite).sum()) - nan
+    nan, inf = count_nonfinite(matrix)
     return f"holds {nan} NaN and {inf} inf values of {matrix.numel()}"
