@@ -163,7 +163,7 @@ def test_one_hot_and_float_targets() -> None:
 
 def test_memory_stays_quadratic_in_samples(tmp_path: Path) -> None:
     # m x m x d would be 64 * 64 * 300k * 4 bytes = 4.9 GB; the Gram way needs the input
-    # (77 MB) plus 16 MB float64 blocks and a few 64 x 64 matrices.
+    # (77 MB) plus 4 MB float64 blocks and a few 64 x 64 matrices.
     script = textwrap.dedent(
         """
         import re, torch

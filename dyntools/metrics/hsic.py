@@ -33,7 +33,7 @@ Sigma = float | Literal["median"]
 PYGLOW_SIGMA = 5.0
 DEFAULT_VARIANT = "normalized"
 # Float64 column blocks of the representation are at most this large while building the Gram.
-GRAM_BLOCK_BYTES = 16 * 2**20
+GRAM_BLOCK_BYTES = 4 * 2**20
 
 
 def squared_distances(samples: torch.Tensor) -> torch.Tensor:
@@ -45,10 +45,10 @@ def squared_distances(samples: torch.Tensor) -> torch.Tensor:
     gram = torch.zeros(m, m, dtype=torch.float64)
     step = max(1, GRAM_BLOCK_BYTES // (8 * m))
     for start in range(0, d, step):
-        block = flat[:, start : start + step].to(torch.float64)
+        block = flat[:, start : start + step].to(torch.float64, copy=True)
         # Centring the columns leaves distances unchanged and avoids cancellation in
         # |a_i|^2 + |a_j|^2 - 2 a_i.a_j when the samples share a large offset (post-ReLU).
-        block = block - block.mean(dim=0, keepdim=True)
+        block.sub_(block.mean(dim=0, keepdim=True))
         gram.addmm_(block, block.T)
     norms = gram.diagonal().clone()
     distances = (norms[:, None] + norms[None, :] - 2.0 * gram).clamp_min_(0.0)
