@@ -1,0 +1,79 @@
+"""Pooled statistics (streamed mean/var, exact lower median) and the paper-features aggregate."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dyntools.metrics import MetricValue, PooledAccumulator, paper_features
+
+
+def _pooled(tensors: list[torch.Tensor], in_memory_bytes: int) -> tuple[float, float, float]:
+    acc = PooledAccumulator(in_memory_bytes=in_memory_bytes)
+    for t in tensors:
+        acc.add(t)
+    stats = acc.finish(lambda: iter(tensors))
+    assert stats.mean is not None and stats.var is not None and stats.median is not None
+    return stats.mean, stats.var, stats.median
+
+
+@pytest.mark.parametrize("in_memory_bytes", [1 << 30, 0], ids=["in-memory", "two-pass"])
+def test_matches_torch_on_the_concatenation(in_memory_bytes: int) -> None:
+    g = torch.Generator().manual_seed(6)
+    tensors = [torch.randn(300, 40, generator=g) * 0.05 + 0.01, torch.randn(1001, generator=g)]
+    tensors.append(torch.randn(7, 3, 3, 3, generator=g).to(torch.bfloat16))
+    whole = torch.cat([t.float().flatten() for t in tensors])
+    mean, var, median = _pooled(tensors, in_memory_bytes)
+    # float32 row sums added in float64: well inside the 1e-5 held against the reference.
+    assert mean == pytest.approx(float(whole.double().mean()), rel=1e-6)
+    assert var == pytest.approx(float(whole.double().var()), rel=1e-6)
+    assert median == float(whole.median())  # the exact element, lower median
+
+
+def test_lower_median_on_an_even_count() -> None:
+    for budget in (1 << 30, 0):
+        assert _pooled([torch.tensor([4.0, 1.0]), torch.tensor([3.0, 2.0])], budget)[2] == 2.0
+
+
+def test_two_pass_median_with_heavy_ties_and_offset_mean() -> None:
+    values = torch.zeros(50_001)
+    values[:20_000] = torch.linspace(-1, 1, 20_000)
+    chunks = list(values.split(7_000))
+    _, _, median = _pooled(chunks, 0)
+    assert median == float(values.median()) == 0.0
+    offset = [c + 1000.0 for c in chunks]  # sum of squares would lose digits without the shift
+    mean2, var2, _ = _pooled(offset, 0)
+    shifted = torch.cat(offset).double()
+    assert mean2 == pytest.approx(float(shifted.mean()), rel=1e-12)
+    assert var2 == pytest.approx(float(shifted.var()), rel=1e-6)
+
+
+def test_nonfinite_values_make_the_statistics_missing() -> None:
+    acc = PooledAccumulator()
+    acc.add(torch.tensor([1.0, float("nan"), float("inf")]))
+    stats = acc.finish()
+    assert stats.mean is None and stats.median is None
+    assert stats.reason == "2 of 3 values are NaN/inf"
+    assert PooledAccumulator().finish().reason == "no tensors selected"
+
+
+def test_paper_features_average_over_matrices_and_pass_pooled_through() -> None:
+    rows = [
+        MetricValue("a", "a.w", "l1", 1.0),
+        MetricValue("a", "a.w2", "l1", 3.0),
+        MetricValue("a", "a.w", "var_singular_value", math.nan, "one singular value"),
+        MetricValue("a", "a.w2", "var_singular_value", 4.0),
+        MetricValue("a", "a.w3", "trace", None, "matrix holds NaN"),
+    ]
+    pooled = [MetricValue("(all)", "(pooled)", "mean_w", 0.5)]
+    features = {row.metric: row for row in paper_features(rows, pooled)}
+    assert list(features)[:2] == ["l1", "l2"] and len(features) == 14
+    assert features["l1"].value == 2.0
+    assert features["var_singular_value"].value == 4.0  # nan-mean
+    assert features["trace"].value is None and "no selected matrix" in (
+        features["trace"].reason or ""
+    )
+    assert features["mean_w"].value == 0.5
+    assert features["var_b"].value is None and "not computed" in (features["var_b"].reason or "")
