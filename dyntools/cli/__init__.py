@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "export": "dyntools.cli.export_command",
     "runs": "dyntools.cli.runs_command",
     "hookpoints": "dyntools.cli.hookpoints_command",
+    "compute": "dyntools.cli.compute_command",
 }
 
 # Exceptions that mean "the user asked for something that cannot be done", reported in one line.

@@ -1,0 +1,145 @@
+"""``dyntools compute FOLDER``: compute what is missing into the folder's DuckDB store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from dyntools.metrics import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM, HistogramSpec
+from dyntools.pipeline import ComputeOptions, ComputeSummary, compute, parse_patterns
+from dyntools.pipeline.progress import ProgressBar
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "compute",
+        help="compute weight (and activation) metrics of every run into the DuckDB store",
+        description="Compute metrics for every run below FOLDER. Incremental: what is already "
+        "computed from unchanged files is skipped.",
+    )
+    parser.add_argument("folder", type=Path, metavar="FOLDER")
+    parser.add_argument(
+        "--select",
+        action="append",
+        metavar="PATTERN",
+        help="hook points: exact name, glob (blocks.*.attn) or re:REGEX; "
+        "repeat or comma-separate (default: every module with weights)",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="append",
+        metavar="NAME",
+        help="metric names, repeat or comma-separate (default: all weight "
+        "metrics, plus activation metrics with --activations)",
+    )
+    parser.add_argument(
+        "--activations",
+        action="store_true",
+        help="also run the probe batch and compute activation metrics, "
+        "histograms and HSIC (runs with probe.safetensors and a known model)",
+    )
+    parser.add_argument(
+        "--activation-select",
+        action="append",
+        metavar="PATTERN",
+        help="activation hook points (default: every module whose forward runs)",
+    )
+    parser.add_argument(
+        "--factory",
+        metavar="MODULE:FUNCTION",
+        help="model factory for runs that are not dyntools runs",
+    )
+    parser.add_argument(
+        "--no-split-heads",
+        action="store_true",
+        help="keep 3-D attention weights whole instead of one matrix per head",
+    )
+    parser.add_argument(
+        "--dead-threshold",
+        type=float,
+        default=DEFAULT_DEAD_THRESHOLD,
+        help=f"|a| below this counts as dead (default {DEFAULT_DEAD_THRESHOLD:g})",
+    )
+    parser.add_argument(
+        "--bins",
+        type=int,
+        default=DEFAULT_HISTOGRAM.bins,
+        help=f"histogram bins (default {DEFAULT_HISTOGRAM.bins})",
+    )
+    parser.add_argument(
+        "--range",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=(DEFAULT_HISTOGRAM.low, DEFAULT_HISTOGRAM.high),
+        help="histogram range of |a| (default 0 10, as fast.ai)",
+    )
+    parser.add_argument(
+        "--db",
+        type=Path,
+        metavar="PATH",
+        help="database file (default: FOLDER/.dyntools/dyntools.duckdb)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes (default: all cores when there is enough work)",
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=handler)
+
+
+def print_summary(summary: ComputeSummary) -> None:
+    print(
+        f"{summary.runs} runs, {summary.checkpoints} checkpoints: {summary.computed} computed, "
+        f"{summary.skipped} already up to date, {len(summary.failed)} failed "
+        f"({summary.values_written} values in {summary.seconds:.1f} s) -> {summary.db}"
+    )
+    for note in summary.notes:
+        print(f"note: {note}")
+    for failure in summary.failed:
+        print(f"failed: {failure.reason}")
+    if summary.problems:
+        print(f"{len(summary.problems)} problems found while reading the folder:")
+        for problem in summary.problems:
+            print(f"  {problem}")
+
+
+def handler(args: argparse.Namespace) -> int:
+    if not args.folder.exists():
+        raise FileNotFoundError(f"{args.folder} does not exist: check the path")
+    options = ComputeOptions(
+        select=parse_patterns(args.select),
+        metrics=parse_patterns(args.metrics),
+        activations=args.activations,
+        activation_select=parse_patterns(args.activation_select),
+        factory=args.factory,
+        split_heads=not args.no_split_heads,
+        dead_threshold=args.dead_threshold,
+        histogram=HistogramSpec(bins=args.bins, low=args.range[0], high=args.range[1]),
+        workers=args.workers or 1,
+        device=args.device,
+    )
+    bar: ProgressBar | None = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = ProgressBar(total, "checkpoints")
+        else:
+            bar.advance(done - bar.done)
+
+    summary = compute(args.folder, options, db=args.db, progress=progress, workers=args.workers)
+    if bar is not None:
+        bar.close()
+    if args.json:
+        json.dump(summary.to_json(), sys.stdout, indent=2)
+        print()
+    else:
+        print_summary(summary)
+    return 1 if summary.failed and not summary.computed else 0

@@ -1,0 +1,262 @@
+"""``compute``: discover runs, ask the store what is missing, compute it in worker processes,
+and write the results in short transactions from this process only.
+
+A kill at any moment loses at most the batch being written: every batch is one transaction, and
+its ``computed`` rows go in with its values, so the next compute resumes where this one stopped.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from dyntools.activations import list_modules, rebuild_model
+from dyntools.checkpoints import Run, discover_runs
+from dyntools.hookpoints import select_paths
+from dyntools.pipeline.activation_job import run_activation_units
+from dyntools.pipeline.jobs import Job, JobResult, run_weight_units
+from dyntools.pipeline.options import ComputeOptions
+from dyntools.pipeline.plan import candidates, run_frames, weight_plan, weight_units
+from dyntools.pipeline.rows import error_frame
+from dyntools.store import Store, locate_db, params_key
+
+# Write at least this often (seconds, or checkpoints), so a kill loses little and the app sees
+# progress; each write is one transaction.
+WRITE_EVERY_S = 1.0
+WRITE_EVERY_JOBS = 16
+# Containers whose forward is never called: hooks on them would capture nothing.
+CONTAINER_TYPES = ("ModuleList", "ModuleDict", "ParameterList", "ParameterDict")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A checkpoint (or run) whose units could not be computed, and why."""
+
+    file: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ComputeSummary:
+    """What a compute did: checkpoints computed, skipped (nothing missing) and failed."""
+
+    folder: str
+    db: str
+    runs: int
+    checkpoints: int
+    computed: int
+    skipped: int
+    failed: tuple[Failure, ...]
+    problems: tuple[str, ...]
+    values_written: int
+    seconds: float
+    notes: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["schema"] = 1
+        return data
+
+
+def activation_paths(run: Run, options: ComputeOptions) -> list[str]:
+    """The modules of the run's rebuilt model whose outputs are captured."""
+    modules = [
+        m
+        for m in list_modules(rebuild_model(run.config, factory=options.factory))
+        if m.module_type not in CONTAINER_TYPES
+    ]
+    paths = [m.path for m in modules]
+    if options.activation_select:
+        return select_paths(paths, list(options.activation_select))
+    return paths
+
+
+def _activation_units(run: Run, options: ComputeOptions) -> list[tuple[str, str, str]]:
+    metrics = options.activation_metrics
+    if not metrics:
+        return []
+    if run.probe is None:
+        raise ValueError(
+            f"run {run.run_id} has no probe.safetensors, so no activation metrics: save one "
+            "with CheckpointWriter.save_probe(x, y)"
+        )
+    return [
+        (path, metric, params_key(options.activation_params(metric)))
+        for path in activation_paths(run, options)
+        for metric in metrics
+    ]
+
+
+def _plan_jobs(
+    runs: Iterable[Run], options: ComputeOptions, store: Store, failures: list[Failure]
+) -> tuple[list[Job], int]:
+    jobs: list[Job] = []
+    checkpoints = 0
+    for run in runs:
+        checkpoints += len(run.checkpoints)
+        plan = weight_plan(run, options)
+        units_w = weight_units(plan, options)
+        try:
+            units_a = _activation_units(run, options)
+        except (ValueError, OSError, RuntimeError) as error:
+            failures.append(Failure(str(run.path), str(error)))
+            units_a = []
+        missing = store.missing_work(candidates(run, units_w + units_a, run.checkpoints))
+        if missing.is_empty():
+            continue
+        by_step: dict[int, set[tuple[str, str, str]]] = defaultdict(set)
+        for step, hook, metric, params in missing.select(
+            "step", "hook_point", "metric", "params"
+        ).iter_rows():
+            by_step[step].add((hook, metric, params))
+        activation_set = set(units_a)
+        for index, ref in enumerate(run.checkpoints):
+            todo = by_step.get(ref.step)
+            if not todo:
+                continue
+            jobs.append(
+                Job(
+                    run=run,
+                    ref=ref,
+                    plan=plan,
+                    weight_units=tuple(sorted(todo - activation_set)),
+                    activation_units=tuple(sorted(todo & activation_set)),
+                    previous=run.checkpoints[index - 1] if index > 0 else None,
+                    initial=run.checkpoints[0],
+                )
+            )
+    return jobs, checkpoints
+
+
+def run_job(job: Job, options: ComputeOptions) -> JobResult:
+    """Everything missing for one checkpoint (runs in a worker process)."""
+    result = run_weight_units(job, options)
+    metrics, histograms, errors, computed = run_activation_units(
+        job.run, job.ref, job.activation_units, options
+    )
+    result.metrics = pl.concat([result.metrics, metrics])
+    result.histograms = histograms
+    result.errors = pl.concat([result.errors, errors])
+    result.computed = pl.concat([result.computed, computed])
+    if result.failure is None and computed.is_empty() and job.activation_units and errors.height:
+        result.failure = f"{job.ref.path}: {errors['why'][0]}"
+    return result
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _results(jobs: list[Job], options: ComputeOptions, workers: int) -> Iterator[JobResult]:
+    if workers <= 1 or len(jobs) < 2:
+        for job in jobs:
+            yield run_job(job, options)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        yield from pool.map(run_job, jobs, [options] * len(jobs), chunksize=1)
+
+
+def _write(store: Store, batch: list[JobResult]) -> int:
+    if not batch:
+        return 0
+    metrics = pl.concat([r.metrics for r in batch])
+    store.write_results(
+        metrics=metrics,
+        histograms=pl.concat([r.histograms for r in batch]),
+        errors=pl.concat([r.errors for r in batch]),
+        computed=pl.concat([r.computed for r in batch]),
+    )
+    return metrics.height
+
+
+def auto_workers(jobs: int) -> int:
+    """Processes pay a start-up cost (importing torch), so use them only for enough work."""
+    cores = os.cpu_count() or 1
+    return cores if jobs >= 32 * cores else 1
+
+
+def compute(
+    folder: str | Path,
+    options: ComputeOptions | None = None,
+    *,
+    db: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+    workers: int | None = None,
+) -> ComputeSummary:
+    """Compute every missing metric of every run below ``folder`` into its DuckDB store."""
+    started = time.monotonic()
+    options = options or ComputeOptions()
+    discovery = discover_runs(Path(folder))
+    notes: list[str] = []
+    if db is None:
+        location = locate_db(Path(folder))
+        db_path = location.path
+        if location.note:
+            notes.append(location.note)
+    else:
+        db_path = Path(db)
+    store = Store(db_path)
+    runs, checkpoints, scalars = run_frames(discovery.runs)
+    store.upsert_runs(runs)
+    store.upsert_checkpoints(checkpoints)
+    problems = discovery.all_problems()
+    store.write_results(
+        scalars=scalars,
+        errors=error_frame(
+            [(None, None, str(p.path), "discover", p.what, p.hint) for p in problems]  # type: ignore[misc]
+        ),
+    )
+    failures: list[Failure] = []
+    jobs, total_checkpoints = _plan_jobs(discovery.runs, options, store, failures)
+    chosen_workers = (
+        workers
+        if workers is not None
+        else (options.workers if options.workers > 1 else auto_workers(len(jobs)))
+    )
+    written = 0
+    batch: list[JobResult] = []
+    last_write = time.monotonic()
+    if progress is not None:
+        progress(0, len(jobs))
+    results = _results(jobs, options, chosen_workers)
+    for done, (job, result) in enumerate(zip(jobs, results, strict=True), start=1):
+        if result.failure is not None:
+            failures.append(Failure(str(job.ref.path), result.failure))
+        batch.append(result)
+        if progress is not None:
+            progress(done, len(jobs))
+        if len(batch) >= WRITE_EVERY_JOBS or time.monotonic() - last_write >= WRITE_EVERY_S:
+            written += _write(store, batch)
+            batch, last_write = [], time.monotonic()
+    written += _write(store, batch)
+    failed_files = {f.file for f in failures}
+    return ComputeSummary(
+        folder=str(folder),
+        db=str(db_path),
+        runs=len(discovery.runs),
+        checkpoints=total_checkpoints,
+        computed=len(jobs) - len([j for j in jobs if str(j.ref.path) in failed_files]),
+        skipped=total_checkpoints - len(jobs),
+        failed=tuple(failures),
+        problems=tuple(p.message() for p in problems),
+        values_written=written,
+        seconds=round(time.monotonic() - started, 3),
+        notes=tuple(notes),
+    )

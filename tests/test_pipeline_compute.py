@@ -1,0 +1,193 @@
+"""dyntools compute: values against independent references, incremental work, bad input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from dyntools.checkpoints import CheckpointWriter
+from dyntools.pipeline import ComputeOptions, compute
+from dyntools.store import Store
+
+
+class Attention(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.W_Q = torch.nn.Parameter(torch.randn(2, 3, 6))  # (n_heads, d_head, d_model)
+        self.W_O = torch.nn.Parameter(torch.randn(6, 6))
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = Attention()
+        self.fc = torch.nn.Linear(6, 4)
+
+
+def write_run(folder: Path, seed: int, epochs: int = 3) -> tuple[CheckpointWriter, Tiny]:
+    torch.manual_seed(seed)
+    model = Tiny()
+    writer = CheckpointWriter(folder / f"seed{seed}", model, {"task": "t", "seed": seed})
+    for epoch in range(epochs):
+        with torch.no_grad():
+            model.fc.weight.mul_(1.1)
+        writer.save(epoch, train_loss=1.0 / (epoch + 1), val_acc=epoch / 10)
+    return writer, model
+
+
+def metric(frame: pl.DataFrame, **where: object) -> list[float]:
+    for column, value in where.items():
+        frame = frame.filter(pl.col(column) == value)
+    return frame.sort("step")["value"].to_list()
+
+
+def test_values_match_numpy_and_hook_points_average_their_matrices(tmp_path: Path) -> None:
+    _, model = write_run(tmp_path, 0)
+    summary = compute(tmp_path, db=tmp_path / "db.duckdb", workers=1)
+    assert (summary.computed, summary.skipped, summary.failed) == (3, 0, ())
+    metrics = Store(tmp_path / "db.duckdb").read_metrics()
+    fc = model.fc.weight.detach().numpy().astype(np.float64)
+    last = metric(metrics, hook_point="fc", tensor="fc.weight", metric="l2")[-1]
+    assert last == pytest.approx(np.linalg.norm(fc), rel=1e-6)
+    spectral = metric(metrics, hook_point="fc", tensor="fc.weight", metric="spectral")[-1]
+    assert spectral == pytest.approx(np.linalg.svd(fc, compute_uv=False)[0], rel=1e-5)
+    # W_Q is split per head by default: one matrix per head, and the hook point's value is the
+    # mean over its matrices (both heads and W_O).
+    heads = [model.attn.W_Q.detach().numpy()[h].astype(np.float64) for h in range(2)]
+    w_o = model.attn.W_O.detach().numpy().astype(np.float64)
+    per_matrix = [np.abs(m).sum() for m in [*heads, w_o]]
+    assert metric(metrics, hook_point="attn", tensor="attn.W_Q[head 1]", metric="l1")[0] == (
+        pytest.approx(per_matrix[1], rel=1e-6)
+    )
+    assert metric(metrics, hook_point="attn", tensor="", metric="l1")[0] == pytest.approx(
+        np.mean(per_matrix), rel=1e-6
+    )
+    # cosine_to_init is 1 at the first checkpoint; pooled statistics cover every weight.
+    assert metric(metrics, hook_point="fc", metric="cosine_to_init", tensor="fc.weight")[0] == (
+        pytest.approx(1.0)
+    )
+    weights = np.concatenate([m.ravel() for m in [*heads, w_o, fc / 1.1**2]])
+    assert metric(metrics, hook_point="(all)", metric="mean_w")[0] == pytest.approx(
+        weights.mean(), rel=1e-5
+    )
+    paper = metrics.filter(pl.col("tensor") == "(paper features)")
+    assert paper.filter(pl.col("step") == 0).height == 14
+    scalars = Store(tmp_path / "db.duckdb").read_scalars()
+    assert metric(scalars, run_id="seed0", name="val_acc") == [0.0, 0.1, 0.2]
+
+
+def test_second_compute_does_nothing_and_changes_compute_only_what_changed(
+    tmp_path: Path,
+) -> None:
+    writer, model = write_run(tmp_path, 0)
+    db = tmp_path / "db.duckdb"
+    compute(tmp_path, db=db, workers=1)
+    again = compute(tmp_path, db=db, workers=1)
+    assert (again.computed, again.skipped, again.values_written) == (0, 3, 0)
+
+    writer.save(3, train_loss=0.1)  # an added checkpoint is computed alone
+    added = compute(tmp_path, db=db, workers=1)
+    assert (added.computed, added.skipped) == (1, 3)
+
+    # A rewritten checkpoint (new contents, new fingerprint) is computed alone.
+    path = tmp_path / "seed0" / "epoch_00001.safetensors"
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}
+    tensors["fc.weight"] = torch.ones(4, 6)
+    save_file(tensors, str(path), metadata={"epoch": "1", "step": "1"})
+    changed = compute(tmp_path, db=db, workers=1)
+    assert (changed.computed, changed.skipped) == (1, 3)
+    l2 = metric(Store(db).read_metrics(), tensor="fc.weight", metric="l2", step=1)
+    assert l2 == [pytest.approx(np.sqrt(24.0))]
+
+
+def test_a_newly_selected_metric_computes_only_that_metric(tmp_path: Path) -> None:
+    write_run(tmp_path, 0)
+    db = tmp_path / "db.duckdb"
+    compute(tmp_path, ComputeOptions(metrics=("l2",)), db=db, workers=1)
+    before = Store(db).read_metrics()
+    more = compute(tmp_path, ComputeOptions(metrics=("l2", "stable_rank")), db=db, workers=1)
+    after = Store(db).read_metrics()
+    assert more.computed == 3
+    added = after.join(before, on=["run_id", "step", "hook_point", "tensor", "metric"], how="anti")
+    assert set(added["metric"]) == {"stable_rank"}
+    assert more.values_written == added.height
+
+
+def test_a_new_hook_point_selection_computes_only_what_is_missing(tmp_path: Path) -> None:
+    write_run(tmp_path, 0)
+    db = tmp_path / "db.duckdb"
+    first = compute(tmp_path, ComputeOptions(select=("fc",), metrics=("l2",)), db=db, workers=1)
+    assert first.computed == 3
+    assert set(Store(db).read_metrics()["hook_point"]) == {"fc"}
+    second = compute(tmp_path, ComputeOptions(select=("fc", "attn"), metrics=("l2",)), db=db)
+    assert second.computed == 3
+    assert set(Store(db).read_metrics()["hook_point"]) == {"fc", "attn"}
+
+
+def test_nan_weights_give_missing_values_with_a_reason(tmp_path: Path) -> None:
+    _, model = write_run(tmp_path, 0, epochs=1)
+    tensors = {k: v.clone() for k, v in model.state_dict().items()}
+    tensors["fc.weight"][0, 0] = float("nan")
+    save_file(tensors, str(tmp_path / "seed0" / "epoch_00005.safetensors"), metadata={"epoch": "5"})
+    db = tmp_path / "db.duckdb"
+    summary = compute(tmp_path, db=db, workers=1)
+    assert summary.failed == () and summary.computed == 2
+    metrics = Store(db).read_metrics()
+    assert metric(metrics, tensor="fc.weight", metric="l2", step=5) == [None]
+    assert metric(metrics, tensor="attn.W_O", metric="l2", step=5)[0] is not None
+    errors = Store(db).read_errors()
+    assert (
+        errors.filter(pl.col("what").str.contains("fc.weight/l2"))["why"].str.contains("NaN").all()
+    )
+
+
+def test_a_corrupt_checkpoint_is_reported_and_the_rest_computed(tmp_path: Path) -> None:
+    write_run(tmp_path, 0)
+    write_run(tmp_path, 1)
+    bad = tmp_path / "seed1" / "epoch_00001.safetensors"
+    bad.write_bytes(bad.read_bytes()[:40])
+    db = tmp_path / "db.duckdb"
+    summary = compute(tmp_path, db=db, workers=1)
+    assert summary.computed == 5
+    assert any(str(bad) in problem for problem in summary.problems)
+    assert any(str(bad) == file for file in Store(db).read_errors()["file"])
+
+
+def test_activation_metrics_match_torch_on_the_probe(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    from tiny_factories import tiny_mlp
+
+    model = tiny_mlp()
+    writer = CheckpointWriter(tmp_path / "run", model, {"task": "t"})
+    x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
+    writer.save_probe(x, y)
+    writer.save(0)
+    options = ComputeOptions(activations=True, factory="tiny_factories:tiny_mlp", select=("0",))
+    db = tmp_path / "db.duckdb"
+    summary = compute(tmp_path, options, db=db, workers=1)
+    assert summary.failed == ()
+    metrics = Store(db).read_metrics()
+    with torch.no_grad():
+        hidden = torch.relu(model[0](x))
+    assert metric(metrics, hook_point="1", metric="act_mean") == [
+        pytest.approx(float(hidden.double().mean()), rel=1e-6)
+    ]
+    dead = metric(metrics, hook_point="1", metric="dead_fraction")
+    assert dead == [pytest.approx(float((hidden.abs() < 1e-6).double().mean()))]
+    histograms = Store(db).read_histograms()
+    row = histograms.filter(pl.col("hook_point") == "1").row(0, named=True)
+    assert sum(row["counts"]) + row["underflow"] + row["overflow"] == hidden.numel()
+    hsic = metric(metrics, hook_point="2", metric="hsic_y")
+    assert hsic[0] is not None and 0 < hsic[0] <= 1
+
+
+def test_compute_of_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"does not exist|no folder"):
+        compute(tmp_path / "nope", db=tmp_path / "db.duckdb")
+    assert not os.path.exists(tmp_path / "db.duckdb")
