@@ -1,0 +1,56 @@
+"""Latent training phases: Gaussian HMMs over metric time series (DESIGN.md section 6).
+
+Typical use (the store gives the tidy frames)::
+
+    from dyntools.hmm import FitConfig, fit_latent_states, format_fit_report
+    result = fit_latent_states(metrics, scalars, FitConfig(max_states=8, restarts=5))
+    print(format_fit_report(result))
+
+Only ``dyntools.hmm.hmmlearn_backend`` imports hmmlearn.
+"""
+
+from dyntools.hmm.analysis import (
+    FIT_FORMAT_VERSION,
+    FitConfig,
+    FitResult,
+    RestartSummary,
+    config_hash,
+    fit_latent_states,
+)
+from dyntools.hmm.estimator import LatentStateModel
+from dyntools.hmm.features import (
+    NORMALIZATIONS,
+    PAPER_FEATURES,
+    PAPER_HOOK_POINT,
+    FeatureTable,
+    Notice,
+    align_scalars,
+    build_feature_table,
+    paper_feature_keys,
+)
+from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, HMMParams
+from dyntools.hmm.report import format_fit_report
+from dyntools.hmm.serialize import fit_result_from_json, fit_result_to_json
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "FIT_FORMAT_VERSION",
+    "NORMALIZATIONS",
+    "PAPER_FEATURES",
+    "PAPER_HOOK_POINT",
+    "FeatureTable",
+    "FitConfig",
+    "FitResult",
+    "HMMParams",
+    "LatentStateModel",
+    "Notice",
+    "RestartSummary",
+    "align_scalars",
+    "build_feature_table",
+    "config_hash",
+    "fit_latent_states",
+    "fit_result_from_json",
+    "fit_result_to_json",
+    "format_fit_report",
+    "paper_feature_keys",
+]
