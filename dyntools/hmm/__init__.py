@@ -6,31 +6,62 @@ Typical use (the store gives the tidy frames)::
     result = fit_latent_states(metrics, scalars, FitConfig(max_states=8, restarts=5))
     print(format_fit_report(result))
 
-Only ``dyntools.hmm.hmmlearn_backend`` imports hmmlearn.
+Only ``dyntools.hmm.hmmlearn_backend`` imports hmmlearn. The names below are loaded on first
+use, so importing this package is cheap and ``dyntools.graph`` can import its submodules
+without a cycle.
 """
 
-from dyntools.hmm.analysis import (
-    FIT_FORMAT_VERSION,
-    FitConfig,
-    FitResult,
-    RestartSummary,
-    config_hash,
-    fit_latent_states,
-)
-from dyntools.hmm.estimator import LatentStateModel
-from dyntools.hmm.features import (
-    NORMALIZATIONS,
-    PAPER_FEATURES,
-    PAPER_HOOK_POINT,
-    FeatureTable,
-    Notice,
-    align_scalars,
-    build_feature_table,
-    paper_feature_keys,
-)
-from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, HMMParams
-from dyntools.hmm.report import format_fit_report
-from dyntools.hmm.serialize import fit_result_from_json, fit_result_to_json
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real imports, for type checkers only
+    from dyntools.hmm.analysis import (
+        FIT_FORMAT_VERSION,
+        FitConfig,
+        FitResult,
+        RestartSummary,
+        config_hash,
+        fit_latent_states,
+    )
+    from dyntools.hmm.estimator import LatentStateModel
+    from dyntools.hmm.features import (
+        NORMALIZATIONS,
+        PAPER_FEATURES,
+        PAPER_HOOK_POINT,
+        FeatureTable,
+        Notice,
+        align_scalars,
+        build_feature_table,
+        paper_feature_keys,
+    )
+    from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, HMMParams
+    from dyntools.hmm.report import format_fit_report
+    from dyntools.hmm.serialize import fit_result_from_json, fit_result_to_json
+
+_EXPORTS: dict[str, str] = {
+    "FIT_FORMAT_VERSION": "analysis",
+    "FitConfig": "analysis",
+    "FitResult": "analysis",
+    "RestartSummary": "analysis",
+    "config_hash": "analysis",
+    "fit_latent_states": "analysis",
+    "LatentStateModel": "estimator",
+    "NORMALIZATIONS": "features",
+    "PAPER_FEATURES": "features",
+    "PAPER_HOOK_POINT": "features",
+    "FeatureTable": "features",
+    "Notice": "features",
+    "align_scalars": "features",
+    "build_feature_table": "features",
+    "paper_feature_keys": "features",
+    "COVARIANCE_TYPES": "hmmlearn_backend",
+    "HMMParams": "hmmlearn_backend",
+    "format_fit_report": "report",
+    "fit_result_from_json": "serialize",
+    "fit_result_to_json": "serialize",
+}
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -54,3 +85,9 @@ __all__ = [
     "format_fit_report",
     "paper_feature_keys",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dyntools.hmm' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"dyntools.hmm.{_EXPORTS[name]}"), name)
