@@ -87,3 +87,10 @@ def test_unknown_covariance_type() -> None:
     table = small_table()
     with pytest.raises(ValueError, match="unknown covariance type 'banded'"):
         fit_one(table.values, table.lengths, FitTask(2, 0, "banded"))
+
+
+def test_a_restart_that_cannot_start_is_reported_as_failed() -> None:
+    values = np.array([[0.0, 1.0], [1.0, 0.0]])  # 2 rows cannot seed 3 states
+    out = fit_one(values, [2], FitTask(3, 0))
+    assert out.params is None and out.log_likelihood == -np.inf and not out.converged
+    assert "n_samples=2" in out.error
