@@ -53,7 +53,7 @@ def test_config_hash_is_stable_and_covers_every_field() -> None:
     changed = [
         replace(base, seed=1),
         replace(base, covariance_type="full"),
-        replace(base, normalize="global"),
+        replace(base, normalize="per-run"),
         replace(base, features=(("h", "l2"),)),
         replace(base, n_states=2),
         replace(base, data_fingerprint="abc"),

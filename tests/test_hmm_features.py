@@ -51,7 +51,7 @@ def noise(rng: np.random.Generator, run: str, n: int) -> list[float]:
 
 def test_rows_are_sorted_by_step_and_zscored_per_run() -> None:
     frame = grid({"b": 5, "a": 4}, {"h/x": noise, "h/y": noise}).sample(fraction=1.0, seed=1)
-    table = build_feature_table(frame)
+    table = build_feature_table(frame, normalize="per-run")
     assert table.run_ids == ("a", "b")
     assert table.lengths == (4, 5)
     assert list(table.steps) == [0, 10, 20, 30, 0, 10, 20, 30, 40]
@@ -61,8 +61,9 @@ def test_rows_are_sorted_by_step_and_zscored_per_run() -> None:
         np.testing.assert_allclose(table.values[rows], expected)
 
 
-def test_global_zscore_uses_all_rows() -> None:
-    table = build_feature_table(grid({"a": 4, "b": 6}, {"h/x": noise}), normalize="global")
+def test_global_zscore_uses_all_rows_and_is_the_default() -> None:
+    table = build_feature_table(grid({"a": 4, "b": 6}, {"h/x": noise}))
+    assert table.normalize == "global"
     np.testing.assert_allclose(table.values.mean(axis=0), 0.0, atol=1e-12)
     np.testing.assert_allclose(table.values.std(axis=0), 1.0)
 
@@ -71,7 +72,9 @@ def test_constant_column_is_dropped_with_a_notice() -> None:
     def flat_in_b(rng: np.random.Generator, run: str, n: int) -> list[float]:
         return [3.0] * n if run == "b" else list(rng.normal(size=n))
 
-    table = build_feature_table(grid({"a": 5, "b": 5}, {"h/x": noise, "h/flat": flat_in_b}))
+    table = build_feature_table(
+        grid({"a": 5, "b": 5}, {"h/x": noise, "h/flat": flat_in_b}), normalize="per-run"
+    )
     assert table.columns == ("h/x",)
     (notice,) = table.notices
     assert notice.kind == "constant-column" and notice.subject == "h/flat"
@@ -100,7 +103,7 @@ def test_missing_values_are_reported_not_hidden() -> None:
 
 def test_single_checkpoint_run() -> None:
     frame = grid({"a": 5, "b": 1}, {"h/x": noise})
-    per_run = build_feature_table(frame)
+    per_run = build_feature_table(frame, normalize="per-run")
     assert per_run.run_ids == ("a",)
     assert per_run.notices[0].kind == "short-run" and per_run.notices[0].subject == "b"
     glob = build_feature_table(frame, normalize="global")

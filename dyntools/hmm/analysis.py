@@ -36,7 +36,7 @@ class FitConfig:
     features: tuple[tuple[str, str], ...] = ()  # (hook point, metric); () with no paper: all
     paper_features: bool = False
     scalar_features: tuple[str, ...] = ()
-    normalize: str = "per-run"
+    normalize: str = "global"  # see docs/readme-hmm.md: per-run z-scores split phases
     max_states: int = 8
     n_states: int | None = None  # overrides the BIC choice
     restarts: int = 5

@@ -141,7 +141,7 @@ def build_feature_table(
     runs: Sequence[str] | None = None,
     scalars: pl.DataFrame | None = None,
     scalar_features: Sequence[str] = (),
-    normalize: str = "per-run",
+    normalize: str = "global",
 ) -> FeatureTable:
     """Pivot tidy metrics (and optionally training scalars) into a normalized feature table.
 
