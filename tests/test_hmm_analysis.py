@@ -36,6 +36,7 @@ def test_end_to_end_report_and_round_trip() -> None:
     assert "<- lowest BIC" in text and "chosen: 3 states (lowest BIC)" in text
     assert re.search(r"run-00 0x\d+ 1x\d+ 2x\d+", text)
     assert "0 -> 1:" in text and "gradient:" in text and "R^2" in text
+    assert "by construction" not in text  # 6 runs, 3 states: the regression is determined
 
     data = fit_result_to_json(result)
     text_json = json.dumps(data, allow_nan=False)  # strict JSON: no NaN or Infinity

@@ -89,6 +89,12 @@ def _convergence_lines(result: FitResult) -> list[str]:
             f"  R^2 of convergence epoch on visit counts: {conv.r_squared:.3f} "
             f"(epochs per visit: {coefficients})"
         )
+        runs, unknowns = len(conv.convergence_epoch), len(conv.coefficients) + 1
+        if runs <= unknowns:
+            lines.append(
+                f"  (only {runs} converged runs for {unknowns} unknowns: R^2 is 1 by "
+                "construction; fit more runs for a meaningful regression)"
+            )
     for detour in conv.detours:
         lines.append(
             f"  detour state {_symbol(detour.state)}: {detour.runs_visiting} runs visit it and "
