@@ -30,6 +30,7 @@ class StateNode:
     first_epoch: float  # earliest / mean / latest epoch of its checkpoints (NaN if unknown)
     mean_epoch: float
     last_epoch: float
+    epochs_per_run: float  # mean epochs spent in the state by the runs that visit it
     scalar_means: dict[str, float]  # e.g. train_loss, val_acc while in the state
 
     @property
@@ -72,12 +73,15 @@ def transition_graph(
     """
     all_states = np.concatenate(list(paths.values()))
     all_epochs = np.concatenate([np.asarray(epochs[r], dtype=np.float64) for r in paths])
+    durations = np.concatenate([_durations(np.asarray(epochs[r], dtype=np.float64)) for r in paths])
     total = max(1, all_states.size)
     nodes = []
     for state in range(params.n_states):
         here = all_states == state
         state_epochs = all_epochs[here]
         known = state_epochs[np.isfinite(state_epochs)]
+        visitors = sum(bool((p == state).any()) for p in paths.values())
+        spent = float(np.nansum(durations[here]) / visitors) if visitors else 0.0
         means: dict[str, float] = {}
         for name, per_run in (scalars or {}).items():
             values = np.concatenate([np.asarray(per_run[r], dtype=np.float64) for r in paths])
@@ -89,11 +93,12 @@ def transition_graph(
                 state=state,
                 checkpoints=int(here.sum()),
                 occupancy=float(here.sum() / total),
-                runs_visiting=sum(bool((p == state).any()) for p in paths.values()),
+                runs_visiting=visitors,
                 initial_runs=sum(int(p[0] == state) for p in paths.values() if p.size),
                 first_epoch=float(known.min()) if known.size else float("nan"),
                 mean_epoch=float(known.mean()) if known.size else float("nan"),
                 last_epoch=float(known.max()) if known.size else float("nan"),
+                epochs_per_run=spent,
                 scalar_means=means,
             )
         )
@@ -118,3 +123,11 @@ def transition_graph(
             )
         )
     return TransitionGraph(tuple(nodes), tuple(edges))
+
+
+def _durations(epochs: np.ndarray) -> np.ndarray:
+    """Epochs each checkpoint stands for: up to the next one (the last one: the previous gap)."""
+    if epochs.size < 2:
+        return np.ones_like(epochs)
+    gaps = np.diff(epochs)
+    return np.concatenate([gaps, gaps[-1:]])

@@ -55,6 +55,7 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
         lines.append(
             f"  {_symbol(node.state)}: {node.occupancy:6.1%} of checkpoints, "
             f"{node.runs_visiting} runs, epochs {_num(node.first_epoch)}-{_num(node.last_epoch)}"
+            f" (~{node.epochs_per_run:.0f} epochs per run)"
             f"{start}" + (f"; {scalars}" if scalars else "")
         )
     lines += ["", "transitions (count, probability; top features by mean change and gradient):"]
