@@ -44,7 +44,6 @@ def tidy_frames() -> tuple[pl.DataFrame, pl.DataFrame]:
     return metrics, scalars
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(
     not MODULAR.is_dir(),
     reason=f"{MODULAR} is absent: run `make sample-runs` to generate the sample runs",
