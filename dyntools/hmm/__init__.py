@@ -31,12 +31,12 @@ if TYPE_CHECKING:  # the real imports, for type checkers only
         PAPER_FEATURES,
         PAPER_HOOK_POINT,
         FeatureTable,
-        Notice,
         align_scalars,
         build_feature_table,
         paper_feature_keys,
     )
     from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, HMMParams
+    from dyntools.hmm.normalize import Notice
     from dyntools.hmm.report import format_fit_report
     from dyntools.hmm.serialize import fit_result_from_json, fit_result_to_json
 
@@ -52,7 +52,7 @@ _EXPORTS: dict[str, str] = {
     "PAPER_FEATURES": "features",
     "PAPER_HOOK_POINT": "features",
     "FeatureTable": "features",
-    "Notice": "features",
+    "Notice": "normalize",
     "align_scalars": "features",
     "build_feature_table": "features",
     "paper_feature_keys": "features",

@@ -19,8 +19,9 @@ from dyntools.graph import TransitionGraph, transition_graph
 from dyntools.hmm.attribution import transition_drivers
 from dyntools.hmm.convergence import ConvergenceAnalysis, convergence_analysis
 from dyntools.hmm.estimator import LatentStateModel
-from dyntools.hmm.features import FeatureTable, Notice, align_scalars, build_feature_table
+from dyntools.hmm.features import FeatureTable, align_scalars, build_feature_table
 from dyntools.hmm.hmmlearn_backend import FitOutcome, HMMParams
+from dyntools.hmm.normalize import Notice
 from dyntools.hmm.selection import SelectionRow
 
 # Bump when a change of the fitting code changes results, so old stored fits are not reused.

@@ -28,6 +28,8 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from dyntools.hmm.normalize import Notice, drop_short_runs, usable_columns, zscore
+
 PAPER_HOOK_POINT = "__paper__"
 # The published code's feature names, kept as metric names (DESIGN.md section 3).
 PAPER_FEATURES: tuple[str, ...] = (
@@ -49,17 +51,6 @@ PAPER_FEATURES: tuple[str, ...] = (
 SCALAR_PREFIX = "scalars"
 Normalization = Literal["per-run", "global"]
 NORMALIZATIONS: tuple[str, ...] = ("per-run", "global")
-# A column whose spread is below this (relative to its size) is constant for a z-score.
-_CONSTANT_RTOL = 1e-10
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something left out of the feature table, and why (shown to the user)."""
-
-    kind: str  # "constant-column", "missing-values", "short-run"
-    subject: str  # the column or run concerned
-    message: str
 
 
 @dataclass(frozen=True)
@@ -175,11 +166,11 @@ def build_feature_table(
     wide = wide.join(order, on="run_id").sort(["_order", "step"])
 
     notices: list[Notice] = []
-    wide = _drop_short_runs(wide, normalize, notices)
+    wide = drop_short_runs(wide, normalize, notices)
     raw = wide.select(columns).to_numpy().astype(np.float64) if columns else np.empty((0, 0))
     run_ids = tuple(wide.unique("run_id", maintain_order=True)["run_id"].to_list())
     lengths = tuple(int(n) for n in wide.group_by("_order", maintain_order=True).len()["len"])
-    keep = _usable_columns(raw, columns, run_ids, lengths, normalize, notices)
+    keep = usable_columns(raw, columns, run_ids, lengths, normalize, notices)
     raw = raw[:, keep]
     kept = tuple(c for c, k in zip(columns, keep, strict=True) if k)
     if not kept:
@@ -194,7 +185,7 @@ def build_feature_table(
         lengths=lengths,
         steps=wide["step"].to_numpy().astype(np.int64),
         epochs=wide["epoch"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-        values=_zscore(raw, lengths, normalize),
+        values=zscore(raw, lengths, normalize),
         raw=raw,
         normalize=normalize,
         notices=tuple(notices),
@@ -269,97 +260,6 @@ def _column_order(
     else:
         names = sorted(n for n in set(tidy["feature"].to_list()) if not n.startswith("scalars/"))
     return names + [f"{SCALAR_PREFIX}/{s}" for s in scalar_features]
-
-
-def _drop_short_runs(wide: pl.DataFrame, normalize: str, notices: list[Notice]) -> pl.DataFrame:
-    """Per-run z-scores need two checkpoints; a one-checkpoint run is dropped with a notice."""
-    if normalize != "per-run":
-        return wide
-    counts = wide.group_by("run_id").len()
-    short = counts.filter(pl.col("len") < 2)["run_id"].to_list()
-    for run in sorted(short):
-        notices.append(
-            Notice(
-                "short-run",
-                run,
-                f"run {run!r} dropped: it has one checkpoint, and a per-run z-score needs "
-                "at least two (use --normalize global to keep it)",
-            )
-        )
-    if len(short) == counts.height:
-        raise ValueError(
-            "every run has a single checkpoint; a per-run z-score needs at least two: "
-            "use global normalization"
-        )
-    return wide.filter(~pl.col("run_id").is_in(short))
-
-
-def _usable_columns(
-    raw: np.ndarray,
-    columns: list[str],
-    run_ids: tuple[str, ...],
-    lengths: tuple[int, ...],
-    normalize: str,
-    notices: list[Notice],
-) -> np.ndarray:
-    """A mask of the columns that have no missing value and are not constant."""
-    keep = np.ones(len(columns), dtype=bool)
-    bounds = np.concatenate([[0], np.cumsum(lengths)])
-    for k, name in enumerate(columns):
-        column = raw[:, k]
-        missing = ~np.isfinite(column)
-        if missing.any():
-            runs = [
-                run_ids[r] for r in range(len(run_ids)) if missing[bounds[r] : bounds[r + 1]].any()
-            ]
-            keep[k] = False
-            notices.append(
-                Notice(
-                    "missing-values",
-                    name,
-                    f"feature {name!r} dropped: {int(missing.sum())} of {len(column)} values "
-                    f"missing (runs {runs[:5]}{'...' if len(runs) > 5 else ''})",
-                )
-            )
-            continue
-        groups = (
-            [column[bounds[r] : bounds[r + 1]] for r in range(len(run_ids))]
-            if normalize == "per-run"
-            else [column]
-        )
-        flat = [
-            run_ids[r] if normalize == "per-run" else "all runs"
-            for r, g in enumerate(groups)
-            if _is_constant(g)
-        ]
-        if flat:
-            keep[k] = False
-            notices.append(
-                Notice(
-                    "constant-column",
-                    name,
-                    f"feature {name!r} dropped: constant within {flat[:5]}"
-                    f"{'...' if len(flat) > 5 else ''}, so its z-score is undefined",
-                )
-            )
-    return keep
-
-
-def _is_constant(values: np.ndarray) -> bool:
-    scale = max(1.0, float(np.max(np.abs(values))))
-    return bool(np.ptp(values) <= _CONSTANT_RTOL * scale)
-
-
-def _zscore(raw: np.ndarray, lengths: tuple[int, ...], normalize: str) -> np.ndarray:
-    if normalize == "global":
-        return np.asarray((raw - raw.mean(axis=0)) / raw.std(axis=0))
-    out = np.empty_like(raw)
-    start = 0
-    for n in lengths:
-        block = raw[start : start + n]
-        out[start : start + n] = (block - block.mean(axis=0)) / block.std(axis=0)
-        start += n
-    return out
 
 
 def align_scalars(table: FeatureTable, scalars: pl.DataFrame | None) -> dict[str, np.ndarray]:

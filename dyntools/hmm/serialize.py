@@ -15,8 +15,8 @@ import numpy as np
 from dyntools.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.hmm.analysis import FitConfig, FitResult, RestartSummary
 from dyntools.hmm.convergence import ConvergenceAnalysis, DetourState
-from dyntools.hmm.features import Notice
 from dyntools.hmm.hmmlearn_backend import HMMParams
+from dyntools.hmm.normalize import Notice
 from dyntools.hmm.selection import SelectionRow
 
 
