@@ -1,0 +1,83 @@
+"""The options of ``dyntools fit`` and their translation into a ``FitConfig``.
+
+The command module (which reads the store) calls ``add_fit_arguments`` on its parser and
+``fit_config_from_args`` on the parsed arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from dyntools.hmm.analysis import FitConfig
+from dyntools.hmm.features import NORMALIZATIONS
+from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
+
+
+def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every fit option (FOLDER is the command's own)."""
+    defaults = FitConfig()
+    parser.add_argument(
+        "--features",
+        nargs="+",
+        metavar="HOOK/METRIC",
+        default=[],
+        help="features as hook point/metric, e.g. blocks.0.attn/l2 (default: all computed)",
+    )
+    parser.add_argument(
+        "--paper-features", action="store_true", help="add the 14 features of the paper"
+    )
+    parser.add_argument(
+        "--scalars", nargs="+", default=[], metavar="NAME", help="training scalars as features"
+    )
+    parser.add_argument("--runs", nargs="+", metavar="RUN", help="runs to fit (default: all)")
+    parser.add_argument("--max-states", type=int, default=defaults.max_states, metavar="K")
+    parser.add_argument(
+        "--states", type=int, metavar="N", help="use N states instead of the lowest BIC"
+    )
+    parser.add_argument("--restarts", type=int, default=defaults.restarts, metavar="R")
+    parser.add_argument("--covariance", choices=COVARIANCE_TYPES, default=defaults.covariance_type)
+    parser.add_argument("--normalize", choices=NORMALIZATIONS, default=defaults.normalize)
+    parser.add_argument("--seed", type=int, default=defaults.seed, metavar="S")
+    parser.add_argument("--n-iter", type=int, default=defaults.n_iter, help="EM iteration budget")
+    parser.add_argument(
+        "--tol", type=float, default=defaults.tol, help="least log-likelihood gain per time step"
+    )
+    parser.add_argument(
+        "--heldout", nargs="+", default=[], metavar="RUN", help="runs scored, not fitted"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=defaults.convergence_threshold,
+        help="validation accuracy that counts as converged",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def parse_feature(text: str) -> tuple[str, str]:
+    """``"blocks.0.attn/l2"`` -> ``("blocks.0.attn", "l2")``."""
+    hook, sep, metric = text.rpartition("/")
+    if not sep or not hook or not metric:
+        raise ValueError(f"feature {text!r} is not HOOK/METRIC: write e.g. blocks.0.attn/l2")
+    return hook, metric
+
+
+def fit_config_from_args(args: argparse.Namespace, data_fingerprint: str = "") -> FitConfig:
+    """The ``FitConfig`` the parsed options describe."""
+    return FitConfig(
+        runs=tuple(args.runs) if args.runs else None,
+        features=tuple(parse_feature(f) for f in args.features),
+        paper_features=bool(args.paper_features),
+        scalar_features=tuple(args.scalars),
+        normalize=args.normalize,
+        max_states=args.max_states,
+        n_states=args.states,
+        restarts=args.restarts,
+        covariance_type=args.covariance,
+        seed=args.seed,
+        n_iter=args.n_iter,
+        tol=args.tol,
+        heldout_runs=tuple(args.heldout),
+        convergence_threshold=args.threshold,
+        data_fingerprint=data_fingerprint,
+    )

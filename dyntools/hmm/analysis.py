@@ -1,0 +1,176 @@
+"""The whole latent-state analysis from tidy frames: what ``dyntools fit`` and the app call.
+
+``FitConfig`` is everything that determines a result; ``config_hash`` keys stored fits, so an
+identical what-if refit is read back instead of recomputed (the store should fold a
+fingerprint of the metrics into ``data_fingerprint``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+
+from dyntools.graph import TransitionGraph, transition_graph
+from dyntools.hmm.attribution import transition_drivers
+from dyntools.hmm.convergence import ConvergenceAnalysis, convergence_analysis
+from dyntools.hmm.estimator import LatentStateModel
+from dyntools.hmm.features import FeatureTable, align_scalars, build_feature_table
+from dyntools.hmm.hmmlearn_backend import FitOutcome, HMMParams
+from dyntools.hmm.normalize import Notice
+from dyntools.hmm.selection import SelectionRow
+
+# Bump when a change of the fitting code changes results, so old stored fits are not reused.
+FIT_FORMAT_VERSION = 1
+VAL_ACC = "val_acc"
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that determines a fit (defaults are dyntools's, not hmmlearn's)."""
+
+    runs: tuple[str, ...] | None = None  # None: every run, sorted by id
+    features: tuple[tuple[str, str], ...] = ()  # (hook point, metric); () with no paper: all
+    paper_features: bool = False
+    scalar_features: tuple[str, ...] = ()
+    normalize: str = "global"  # see docs/readme-hmm.md: per-run z-scores split phases
+    max_states: int = 8
+    n_states: int | None = None  # overrides the BIC choice
+    restarts: int = 5
+    covariance_type: str = "diag"
+    seed: int = 0
+    n_iter: int = 200
+    tol: float = 5e-4  # least log-likelihood gain per time step
+    heldout_runs: tuple[str, ...] = ()
+    convergence_threshold: float = 0.9
+    data_fingerprint: str = ""  # set by the store: identifies the metric values used
+
+
+@dataclass(frozen=True)
+class RestartSummary:
+    """One restart as reported (the parameters are kept only for the chosen model)."""
+
+    n_states: int
+    seed: int
+    log_likelihood: float
+    n_iter: int
+    converged: bool
+    failed: bool
+
+
+@dataclass(frozen=True)
+class FitResult:
+    config: FitConfig
+    config_hash: str
+    columns: tuple[str, ...]
+    run_ids: tuple[str, ...]
+    lengths: tuple[int, ...]
+    steps: np.ndarray
+    epochs: np.ndarray
+    notices: tuple[Notice, ...]
+    selection: tuple[SelectionRow, ...]
+    bic_choice: int
+    n_states: int
+    params: HMMParams
+    states: np.ndarray  # Viterbi state per row (relabelled)
+    posteriors: np.ndarray  # (n_rows, n_states)
+    restarts: tuple[RestartSummary, ...]
+    graph: TransitionGraph
+    convergence: ConvergenceAnalysis | None  # None when no val_acc was logged
+    seconds: float = field(default=0.0, compare=False)
+
+    def paths(self) -> dict[str, np.ndarray]:
+        """State path of each run."""
+        bounds = np.concatenate([[0], np.cumsum(self.lengths)])
+        return {run: self.states[bounds[k] : bounds[k + 1]] for k, run in enumerate(self.run_ids)}
+
+
+def config_hash(config: FitConfig) -> str:
+    """A stable hex digest of the full configuration (and the fit format version)."""
+    payload = {"version": FIT_FORMAT_VERSION, **asdict(config)}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=list)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def fit_latent_states(
+    metrics: pl.DataFrame, scalars: pl.DataFrame | None, config: FitConfig, *, n_jobs: int = 1
+) -> FitResult:
+    """Feature table -> model selection -> decoding -> graph -> convergence analysis."""
+    start = time.perf_counter()
+    table = build_feature_table(
+        metrics,
+        features=list(config.features),
+        paper_features=config.paper_features,
+        runs=list(config.runs) if config.runs is not None else None,
+        scalars=scalars,
+        scalar_features=config.scalar_features,
+        normalize=config.normalize,
+    )
+    model = LatentStateModel(
+        max_states=config.max_states,
+        n_states=config.n_states,
+        restarts=config.restarts,
+        covariance_type=config.covariance_type,
+        n_iter=config.n_iter,
+        tol=config.tol,
+        random_state=config.seed,
+        heldout_runs=config.heldout_runs,
+        n_jobs=n_jobs,
+    ).fit(table)
+    states = model.decoding_.states
+    drivers = transition_drivers(model.params_, table.values, table.lengths, states)
+    per_row = align_scalars(table, scalars)
+    paths = model.decoding_.per_run(table)
+    epochs = _epochs_per_run(table)
+    per_run_scalars = {name: _split(table, values) for name, values in per_row.items()}
+    graph = transition_graph(model.params_, paths, epochs, drivers, table.columns, per_run_scalars)
+    convergence = None
+    if VAL_ACC in per_row:
+        convergence = convergence_analysis(
+            paths, epochs, per_run_scalars[VAL_ACC], model.n_states_, config.convergence_threshold
+        )
+    return FitResult(
+        config=config,
+        config_hash=config_hash(config),
+        columns=table.columns,
+        run_ids=table.run_ids,
+        lengths=table.lengths,
+        steps=table.steps,
+        epochs=table.epochs,
+        notices=table.notices,
+        selection=model.selection_.rows,
+        bic_choice=model.selection_.bic_choice,
+        n_states=model.n_states_,
+        params=model.params_,
+        states=states,
+        posteriors=model.decoding_.posteriors,
+        restarts=tuple(_summary(o) for o in model.selection_.outcomes),
+        graph=graph,
+        convergence=convergence,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _split(table: FeatureTable, values: np.ndarray) -> dict[str, np.ndarray]:
+    return {run: values[rows] for run, rows in zip(table.run_ids, table.run_slices(), strict=True)}
+
+
+def _epochs_per_run(table: FeatureTable) -> dict[str, np.ndarray]:
+    # Where the store has no epoch, the step stands in for it.
+    when = np.where(np.isfinite(table.epochs), table.epochs, table.steps.astype(np.float64))
+    return _split(table, when)
+
+
+def _summary(outcome: FitOutcome) -> RestartSummary:
+    return RestartSummary(
+        n_states=outcome.task.n_states,
+        seed=outcome.task.seed,
+        log_likelihood=outcome.log_likelihood,
+        n_iter=outcome.n_iter,
+        converged=outcome.converged,
+        failed=outcome.params is None,
+    )

@@ -1,0 +1,92 @@
+"""``LatentStateModel``: model selection + stable labels behind a scikit-learn-style estimator."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dyntools.hmm.decode import Decoding, decode, relabel_by_first_visit
+from dyntools.hmm.features import FeatureTable
+from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, HMMParams
+from dyntools.hmm.selection import Selection, select_model
+
+
+class LatentStateModel:
+    """Gaussian HMM over training runs, its number of states chosen by BIC.
+
+    Parameters follow scikit-learn conventions (stored as given, validated in ``fit``);
+    fitted attributes end in ``_``: ``selection_``, ``n_states_``, ``params_`` (states
+    relabelled by order of first visit), ``decoding_`` (of the fitted table).
+    ``tol`` is the least gain in log-likelihood per time step that keeps EM going.
+    """
+
+    def __init__(
+        self,
+        max_states: int = 8,
+        n_states: int | None = None,
+        restarts: int = 5,
+        covariance_type: str = "diag",
+        n_iter: int = 200,
+        tol: float = 5e-4,
+        random_state: int = 0,
+        heldout_runs: Sequence[str] = (),
+        n_jobs: int = 1,
+    ) -> None:
+        self.max_states = max_states
+        self.n_states = n_states
+        self.restarts = restarts
+        self.covariance_type = covariance_type
+        self.n_iter = n_iter
+        self.tol = tol
+        self.random_state = random_state
+        self.heldout_runs = heldout_runs
+        self.n_jobs = n_jobs
+
+    def fit(self, table: FeatureTable) -> LatentStateModel:
+        """Sweep the numbers of states on ``table`` (minus held-out runs) and keep the choice."""
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"unknown covariance type {self.covariance_type!r}; "
+                f"choose one of {COVARIANCE_TYPES}"
+            )
+        if not isinstance(self.random_state, int | np.integer):
+            raise ValueError(f"random_state must be an int seed, got {self.random_state!r}")
+        heldout = list(self.heldout_runs)
+        train_runs = [r for r in table.run_ids if r not in heldout]
+        if heldout and not train_runs:
+            raise ValueError("every run is held out: keep at least one run to fit on")
+        train = table.subset(train_runs) if heldout else table
+        test = table.subset(heldout) if heldout else None
+        self.selection_: Selection = select_model(
+            train,
+            max_states=self.max_states,
+            restarts=self.restarts,
+            covariance_type=self.covariance_type,
+            seed=int(self.random_state),
+            n_iter=self.n_iter,
+            tol=self.tol,
+            n_states=self.n_states,
+            heldout=test,
+            n_jobs=self.n_jobs,
+        )
+        self.n_states_: int = self.selection_.chosen
+        # Labels follow the first visits in the whole table, held-out runs included.
+        self.params_: HMMParams = relabel_by_first_visit(
+            self.selection_.best[self.n_states_], table
+        )
+        self.decoding_: Decoding = decode(self.params_, table)
+        return self
+
+    def predict(self, table: FeatureTable) -> np.ndarray:
+        """Viterbi state of every row of ``table``."""
+        return decode(self._fitted(), table).states
+
+    def predict_proba(self, table: FeatureTable) -> np.ndarray:
+        """Posterior state probabilities of every row of ``table``."""
+        return decode(self._fitted(), table).posteriors
+
+    def _fitted(self) -> HMMParams:
+        if not hasattr(self, "params_"):
+            raise RuntimeError("LatentStateModel is not fitted yet: call fit(table) first")
+        return self.params_

@@ -1,0 +1,279 @@
+"""Tidy metric frames -> the normalized feature table an HMM is fitted on.
+
+Input frames (as the store gives them):
+
+- metrics: ``run_id: Utf8, step: Int64, epoch: Int64 (nullable), hook_point: Utf8,
+  metric: Utf8, value: Float64 (nullable)``
+- scalars: ``run_id: Utf8, step: Int64, epoch: Int64 (nullable), name: Utf8, value: Float64``
+
+A feature is a (hook point, metric) pair; its column is named ``"{hook_point}/{metric}"``
+(``"blocks.0.attn/l2"``). Convention for the 14 features of the paper (whole-network
+statistics): they are stored under the hook point ``PAPER_HOOK_POINT`` (``"__paper__"``) and
+named by their metric (``"__paper__/l2"``). Training scalars used as features are named
+``"scalars/{name}"``.
+
+Rows are one per (run, checkpoint), runs in the order asked for (sorted run ids by default),
+checkpoints sorted by their real step. Nothing is dropped silently: a run with too few
+checkpoints, a column with missing values and a column that is constant (which a z-score
+would turn into NaN) are dropped, each with a ``Notice`` that says which and why.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from dyntools.hmm.normalize import Notice, drop_short_runs, usable_columns, zscore
+
+PAPER_HOOK_POINT = "__paper__"
+# The published code's feature names, kept as metric names (DESIGN.md section 3).
+PAPER_FEATURES: tuple[str, ...] = (
+    "l1",
+    "l2",
+    "trace",
+    "spectral",
+    "code_sparsity",
+    "computational_sparsity",
+    "mean_singular_value",
+    "var_singular_value",
+    "mean_w",
+    "median_w",
+    "var_w",
+    "mean_b",
+    "median_b",
+    "var_b",
+)
+SCALAR_PREFIX = "scalars"
+Normalization = Literal["per-run", "global"]
+NORMALIZATIONS: tuple[str, ...] = ("per-run", "global")
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """The HMM input: normalized rows of all runs stacked, with their provenance."""
+
+    columns: tuple[str, ...]
+    run_ids: tuple[str, ...]
+    lengths: tuple[int, ...]
+    steps: np.ndarray  # (n_rows,) int64
+    epochs: np.ndarray  # (n_rows,) float64, NaN where the store had no epoch
+    values: np.ndarray  # (n_rows, n_features) normalized
+    raw: np.ndarray  # (n_rows, n_features) before normalization
+    normalize: str
+    notices: tuple[Notice, ...]
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.values.shape[0])
+
+    def run_slices(self) -> list[slice]:
+        """The row range of each run, in run order."""
+        bounds = np.concatenate([[0], np.cumsum(self.lengths)])
+        return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+    def row_runs(self) -> np.ndarray:
+        """The run id of every row."""
+        return np.repeat(np.array(self.run_ids, dtype=object), self.lengths)
+
+    def subset(self, run_ids: Sequence[str]) -> FeatureTable:
+        """The same table restricted to some runs (already normalized; no new notices)."""
+        unknown = [r for r in run_ids if r not in self.run_ids]
+        if unknown:
+            raise LookupError(f"runs {unknown} are not in the feature table; known: {self.run_ids}")
+        slices = self.run_slices()
+        pick = [self.run_ids.index(r) for r in run_ids]
+        rows = np.concatenate([np.arange(slices[i].start, slices[i].stop) for i in pick])
+        return FeatureTable(
+            columns=self.columns,
+            run_ids=tuple(run_ids),
+            lengths=tuple(self.lengths[i] for i in pick),
+            steps=self.steps[rows],
+            epochs=self.epochs[rows],
+            values=self.values[rows],
+            raw=self.raw[rows],
+            normalize=self.normalize,
+            notices=self.notices,
+        )
+
+    def to_frame(self) -> pl.DataFrame:
+        """The normalized table as a polars frame (run_id, step, epoch, one column per feature)."""
+        frame = pl.DataFrame(
+            {
+                "run_id": list(self.row_runs()),
+                "step": self.steps,
+                "epoch": self.epochs,
+            }
+        )
+        return frame.with_columns(
+            [pl.Series(name, self.values[:, k]) for k, name in enumerate(self.columns)]
+        )
+
+
+def feature_name(hook_point: str, metric: str) -> str:
+    """The column name of a (hook point, metric) feature."""
+    return f"{hook_point}/{metric}"
+
+
+def paper_feature_keys() -> list[tuple[str, str]]:
+    """The 14 paper features as (hook point, metric) pairs."""
+    return [(PAPER_HOOK_POINT, name) for name in PAPER_FEATURES]
+
+
+def build_feature_table(
+    metrics: pl.DataFrame,
+    *,
+    features: Sequence[tuple[str, str]] | None = None,
+    paper_features: bool = False,
+    runs: Sequence[str] | None = None,
+    scalars: pl.DataFrame | None = None,
+    scalar_features: Sequence[str] = (),
+    normalize: str = "global",
+) -> FeatureTable:
+    """Pivot tidy metrics (and optionally training scalars) into a normalized feature table.
+
+    ``features`` picks (hook point, metric) pairs; ``paper_features`` adds the 14 paper
+    features; with neither, every (hook point, metric) in ``metrics`` is used.
+    """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalize!r}; choose one of {NORMALIZATIONS}")
+    wanted = list(features or [])
+    if paper_features:
+        wanted += [key for key in paper_feature_keys() if key not in wanted]
+    tidy = _tidy_features(metrics, wanted, scalars, scalar_features)
+    run_order = _run_order(tidy, runs)
+    tidy = tidy.filter(pl.col("run_id").is_in(run_order))
+    duplicates = tidy.group_by(["run_id", "step", "feature"]).len().filter(pl.col("len") > 1)
+    if duplicates.height:
+        first = duplicates.row(0, named=True)
+        raise ValueError(
+            f"{duplicates.height} (run, step, feature) entries appear more than once, e.g. "
+            f"run {first['run_id']!r} step {first['step']} {first['feature']!r}; "
+            "deduplicate the metrics before fitting"
+        )
+    columns = _column_order(tidy, wanted, scalar_features)
+    wide = tidy.pivot(on="feature", index=["run_id", "step"], values="value")
+    for name in columns:
+        if name not in wide.columns:  # a wanted feature with no rows at all
+            wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(name))
+    epochs = tidy.group_by(["run_id", "step"]).agg(pl.col("epoch").drop_nulls().first())
+    wide = wide.join(epochs, on=["run_id", "step"], how="left")
+    order = pl.DataFrame({"run_id": run_order, "_order": list(range(len(run_order)))})
+    wide = wide.join(order, on="run_id").sort(["_order", "step"])
+
+    notices: list[Notice] = []
+    wide = drop_short_runs(wide, normalize, notices)
+    raw = wide.select(columns).to_numpy().astype(np.float64) if columns else np.empty((0, 0))
+    run_ids = tuple(wide.unique("run_id", maintain_order=True)["run_id"].to_list())
+    lengths = tuple(int(n) for n in wide.group_by("_order", maintain_order=True).len()["len"])
+    keep = usable_columns(raw, columns, run_ids, lengths, normalize, notices)
+    raw = raw[:, keep]
+    kept = tuple(c for c, k in zip(columns, keep, strict=True) if k)
+    if not kept:
+        raise ValueError(
+            "no usable feature is left after dropping constant and incomplete columns: "
+            + "; ".join(n.message for n in notices)
+            + "; pick other features or runs"
+        )
+    return FeatureTable(
+        columns=kept,
+        run_ids=run_ids,
+        lengths=lengths,
+        steps=wide["step"].to_numpy().astype(np.int64),
+        epochs=wide["epoch"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+        values=zscore(raw, lengths, normalize),
+        raw=raw,
+        normalize=normalize,
+        notices=tuple(notices),
+    )
+
+
+def _tidy_features(
+    metrics: pl.DataFrame,
+    wanted: list[tuple[str, str]],
+    scalars: pl.DataFrame | None,
+    scalar_features: Sequence[str],
+) -> pl.DataFrame:
+    """One long frame run_id, step, epoch, feature, value of everything asked for."""
+    frame = metrics.select(
+        "run_id",
+        "step",
+        pl.col("epoch").cast(pl.Int64),
+        (pl.col("hook_point") + "/" + pl.col("metric")).alias("feature"),
+        pl.col("value").cast(pl.Float64),
+    )
+    if wanted:
+        names = [feature_name(h, m) for h, m in wanted]
+        present = set(frame["feature"].unique().to_list())
+        missing = [n for n in names if n not in present]
+        if len(missing) == len(names):
+            raise LookupError(
+                f"none of the features {names[:5]} is in the metrics; "
+                f"known: {sorted(present)[:20]}; compute them first"
+            )
+        frame = frame.filter(pl.col("feature").is_in(names))
+    parts = [frame]
+    if scalar_features:
+        if scalars is None:
+            raise ValueError(f"scalar features {list(scalar_features)} asked for but no scalars")
+        known = set(scalars["name"].unique().to_list())
+        unknown = [s for s in scalar_features if s not in known]
+        if unknown:
+            raise LookupError(f"unknown training scalars {unknown}; known: {sorted(known)}")
+        parts.append(
+            scalars.filter(pl.col("name").is_in(list(scalar_features))).select(
+                "run_id",
+                "step",
+                pl.col("epoch").cast(pl.Int64),
+                (pl.lit(SCALAR_PREFIX + "/") + pl.col("name")).alias("feature"),
+                pl.col("value").cast(pl.Float64),
+            )
+        )
+    tidy = pl.concat(parts, how="vertical")
+    # NaN and null both mean "missing" from here on.
+    return tidy.with_columns(pl.col("value").fill_nan(None))
+
+
+def _run_order(tidy: pl.DataFrame, runs: Sequence[str] | None) -> list[str]:
+    present = sorted(set(tidy["run_id"].to_list()))
+    if runs is None:
+        if not present:
+            raise ValueError("the metrics frame is empty: compute metrics before fitting")
+        return present
+    unknown = [r for r in runs if r not in present]
+    if unknown:
+        raise LookupError(f"runs {unknown} have no metrics; known runs: {present}")
+    if not runs:
+        raise ValueError("no runs chosen: pick at least one run")
+    return list(dict.fromkeys(runs))
+
+
+def _column_order(
+    tidy: pl.DataFrame, wanted: list[tuple[str, str]], scalar_features: Sequence[str]
+) -> list[str]:
+    if wanted:
+        names = [feature_name(h, m) for h, m in wanted]
+    else:
+        names = sorted(n for n in set(tidy["feature"].to_list()) if not n.startswith("scalars/"))
+    return names + [f"{SCALAR_PREFIX}/{s}" for s in scalar_features]
+
+
+def align_scalars(table: FeatureTable, scalars: pl.DataFrame | None) -> dict[str, np.ndarray]:
+    """Each training scalar at every row of ``table`` (NaN where a checkpoint lacks it)."""
+    if scalars is None or scalars.height == 0:
+        return {}
+    rows = pl.DataFrame(
+        {"run_id": list(table.row_runs()), "step": table.steps, "_row": np.arange(table.n_rows)}
+    )
+    wide = scalars.select("run_id", "step", "name", pl.col("value").cast(pl.Float64)).pivot(
+        on="name", index=["run_id", "step"], values="value", aggregate_function="first"
+    )
+    joined = rows.join(wide, on=["run_id", "step"], how="left").sort("_row")
+    names = [c for c in wide.columns if c not in ("run_id", "step")]
+    return {
+        name: joined[name].cast(pl.Float64).fill_null(np.nan).to_numpy() for name in sorted(names)
+    }

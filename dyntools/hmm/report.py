@@ -1,0 +1,136 @@
+"""The text report of a fit, as ``dyntools fit`` prints it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dyntools.hmm.analysis import FitResult
+
+_MAX_SEGMENTS = 40  # segments of a run's state path shown before eliding
+
+
+def format_fit_report(result: FitResult, *, top: int = 3) -> str:
+    """Notices, selection table, chosen n, state paths, states, edges, convergence."""
+    cfg = result.config
+    lines = [
+        f"HMM fit {result.config_hash[:12]}: {len(result.run_ids)} runs, "
+        f"{sum(result.lengths)} checkpoints, {len(result.columns)} features, "
+        f"covariance {cfg.covariance_type}, {cfg.normalize} z-score, "
+        f"{cfg.restarts} restarts (seed {cfg.seed}), {result.seconds:.1f} s",
+    ]
+    lines += [f"note: {n.message}" for n in result.notices]
+    lines += ["", "model selection (log-likelihood on the fitted runs):"]
+    heldout = any(r.heldout_log_likelihood is not None for r in result.selection)
+    header = f"  {'n':>2} {'best LL':>12} {'mean LL':>12} {'std':>8} {'AIC':>12} {'BIC':>12}"
+    header += f" {'conv':>5} {'fail':>4}" + (f" {'held-out LL/step':>17}" if heldout else "")
+    lines.append(header)
+    for row in result.selection:
+        mark = " <- lowest BIC" if row.n_states == result.bic_choice else ""
+        if not row.best_uses_all_states and math.isfinite(row.bic):
+            mark += " (some state unused in every restart)"
+        line = (
+            f"  {row.n_states:>2} {row.best_log_likelihood:>12.1f} {row.mean_log_likelihood:>12.1f}"
+            f" {row.std_log_likelihood:>8.1f} {row.aic:>12.1f} {row.bic:>12.1f}"
+            f" {row.converged:>2}/{row.restarts - row.failed:<2} {row.failed:>4}"
+        )
+        if heldout:
+            value = row.heldout_log_likelihood
+            line += f" {value:>17.3f}" if value is not None else f" {'':>17}"
+        lines.append(line + mark)
+    chosen = f"chosen: {result.n_states} states"
+    if result.n_states != result.bic_choice:
+        chosen += f" (asked for; the lowest BIC is at {result.bic_choice})"
+    else:
+        chosen += " (lowest BIC)"
+    lines += ["", chosen, "", "state paths (state x consecutive checkpoints):"]
+    width = max(len(r) for r in result.run_ids)
+    for run, path in result.paths().items():
+        lines.append(f"  {run:<{width}} {_run_lengths(path)}")
+    lines += ["", "states:"]
+    for node in result.graph.nodes:
+        scalars = ", ".join(f"{k} {v:.3g}" for k, v in node.scalar_means.items())
+        start = f", initial in {node.initial_runs} runs" if node.initial else ""
+        lines.append(
+            f"  {_symbol(node.state)}: {node.occupancy:6.1%} of checkpoints, "
+            f"{node.runs_visiting} runs, epochs {_num(node.first_epoch)}-{_num(node.last_epoch)}"
+            f" (~{node.epochs_per_run:.0f} epochs per run)"
+            f"{start}" + (f"; {scalars}" if scalars else "")
+        )
+    lines += ["", "transitions (count, probability; top features by mean change and gradient):"]
+    for edge in result.graph.edges:
+        lines.append(
+            f"  {_symbol(edge.source)} -> {_symbol(edge.target)}: {edge.count} times, "
+            f"p={edge.probability:.3f}"
+        )
+        lines.append("      mean change: " + _features(edge.top_mean_difference[:top]))
+        lines.append("      gradient:    " + _features(edge.top_gradient[:top]))
+    lines += ["", *_convergence_lines(result)]
+    return "\n".join(lines)
+
+
+def _convergence_lines(result: FitResult) -> list[str]:
+    conv = result.convergence
+    if conv is None:
+        return ["convergence: no val_acc logged, nothing to analyse"]
+    lines = [f"convergence (first checkpoint with val_acc >= {conv.threshold:g}):"]
+    for run, epoch in conv.convergence_epoch.items():
+        counts = " ".join(f"{_symbol(s)}:{c}" for s, c in enumerate(conv.visit_counts[run]) if c)
+        lines.append(f"  {run}: epoch {_num(epoch)}; visits: {counts}")
+    if conv.not_converged:
+        lines.append(f"  never converged: {', '.join(conv.not_converged)}")
+    if conv.r_squared is None:
+        lines.append("  regression: needs at least 2 converged runs with different epochs")
+    else:
+        coefficients = ", ".join(
+            f"{_symbol(s)} {c:+.3g}" for s, c in enumerate(conv.coefficients) if np.isfinite(c)
+        )
+        lines.append(
+            f"  R^2 of convergence epoch on visit counts: {conv.r_squared:.3f} "
+            f"(epochs per visit: {coefficients})"
+        )
+        runs, unknowns = len(conv.convergence_epoch), len(conv.coefficients) + 1
+        if runs <= unknowns:
+            lines.append(
+                f"  (only {runs} converged runs for {unknowns} unknowns: R^2 is 1 by "
+                "construction; fit more runs for a meaningful regression)"
+            )
+    for detour in conv.detours:
+        lines.append(
+            f"  detour state {_symbol(detour.state)}: {detour.runs_visiting} runs visit it and "
+            f"converge at epoch {detour.mean_epoch_visiting:.1f} on average, "
+            f"the others at {detour.mean_epoch_not_visiting:.1f}"
+        )
+    if not conv.detours:
+        lines.append("  no detour state")
+    return lines
+
+
+def _symbol(state: int) -> str:
+    """0-9 then a-z then A-Z, so that a path prints one character per checkpoint."""
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return alphabet[state] if state < len(alphabet) else f"<{state}>"
+
+
+def _num(value: float) -> str:
+    if not math.isfinite(value):
+        return "?"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
+def _features(ranked: tuple[tuple[str, float], ...]) -> str:
+    return ", ".join(f"{name} {value:+.3g}" for name, value in ranked) or "-"
+
+
+def _run_lengths(path: np.ndarray) -> str:
+    """``0x55 1x84 2x61``: each state with the number of consecutive checkpoints in it."""
+    if path.size == 0:
+        return "(empty)"
+    cuts = np.flatnonzero(np.diff(path)) + 1
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [path.size]])
+    parts = [f"{_symbol(int(path[a]))}x{b - a}" for a, b in zip(starts, ends, strict=True)]
+    if len(parts) > _MAX_SEGMENTS:
+        parts = [*parts[:_MAX_SEGMENTS], f"... ({len(parts)} segments)"]
+    return " ".join(parts)
