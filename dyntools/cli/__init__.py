@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "runs": "dyntools.cli.runs_command",
     "hookpoints": "dyntools.cli.hookpoints_command",
     "compute": "dyntools.cli.compute_command",
+    "fit": "dyntools.cli.fit_command",
 }
 
 # Exceptions that mean "the user asked for something that cannot be done", reported in one line.

@@ -1,0 +1,54 @@
+"""``dyntools fit FOLDER``: latent training phases over the computed metrics."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from dyntools.cli.fit_args import add_fit_arguments, fit_config_from_args
+from dyntools.hmm import fit_result_to_json, format_fit_report
+from dyntools.latent import fit_or_load
+from dyntools.store import Store, locate_db
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "fit",
+        help="fit hidden Markov models over the computed metrics of the runs",
+        description="Fit Gaussian HMMs (n = 1..K states) over the metrics computed for FOLDER, "
+        "choose n by BIC, decode each run's states, and report transitions and convergence. "
+        "Without --features, the paper's 14 features are used.",
+    )
+    parser.add_argument("folder", type=Path, metavar="FOLDER")
+    parser.add_argument("--db", type=Path, metavar="PATH", help="database file (default: FOLDER's)")
+    add_fit_arguments(parser)
+    parser.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    db = args.db if args.db is not None else locate_db(args.folder).path
+    store = Store(db)
+    if not store.exists:
+        raise FileNotFoundError(
+            f"no dyntools database for {args.folder} (looked for {db}): "
+            f"run `dyntools compute {args.folder}` first"
+        )
+    config = fit_config_from_args(args)
+    if not config.features and not config.paper_features:
+        config = dataclasses.replace(config, paper_features=True)
+    outcome = fit_or_load(store, config)
+    if args.json:
+        payload = fit_result_to_json(outcome.result)
+        payload["config_hash"] = outcome.config_hash
+        payload["from_store"] = outcome.from_store
+        json.dump(payload, sys.stdout)
+        print()
+    else:
+        source = "read back from the store" if outcome.from_store else "fitted and stored"
+        print(format_fit_report(outcome.result))
+        print(f"\n({source} in {outcome.seconds:.2f} s; database {db})")
+    return 0

@@ -1,0 +1,110 @@
+"""Latent-state fits from the store: read the feature frames, fit or read back a stored fit.
+
+Ties ``dyntools.store`` (the numbers) to ``dyntools.hmm`` (the model); neither knows the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from dyntools.hmm import (
+    PAPER_HOOK_POINT,
+    FitConfig,
+    FitResult,
+    config_hash,
+    fit_latent_states,
+    fit_result_from_json,
+    fit_result_to_json,
+)
+from dyntools.metrics import ALL_HOOK_POINTS, PAPER_FEATURES_TENSOR
+from dyntools.store import Store
+
+WEIGHT_PARAMS = ""  # the default weight-metric parameters (attention heads split)
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """A fit, whether it was read back from the store, and how long getting it took."""
+
+    result: FitResult
+    config: FitConfig
+    config_hash: str
+    from_store: bool
+    seconds: float
+
+
+def paper_feature_rows(metrics: pl.DataFrame) -> pl.DataFrame:
+    """The 14 paper features under the HMM's hook point name, one selection's worth.
+
+    Paper features are stored per hook-point selection (the ``params`` of the "(all)" rows). The
+    widest selection (most hook points, i.e. the longest params text) is the one used here.
+    """
+    paper = metrics.filter(
+        (pl.col("hook_point") == ALL_HOOK_POINTS) & (pl.col("tensor") == PAPER_FEATURES_TENSOR)
+    )
+    if paper.is_empty():
+        return paper
+    widest = paper.select(pl.col("params").sort_by(pl.col("params").str.len_chars()).last()).item()
+    return paper.filter(pl.col("params") == widest).with_columns(
+        pl.lit(PAPER_HOOK_POINT).alias("hook_point")
+    )
+
+
+def hmm_frames(
+    store: Store, runs: Sequence[str] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(metrics, scalars) tidy frames for the HMM: hook-point values and paper features."""
+    metrics = store.read_metrics(run_ids=list(runs) if runs else None)
+    hook_level = metrics.filter(
+        (pl.col("tensor") == "")
+        & (pl.col("hook_point") != ALL_HOOK_POINTS)
+        & (pl.col("params") == WEIGHT_PARAMS)
+    )
+    frame = pl.concat([hook_level, paper_feature_rows(metrics)]).select(
+        "run_id",
+        "step",
+        pl.col("epoch").cast(pl.Int64, strict=False),
+        "hook_point",
+        "metric",
+        "value",
+    )
+    scalars = store.read_scalars(run_ids=list(runs) if runs else None).select(
+        "run_id", "step", pl.col("epoch").cast(pl.Int64, strict=False), "name", "value"
+    )
+    return frame, scalars
+
+
+def data_fingerprint(metrics: pl.DataFrame, scalars: pl.DataFrame) -> str:
+    """A hash of the numbers a fit sees, so a stored fit is reused only for the same data."""
+    digest = hashlib.sha256()
+    for frame in (metrics, scalars):
+        # Row hashes are fast; they may change with the polars version, which only costs a refit.
+        ordered = frame.sort(frame.columns)
+        digest.update(ordered.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()[:32]
+
+
+def fit_or_load(store: Store, config: FitConfig, *, n_jobs: int = 1) -> FitOutcome:
+    """The fit for ``config`` on the store's data: read back when stored, else fitted and saved."""
+    started = time.monotonic()
+    metrics, scalars = hmm_frames(store)
+    if metrics.is_empty():
+        raise LookupError(
+            f"no metrics in {store.path}: run `dyntools compute FOLDER` before fitting"
+        )
+    config = dataclasses.replace(config, data_fingerprint=data_fingerprint(metrics, scalars))
+    key = config_hash(config)
+    stored = store.load_fit(key)
+    if stored is not None:
+        result = fit_result_from_json(json.loads(stored.result_json))
+        return FitOutcome(result, config, key, True, time.monotonic() - started)
+    result = fit_latent_states(metrics, scalars, config, n_jobs=n_jobs)
+    store.save_fit(key, dataclasses.asdict(config), json.dumps(fit_result_to_json(result)))
+    return FitOutcome(result, config, key, False, time.monotonic() - started)
