@@ -159,6 +159,7 @@ def train(
         shuffle = torch.Generator().manual_seed(seed)
         records = []
         epochs, step, last_report = int(hyper["epochs"]), 0, -math.inf
+        training_start = time.monotonic()
         n_train = data.x_train.shape[0]
         batch = hyper["batch_size"] or n_train
         for epoch in range(epochs + 1):
@@ -186,15 +187,21 @@ def train(
                 train_acc=train_acc,
                 val_acc=val_acc,
             )
-            elapsed = time.monotonic() - start
-            if progress is not None and (elapsed - last_report >= 2.0 or epoch == epochs):
-                last_report = elapsed
-                eta = elapsed / max(epoch, 1) * (epochs - epoch)
+            now = time.monotonic()
+            if epoch == 0:
+                training_start = now  # the ETA leaves out the set-up (imports, data, init)
+            if progress is not None and (now - last_report >= 2.0 or epoch == epochs):
+                last_report = now
+                eta = (
+                    _format_seconds((now - training_start) / epoch * (epochs - epoch))
+                    if epoch
+                    else "?"
+                )
                 progress(
                     f"{task.name} seed {seed}: epoch {epoch}/{epochs}  "
                     f"train_loss {train_loss:.4f} val_loss {val_loss:.4f}  "
                     f"train_acc {train_acc:.3f} val_acc {val_acc:.3f}  "
-                    f"[{_format_seconds(elapsed)}, ETA {_format_seconds(eta)}]"
+                    f"[{_format_seconds(now - start)}, ETA {eta}]"
                 )
     return RunResult(Path(out), tuple(records), time.monotonic() - start)
 
@@ -206,7 +213,12 @@ def _check_hyper(hyper: Mapping[str, Any]) -> None:
     batch = hyper["batch_size"]
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise ValueError(f"batch size must be a whole number >= 1 (or full batch), got {batch!r}")
-    for key in ("lr", "weight_decay"):
-        value = hyper[key]
-        if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{key.replace('_', ' ')} must be a finite number >= 0, got {value!r}")
+    lr, decay = hyper["lr"], hyper["weight_decay"]
+    if not _is_finite_number(lr) or lr <= 0:
+        raise ValueError(f"learning rate (--lr) must be a finite number > 0, got {lr!r}")
+    if not _is_finite_number(decay) or decay < 0:
+        raise ValueError(f"weight decay must be a finite number >= 0, got {decay!r}")
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
