@@ -35,25 +35,26 @@ def test_every_task_has_its_seeds_and_rebuildable_checkpoints() -> None:
 
 def test_sample_runs_stay_small() -> None:
     total = sum(p.stat().st_size for p in SAMPLE_RUNS.rglob("*") if p.is_file())
-    assert total < 30 * 2**20
+    assert total < 38 * 2**20  # the issue allows 40 MB in git
 
 
 def test_modular_addition_runs_grok() -> None:
     for run in sorted((SAMPLE_RUNS / "modular-addition").glob("seed*")):
         row = grokking_row(run, run.name)
         assert row.first_train_epoch is not None and row.first_val_epoch is not None, run
-        # memorization first, generalization much later
-        assert row.first_val_epoch >= 2 * row.first_train_epoch, row
+        # memorization first (validation accuracy still low), generalization much later
+        assert row.val_acc_at_first_train < 0.3, row
+        assert row.first_val_epoch >= 5 * row.first_train_epoch, row
 
 
 def test_training_code_reproduces_a_committed_run(tmp_path: Path) -> None:
     committed = SAMPLE_RUNS / "sparse-parity" / "seed1"
     config = read_own_run(committed).config
-    # Epoch 20 of a 20-epoch run is epoch 20 of the 300-epoch run: no learning-rate schedule.
-    overrides = {"checkpoints": "every 20", "epochs": 20}
+    # Epoch 25 of a 25-epoch run is epoch 25 of the 300-epoch run: no learning-rate schedule.
+    overrides = {"checkpoints": "every 25", "epochs": 25}
     train(get_task("sparse-parity"), tmp_path, seed=config["seed"], overrides=overrides)
-    mine = load_file(str(tmp_path / "epoch_00020.safetensors"))
-    theirs = load_file(str(committed / "epoch_00020.safetensors"))
+    mine = load_file(str(tmp_path / "epoch_00025.safetensors"))
+    theirs = load_file(str(committed / "epoch_00025.safetensors"))
     assert mine.keys() == theirs.keys()
     for key in mine:
         # Bit-identical on the machine that made them; another CPU's kernels may differ in the

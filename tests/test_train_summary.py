@@ -22,6 +22,6 @@ def test_row_and_table_from_a_hand_made_run(tmp_path: Path) -> None:
         writer.save(epoch, train_acc=train_acc, val_acc=val_acc)
     row = grokking_row(tmp_path, "seed0")
     assert (row.first_train_epoch, row.first_val_epoch, row.n_checkpoints) == (50, 100, 3)
-    assert row.final_val_acc == 0.95
+    assert row.final_val_acc == 0.95 and row.val_acc_at_first_train == 0.2
     table = grokking_table([row])
-    assert "| seed0 | 50 | 100 | 0.950 | 3 |" in table
+    assert "| seed0 | 50 | 0.200 | 100 | 0.950 | 3 |" in table

@@ -85,6 +85,23 @@ def _evaluate(
         return float(objective.loss(out, y)), float(objective.accuracy(out, y))
 
 
+def _train_epoch(
+    model: torch.nn.Module,
+    objective: Objective,
+    optimizer: torch.optim.Optimizer,
+    data: DataSplit,
+    batches: tuple[torch.Tensor, ...],
+) -> int:
+    """One pass over the training data in the given mini-batches; returns the steps taken."""
+    model.train()
+    for index in batches:
+        loss = objective.loss(model(data.x_train[index]), data.y_train[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+    return len(batches)
+
+
 def _format_seconds(seconds: float) -> str:
     seconds = max(0, round(seconds))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
@@ -160,19 +177,13 @@ def train(
         records = []
         epochs, step, last_report = int(hyper["epochs"]), 0, -math.inf
         training_start = time.monotonic()
-        n_train = data.x_train.shape[0]
-        batch = hyper["batch_size"] or n_train
+        n_train = int(data.x_train.shape[0])
+        batch = int(hyper["batch_size"] or n_train)
         for epoch in range(epochs + 1):
             if epoch > 0:
-                model.train()
                 order = torch.randperm(n_train, generator=shuffle)
-                for begin in range(0, n_train, batch):
-                    index = order[begin : begin + batch]
-                    loss = objective.loss(model(data.x_train[index]), data.y_train[index])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    optimizer.step()
-                    step += 1
+                batches = tuple(torch.split(order, batch))
+                step += _train_epoch(model, objective, optimizer, data, batches)
             if epoch not in save_at:
                 continue
             train_loss, train_acc = _evaluate(model, objective, data.x_train, data.y_train)

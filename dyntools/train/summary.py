@@ -16,6 +16,7 @@ class GrokkingRow:
     run: str
     first_train_epoch: int | None
     first_val_epoch: int | None
+    val_acc_at_first_train: float  # NaN when training accuracy never got there
     final_val_acc: float
     n_checkpoints: int
 
@@ -34,10 +35,14 @@ def grokking_row(
     epochs = [int(c.epoch) for c in checkpoints if c.epoch is not None]
     train = [c.scalars.get("train_acc", float("nan")) for c in checkpoints]
     val = [c.scalars.get("val_acc", float("nan")) for c in checkpoints]
+    first_train = first_epoch(epochs, train, train_threshold)
     return GrokkingRow(
         run=name,
-        first_train_epoch=first_epoch(epochs, train, train_threshold),
+        first_train_epoch=first_train,
         first_val_epoch=first_epoch(epochs, val, val_threshold),
+        val_acc_at_first_train=(
+            float("nan") if first_train is None else val[epochs.index(first_train)]
+        ),
         final_val_acc=val[-1] if val else float("nan"),
         n_checkpoints=len(checkpoints),
     )
@@ -46,14 +51,14 @@ def grokking_row(
 def grokking_table(rows: Iterable[GrokkingRow]) -> str:
     """A Markdown table of the rows."""
     lines = [
-        "| run | first epoch train_acc >= 0.99 | first epoch val_acc >= 0.9 | final val_acc "
-        "| checkpoints |",
-        "|---|---|---|---|---|",
+        "| run | first epoch train_acc >= 0.99 | val_acc then | first epoch val_acc >= 0.9 "
+        "| final val_acc | checkpoints |",
+        "|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
-            f"| {row.run} | {_text(row.first_train_epoch)} | {_text(row.first_val_epoch)} | "
-            f"{row.final_val_acc:.3f} | {row.n_checkpoints} |"
+            f"| {row.run} | {_text(row.first_train_epoch)} | {row.val_acc_at_first_train:.3f} | "
+            f"{_text(row.first_val_epoch)} | {row.final_val_acc:.3f} | {row.n_checkpoints} |"
         )
     return "\n".join(lines)
 
