@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # name -> module; modules are imported only when their command runs, so `dyntools runs` does
 # not pay for importing the training code.
@@ -26,9 +27,16 @@ COMMANDS: dict[str, str] = {
 USER_ERRORS = (ValueError, OSError, LookupError)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The full argument parser; ``commands`` limits which sub-commands get registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="dyntools",
         description="See how a neural network's training unfolded, from its checkpoints.",
     )
