@@ -13,13 +13,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from dyntools.checkpoints import CheckpointWriter, Run, discover_runs, read_run_json
+from dyntools.checkpoints import CheckpointWriter, Run, read_run, read_run_json
 from dyntools.checkpoints.format import RUN_SCHEMA_VERSION
 
 
 def read_own_run(path: Path) -> Run:
-    """The one run in ``path``, as the readers see it."""
-    (run,) = discover_runs(path).runs
+    """The run in ``path``, as the readers see it."""
+    run = read_run(path)
     assert run.layout == "dyntools"
     return run
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dyntools.checkpoints import read_own_run
+from dyntools.checkpoints import read_run
 from dyntools.cli import main
 
 TINY = ["--epochs", "2", "--checkpoint-every", "1"]
@@ -33,7 +33,7 @@ def test_train_writes_a_run_with_progress_on_stderr(
     assert status == 0, stderr
     assert stdout == ""
     assert "epoch 2/2" in stderr and "ETA" in stderr and "val_acc" in stderr
-    run = read_own_run(out)
+    run = read_run(out)
     assert [c.epoch for c in run.checkpoints] == [0, 1, 2]
     assert run.config["seed"] == 0
 

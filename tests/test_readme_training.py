@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dyntools.checkpoints import read_own_run
+from dyntools.checkpoints import read_run
 from dyntools.models import build_model
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "readme-training.md"
@@ -28,7 +28,7 @@ def example_code() -> str:
 def test_writer_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     exec(compile(example_code(), str(DOC), "exec"), {"__name__": "__example__"})
-    run = read_own_run(tmp_path / "runs" / "my-run")
+    run = read_run(tmp_path / "runs" / "my-run")
     assert len(run.checkpoints) >= 2 and run.probe is not None
     assert {"train_loss", "train_acc", "val_acc"} <= set(run.checkpoints[-1].scalars)
     model = build_model(run.config["model"])

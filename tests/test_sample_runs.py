@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dyntools.checkpoints import find_own_runs, read_own_run
+from dyntools.checkpoints import discover_runs, read_run
 from dyntools.models import build_model
 from dyntools.train import get_task, train
 from dyntools.train.summary import grokking_row
@@ -20,11 +20,11 @@ pytestmark = pytest.mark.skipif(not SAMPLE_RUNS.is_dir(), reason="sample_runs/ n
 
 
 def test_every_task_has_its_seeds_and_rebuildable_checkpoints() -> None:
-    runs = find_own_runs(SAMPLE_RUNS)
+    runs = [run.path for run in discover_runs(SAMPLE_RUNS).runs]
     for task, n_seeds in EXPECTED.items():
         mine = [r for r in runs if r.parent.name == task]
         assert len(mine) >= n_seeds, task
-        run = read_own_run(mine[0])
+        run = read_run(mine[0])
         assert run.probe is not None and len(run.checkpoints) >= 10
         model = build_model(run.config["model"])
         model.load_state_dict(load_file(str(run.checkpoints[-1].path)), strict=True)
@@ -49,7 +49,7 @@ def test_modular_addition_runs_grok() -> None:
 
 def test_training_code_reproduces_a_committed_run(tmp_path: Path) -> None:
     committed = SAMPLE_RUNS / "sparse-parity" / "seed1"
-    config = read_own_run(committed).config
+    config = read_run(committed).config
     # Epoch 25 of a 25-epoch run is epoch 25 of the 300-epoch run: no learning-rate schedule.
     overrides = {"checkpoints": "every 25", "epochs": 25}
     train(get_task("sparse-parity"), tmp_path, seed=config["seed"], overrides=overrides)

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from dyntools.checkpoints import read_own_run
+from dyntools.checkpoints import read_run
 from dyntools.checkpoints.format import RUN_SCHEMA_VERSION
 from dyntools.models import build_model
 from dyntools.train import TASKS, get_task, train
@@ -47,7 +47,7 @@ def test_every_task_trains_and_writes_a_rebuildable_run(name: str, tmp_path: Pat
     result = train(get_task(name), tmp_path, seed=0, overrides=TINY[name])
     epochs = TINY[name]["epochs"]
     assert [r.epoch for r in result.records] == list(range(epochs + 1))
-    run = read_own_run(tmp_path)
+    run = read_run(tmp_path)
     config = run.config
     assert config["schema_version"] == RUN_SCHEMA_VERSION
     assert config["task"] == name and config["seed"] == 0
@@ -74,7 +74,7 @@ def test_every_task_trains_and_writes_a_rebuildable_run(name: str, tmp_path: Pat
 def test_scalars_match_a_recomputation_from_the_checkpoint(tmp_path: Path) -> None:
     task = get_task("digits-cnn")
     result = train(task, tmp_path, seed=1, overrides=TINY["digits-cnn"])
-    run = read_own_run(tmp_path)
+    run = read_run(tmp_path)
     model = build_model(run.config["model"])
     model.load_state_dict(tensors(tmp_path, 2))
     model.eval()
@@ -97,7 +97,7 @@ def test_same_seed_gives_identical_tensors_and_another_seed_does_not(
     for key in first:
         assert torch.equal(first[key], again[key]), key
     assert any(not torch.equal(first[k], other[k]) for k in first if first[k].is_floating_point())
-    meta = [read_own_run(tmp_path / f).checkpoints[-1].scalars for f in "ab"]
+    meta = [read_run(tmp_path / f).checkpoints[-1].scalars for f in "ab"]
     assert meta[0] == meta[1]
 
 
@@ -122,7 +122,7 @@ def test_options_map_to_the_model(tmp_path: Path) -> None:
         seed=0,
         overrides={**TINY["digits-resnet"], "epochs": 1, "batchnorm": False, "residual": False},
     )
-    config = read_own_run(tmp_path / "fork").config
+    config = read_run(tmp_path / "fork").config
     assert config["model"]["kwargs"]["batchnorm"] is False
     assert config["model"]["kwargs"]["residual"] is False
 

@@ -6,7 +6,7 @@ Reading: ``discover_runs(folder)`` finds every run below a folder in any support
 ``open_checkpoint(ref)`` reads one checkpoint's tensors lazily.
 """
 
-from dyntools.checkpoints.discover import LAYOUTS, discover_runs, run_id_for
+from dyntools.checkpoints.discover import LAYOUTS, discover_runs, read_run, run_id_for
 from dyntools.checkpoints.fingerprint import fingerprint_files
 from dyntools.checkpoints.records import (
     CheckpointError,
@@ -37,6 +37,7 @@ __all__ = [
     "fingerprint_files",
     "open_checkpoint",
     "prepare_state_dict",
+    "read_run",
     "read_run_json",
     "run_id_for",
 ]

@@ -182,3 +182,19 @@ class _Walker:
                     "give it a number (NAME_<step>.safetensors) or move it into its own folder",
                 )
             )
+
+
+def read_run(folder: Path | str) -> Run:
+    """The run whose folder is ``folder`` itself (any layout); its problems are on the record.
+
+    Raises LookupError when ``folder`` is not a run folder (for example a folder of runs).
+    """
+    found = discover_runs(Path(folder))
+    for run in found.runs:
+        if run.run_id == ".":
+            return run
+    messages = "; ".join(p.message() for p in found.all_problems()[:3])
+    raise LookupError(
+        f"{folder} is not a run folder ({len(found.runs)} runs below it)"
+        + (f": {messages}" if messages else "")
+    )

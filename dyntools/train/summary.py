@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dyntools.checkpoints import read_own_run
+from dyntools.checkpoints import read_run
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def grokking_row(
     run_dir: Path, name: str, train_threshold: float = 0.99, val_threshold: float = 0.9
 ) -> GrokkingRow:
     """Read a run's checkpoint headers and find the first epochs over the thresholds."""
-    run = read_own_run(run_dir)
+    run = read_run(run_dir)
     checkpoints = [c for c in run.checkpoints if c.epoch is not None]
     epochs = [int(c.epoch) for c in checkpoints if c.epoch is not None]
     train = [c.scalars.get("train_acc", float("nan")) for c in checkpoints]
