@@ -29,25 +29,9 @@ import numpy as np
 import polars as pl
 
 from dyntools.hmm.normalize import Notice, drop_short_runs, usable_columns, zscore
+from dyntools.metrics.registry import PAPER_FEATURES as PAPER_FEATURES
 
 PAPER_HOOK_POINT = "__paper__"
-# The published code's feature names, kept as metric names (DESIGN.md section 3).
-PAPER_FEATURES: tuple[str, ...] = (
-    "l1",
-    "l2",
-    "trace",
-    "spectral",
-    "code_sparsity",
-    "computational_sparsity",
-    "mean_singular_value",
-    "var_singular_value",
-    "mean_w",
-    "median_w",
-    "var_w",
-    "mean_b",
-    "median_b",
-    "var_b",
-)
 SCALAR_PREFIX = "scalars"
 Normalization = Literal["per-run", "global"]
 NORMALIZATIONS: tuple[str, ...] = ("per-run", "global")
