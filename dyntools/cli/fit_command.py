@@ -12,7 +12,7 @@ from typing import Any
 from dyntools.cli.fit_args import add_fit_arguments, fit_config_from_args
 from dyntools.hmm import fit_result_to_json, format_fit_report
 from dyntools.latent import fit_or_load
-from dyntools.store import Store, locate_db
+from dyntools.store import Store, find_existing_db, locate_db
 
 
 def add_parser(subparsers: Any) -> None:
@@ -29,8 +29,26 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=handler)
 
 
+def runs_below(store: Store, folder: Path) -> tuple[str, ...]:
+    """The ids of the stored runs whose folder is ``folder`` or below it."""
+    root = folder.resolve()
+    runs = store.read_runs()
+    return tuple(
+        run_id
+        for run_id, path in runs.select("run_id", "path").iter_rows()
+        if Path(path).resolve() == root or root in Path(path).resolve().parents
+    )
+
+
 def handler(args: argparse.Namespace) -> int:
-    db = args.db if args.db is not None else locate_db(args.folder).path
+    if not args.folder.is_dir():
+        raise FileNotFoundError(f"{args.folder} is not a folder: check the path")
+    if args.db is not None:
+        db = args.db
+    else:
+        # Results computed for a parent folder serve its subfolders too.
+        found = find_existing_db(args.folder)
+        db = found[0] if found else locate_db(args.folder).path
     store = Store(db)
     if not store.exists:
         raise FileNotFoundError(
@@ -40,6 +58,11 @@ def handler(args: argparse.Namespace) -> int:
     config = fit_config_from_args(args)
     if not config.features and not config.paper_features:
         config = dataclasses.replace(config, paper_features=True)
+    if config.runs is None:
+        below = runs_below(store, args.folder)
+        if not below:
+            raise LookupError(f"no computed runs below {args.folder} in {db}")
+        config = dataclasses.replace(config, runs=below)
     outcome = fit_or_load(store, config)
     if args.json:
         payload = fit_result_to_json(outcome.result)

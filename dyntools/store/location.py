@@ -55,3 +55,19 @@ def locate_db(folder: Path, *, writable: Callable[[Path], bool] = _writable) -> 
 def default_db_path(folder: Path) -> Path:
     """The database file for ``folder``: inside it, or a per-user cache file if it is read-only."""
     return locate_db(folder).path
+
+
+def find_existing_db(folder: Path) -> tuple[Path, Path] | None:
+    """The nearest existing database covering ``folder``: its own, or an ancestor's.
+
+    Returns (database path, the folder it belongs to), so that results computed for
+    ``sample_runs`` serve ``sample_runs/modular-addition`` too; None when there is none.
+    """
+    start = Path(folder).resolve()
+    for candidate in (start, *start.parents):
+        if not candidate.is_dir():
+            continue
+        path = locate_db(candidate).path
+        if path.is_file() and path.stat().st_size > 0:
+            return path, candidate
+    return None

@@ -1,0 +1,54 @@
+"""dyntools fit: finds the database of a parent folder, fits the runs below FOLDER, reads back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dyntools.checkpoints import CheckpointWriter
+from dyntools.cli import main
+from dyntools.pipeline import ComputeOptions, compute
+
+
+def write_runs(folder: Path, seeds: range, epochs: int = 12) -> None:
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Linear(8, 3))
+        writer = CheckpointWriter(folder / f"seed{seed}", model, {"task": "t", "seed": seed})
+        for epoch in range(epochs):
+            with torch.no_grad():  # two regimes: weights grow, then shrink
+                scale = 1.2 if epoch < epochs // 2 else 0.8
+                for parameter in model.parameters():
+                    parameter.mul_(scale).add_(0.01 * torch.randn_like(parameter))
+            writer.save(epoch, val_acc=float(epoch >= epochs // 2), train_loss=1.0 / (epoch + 1))
+
+
+def test_fit_reads_a_parent_database_and_is_read_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_runs(tmp_path / "task-a", range(2))
+    write_runs(tmp_path / "task-b", range(1))
+    compute(tmp_path, ComputeOptions(), workers=1)
+    args = ["fit", str(tmp_path / "task-a"), "--max-states", "3", "--restarts", "2", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["from_store"] is False
+    assert sorted(first["run_ids"]) == ["task-a/seed0", "task-a/seed1"]
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["from_store"] is True and second["config_hash"] == first["config_hash"]
+
+    assert main(["fit", str(tmp_path / "task-a"), "--max-states", "2", "--restarts", "2"]) == 0
+    report = capsys.readouterr().out
+    assert "model selection" in report and "fitted and stored" in report
+
+
+def test_fit_without_a_database_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fit", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "run `dyntools compute" in error and len(error.strip().splitlines()) == 1
