@@ -36,8 +36,8 @@ QKV = ("W_Q", "W_K", "W_V")
 
 
 class FileSource:
-    """A lazy TensorSource over one safetensors file. Each read opens the file: a handle kept
-    open maps the whole file, and every page read through it stays in the process's RSS."""
+    """A lazy TensorSource over one safetensors file, opened per read (measured: a handle
+    kept open while every tensor is read does not grow the resident memory either)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -182,6 +182,18 @@ def _floor(path: Path, names: list[str], heads: dict[str, int]) -> int:
     return count
 
 
+def _floor_tall(path: Path, names: list[str], heads: dict[str, int]) -> int:
+    """The floor with our one trick: wide matrices passed to svdvals as their transposed view."""
+    source = FileSource(path)
+    count = 0
+    for name in names:
+        tensor = source.read(name)
+        for matrix in _units({name: tensor}, [name], heads).values():
+            torch.linalg.svdvals(matrix.T if matrix.shape[0] < matrix.shape[1] else matrix)
+            count += 1
+    return count
+
+
 def _max_rel_error(ours: dict[tuple[str, str], float], peer: dict[tuple[str, str], float]) -> float:
     worst = 0.0
     for key, value in peer.items():
@@ -222,9 +234,17 @@ def _weights_rows(
     def each(func: Callable[[Path, list[str], dict[str, int]], Any]) -> Callable[[], list[Any]]:
         return lambda: [func(p, names, heads) for p in paths]
 
-    t_ours, ours = best_of(repeats, each(_ours))
-    t_peer, peer = best_of(repeats, each(_peer))
-    t_floor, _ = best_of(repeats, each(_floor))
+    # Rounds interleave the sides so that load from other processes hits all of them alike;
+    # each side keeps its best round.
+    best = {"ours": math.inf, "peer": math.inf, "floor": math.inf, "tall": math.inf}
+    results: dict[str, Any] = {}
+    sides = {"ours": _ours, "peer": _peer, "floor": _floor, "tall": _floor_tall}
+    for _ in range(repeats):
+        for side, func in sides.items():
+            elapsed, results[side] = best_of(1, each(func))
+            best[side] = min(best[side], elapsed)
+    t_ours, t_peer, t_floor, t_tall = (best[k] for k in ("ours", "peer", "floor", "tall"))
+    ours, peer = results["ours"], results["peer"]
     error = max(_max_rel_error(o, p) for o, p in zip(ours, peer, strict=True))
     exact = max(_norm_error(o, p, names, heads) for o, p in zip(ours, paths, strict=True))
     n = len(paths)
@@ -248,6 +268,14 @@ def _weights_rows(
             "s/checkpoint",
             "goal >= 0.9x",
             note,
+        ),
+        Row(
+            f"(a) weights {label}: ours vs floor, wide matrices transposed",
+            t_ours / n,
+            t_tall / n,
+            "s/checkpoint",
+            "",
+            "the floor with our SVD orientation trick",
         ),
     ]
 
@@ -377,7 +405,7 @@ def run() -> list[Row]:
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         paths, note = _modular_addition_checkpoints(tmp)
-        rows += _weights_rows("modular-addition", paths, _modular_addition_selection, 3, note)
+        rows += _weights_rows("modular-addition", paths, _modular_addition_selection, 7, note)
         start = time.perf_counter()
         gpt2 = _gpt2_checkpoint(tmp)
         write = time.perf_counter() - start
@@ -385,7 +413,7 @@ def run() -> list[Row]:
             "gpt2-small-shaped ~500 MB",
             [gpt2],
             _gpt2_selection,
-            1,
+            3,
             f"synthetic, written in {write:.1f} s",
         )
         rows += _memory_rows(gpt2)
