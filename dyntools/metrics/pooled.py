@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from dyntools.metrics.finite import all_finite, count_nonfinite
@@ -83,9 +84,16 @@ class PooledAccumulator:
         if self._kept is not None:
             self._kept_bytes += n * flat.element_size()
             if self._kept_bytes <= self._in_memory_bytes:
-                self._kept.append(flat.clone())
-            else:
-                self._kept = None
+                self._kept.append(flat)
+                return
+            # Too large to keep: from now on only a random sample brackets the median.
+            for kept in self._kept:
+                self._sample(kept)
+            self._kept = None
+        self._sample(flat)
+
+    def _sample(self, flat: torch.Tensor) -> None:
+        n = flat.numel()
         index = torch.randint(n, (math.ceil(n / SAMPLE_EVERY),), generator=self._generator)
         self._samples.append(flat[index].double())
 
@@ -108,12 +116,18 @@ class PooledAccumulator:
         var = self._m2 / (n - 1) if n > 1 else math.nan
         reason = None if n > 1 else "one value: unbiased variance undefined (NaN)"
         if self._kept is not None:
-            median = float(torch.cat(self._kept).median())
+            median = _kth(torch.cat(self._kept), (n - 1) // 2)
         elif reread is None:
             return PooledStats(n, self._mean, var, None, "median needs a second pass: no reread")
         else:
             median = _bracket_median(n, torch.cat(self._samples).sort().values, reread)
         return PooledStats(n, self._mean, var, median, reason)
+
+
+def _kth(values: torch.Tensor, rank: int) -> float:
+    """The value of 0-based ``rank`` in sorted order (torch.median's lower median for
+    rank (n-1)//2). numpy's introselect is ten times faster than torch.median here."""
+    return float(np.partition(values.numpy(), rank)[rank])
 
 
 def _sums(flat: torch.Tensor) -> tuple[float, float]:
@@ -186,7 +200,7 @@ def _bracket_median(
             return low
         rank -= at_low
         if rank < values.numel():
-            return float(values.kthvalue(rank + 1).values)
+            return _kth(values, rank)
         rank -= values.numel()
         if rank < at_high:
             return high

@@ -63,8 +63,10 @@ def matrix_batch(stack: torch.Tensor, *, with_svd: bool) -> MatrixBatch:
     if stack.dim() != 3:
         raise ValueError(f"expected a (B, m, n) stack of matrices, got shape {list(stack.shape)}")
     f64 = torch.float64
-    l1 = torch.linalg.vector_norm(stack, ord=1, dim=(1, 2)).to(f64)
-    l2 = torch.linalg.vector_norm(stack, ord=2, dim=(1, 2)).to(f64)
+    # Norms of each row, added up in float64: vector_norm over a whole float32 matrix
+    # accumulates sequentially (3072 x 768: l1 off by 1e-4 relative, the reference included).
+    l1 = torch.linalg.vector_norm(stack, ord=1, dim=2).to(f64).sum(dim=1)
+    l2 = torch.linalg.vector_norm(stack, ord=2, dim=2).to(f64).square().sum(dim=1).sqrt()
     # torch.trace semantics: the main diagonal, also of a rectangular matrix.
     trace = stack.diagonal(dim1=1, dim2=2).sum(-1, dtype=f64)
     spectral = zeroed = None

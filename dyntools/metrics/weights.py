@@ -286,8 +286,10 @@ class _Run:
             units = self.units[name]
             matrices = unit_matrices(tensor, units)
             versions = {which: self._other_version(which, name, units) for which in self._needs()}
+            # One check per tensor; only a tensor holding NaN/inf is checked unit by unit.
+            clean = all_finite(tensor)
             for i, (unit, matrix) in enumerate(zip(units, matrices, strict=True)):
-                problem = _nonfinite(matrix)
+                problem = None if clean else _nonfinite(matrix)
                 if problem is None:
                     finite.append((unit, matrix))
                 else:
