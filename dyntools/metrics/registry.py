@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dyntools.metrics.spectrum import RESHAPED_BASES, RESHAPED_PREFIX
+from dyntools.metrics.spectrum import ANCHOR_MATRIX_METRICS, RESHAPED_BASES, RESHAPED_PREFIX
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,7 @@ WEIGHT_FAMILIES = ("matrix", "conv", "pooled", "temporal")
 
 # The paper's HMM features per checkpoint, in the published column order.
 PAPER_FEATURES = (
-    "l1",
-    "l2",
-    "trace",
-    "spectral",
-    "code_sparsity",
-    "computational_sparsity",
-    "mean_singular_value",
-    "var_singular_value",
+    *ANCHOR_MATRIX_METRICS,
     "mean_w",
     "median_w",
     "var_w",
