@@ -37,7 +37,7 @@ class FitConfig:
     features: tuple[tuple[str, str], ...] = ()  # (hook point, metric); () with no paper: all
     paper_features: bool = False
     scalar_features: tuple[str, ...] = ()
-    normalize: str = "global"  # see docs/readme-hmm.md: per-run z-scores split phases
+    normalize: str = "global"  # see the README (latent states): per-run z-scores split phases
     max_states: int = 8
     n_states: int | None = None  # overrides the BIC choice
     restarts: int = 5
