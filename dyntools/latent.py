@@ -44,15 +44,16 @@ def paper_feature_rows(metrics: pl.DataFrame) -> pl.DataFrame:
     """The 14 paper features under the HMM's hook point name, one selection's worth.
 
     Paper features are stored per hook-point selection (the ``params`` of the "(all)" rows). The
-    widest selection (most hook points, i.e. the longest params text) is the one used here.
+    widest selection of each run (most hook points, i.e. the longest params text) is the one
+    used here: per run, since runs of different models in one store have different selections.
     """
     paper = metrics.filter(
         (pl.col("hook_point") == ALL_HOOK_POINTS) & (pl.col("tensor") == PAPER_FEATURES_TENSOR)
     )
     if paper.is_empty():
         return paper
-    widest = paper.select(pl.col("params").sort_by(pl.col("params").str.len_chars()).last()).item()
-    return paper.filter(pl.col("params") == widest).with_columns(
+    widest = pl.col("params").sort_by(pl.col("params").str.len_chars(), pl.col("params")).last()
+    return paper.filter(pl.col("params") == widest.over("run_id")).with_columns(
         pl.lit(PAPER_HOOK_POINT).alias("hook_point")
     )
 
