@@ -24,8 +24,14 @@ with left:
         "Runs", ui.RUNS, index["run_id"].unique().sort().to_list(), key="metrics.runs", default=3
     )
     hooks_available = index.filter(index["run_id"].is_in(runs))["hook_point"].unique().sort()
+    weight_hooks = index.filter(index["metric"] == "l2")["hook_point"].unique().sort()
     hooks = ui.shared_multiselect(
-        "Hook points", ui.HOOK_POINTS, hooks_available.to_list(), key="metrics.hooks", default=2
+        "Hook points",
+        ui.HOOK_POINTS,
+        hooks_available.to_list(),
+        key="metrics.hooks",
+        default=2,
+        preferred=weight_hooks.to_list(),
     )
 with right:
     names_available = (
@@ -35,7 +41,12 @@ with right:
         .to_list()
     )
     metrics = ui.shared_multiselect(
-        "Metrics", ui.METRICS, names_available, key="metrics.metrics", default=2
+        "Metrics",
+        ui.METRICS,
+        names_available,
+        key="metrics.metrics",
+        default=2,
+        preferred=("l2", "spectral"),
     )
     log_scale = st.toggle("Log scale", key="metrics.log")
 
