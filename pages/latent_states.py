@@ -102,9 +102,11 @@ with left:
     st.subheader("Model selection")
     selection = selection_frame(result)
     ui.chart(
-        charts.model_selection(selection, result.n_states), key="latent.selection", name="selection"
+        charts.model_selection(selection, result.n_states),
+        key="latent.selection",
+        name="selection",
+        data=selection,
     )
-    ui.downloads(selection, "model_selection", key="latent.selection_data")
 with right:
     st.subheader("States over training")
     points, intervals = state_points(result), state_intervals(result)
@@ -112,8 +114,8 @@ with right:
         charts.state_timeline(points, intervals, result.n_states),
         key="latent.timeline",
         name="state_timeline",
+        data=points,
     )
-    ui.downloads(points, "states", key="latent.states_data")
 
 st.subheader("Transition graph")
 st.caption(

@@ -66,7 +66,10 @@ if curves.is_empty():
     st.stop()
 
 intervals, n_states = None, 0
-fit_hash = ui.get_text(ui.FIT)
+fit_hash, latest = ui.get_text(ui.FIT), False
+if not fit_hash:
+    with ui.user_errors("reading the stored fits"):
+        fit_hash, latest = ui.latest_fit_hash(state.db, tuple(runs)) or "", True
 if fit_hash:
     with ui.user_errors("reading the current fit"):
         result = ui.load_fit(state.db, fit_hash)
@@ -74,8 +77,10 @@ if fit_hash:
         st.caption(f"The current fit {fit_hash[:12]} is not in this folder's database any more.")
     else:
         fitted = [r for r in runs if r in result.run_ids]
+        which = "latest stored fit" if latest else "fit"
         choice = st.selectbox(
-            f"Background: HMM states of fit {fit_hash[:12]} ({result.n_states} states) for run",
+            f"Background: HMM states of the {which} {fit_hash[:12]} ({result.n_states} "
+            "states) for run",
             [*fitted, "(none)"],
             key="metrics.background",
         )

@@ -8,10 +8,15 @@ import polars as pl
 import pytest
 from apptest_helpers import by_key, chart_data, chart_spec, direct, routed, texts, vega_charts
 
+from dyntools.hmm import FitConfig
+from dyntools.latent import fit_or_load
+from dyntools.pipeline.compute import compute
+from dyntools.pipeline.options import ComputeOptions
 from dyntools.store import Store, locate_db
 from dyntools.views.curves import brushed_range, curve_frame, epoch_range, range_summary
 
 pytestmark = pytest.mark.usefixtures("_config_home")
+RUNS = ("sparse-parity/seed0", "sparse-parity/seed1")
 
 
 def _values(chart_frame: pl.DataFrame) -> pl.DataFrame:
@@ -35,7 +40,6 @@ def test_curves_are_the_stored_values(analysed_folder: Path) -> None:
     assert got["value"].to_list() == pytest.approx(expected["value"].to_list())
     assert got["epoch"].to_list() == pytest.approx(expected["epoch"].to_list())
     assert set(data["run_id"]) == {"sparse-parity/seed0", "sparse-parity/seed1"}
-    assert "Fit latent states" in texts(app)
 
 
 def test_log_scale_and_metric_choice(analysed_folder: Path) -> None:
@@ -67,6 +71,22 @@ def test_background_coloured_by_the_current_fit(analysed_folder: Path) -> None:
     assert panel["start"][1:].to_list() == panel["end"][:-1].to_list()
     background.set_value("(none)").run()
     assert chart_data(vega_charts(app)[0]).filter(pl.col("kind") == "state").is_empty()
+
+
+def test_latest_stored_fit_colours_a_new_session(fresh_folder: Path) -> None:
+    compute(fresh_folder, ComputeOptions(metrics=("l2",)), workers=1)
+    app = routed("metrics", fresh_folder)
+    assert "Fit latent states" in texts(app)  # no fit yet
+    store = Store(locate_db(fresh_folder).path)
+    assert store.list_fits().is_empty()
+    older = fit_or_load(store, FitConfig(runs=RUNS[:1], max_states=2, restarts=1))
+    newer = fit_or_load(store, FitConfig(runs=RUNS, max_states=2, restarts=1, seed=5))
+    assert store.list_fits()["config_hash"].to_list() == [newer.config_hash, older.config_hash]
+    app = routed("metrics", fresh_folder)
+    background = by_key(app.selectbox, "metrics.background")
+    assert newer.config_hash[:12] in background.label and "latest" in background.label
+    app = routed("metrics", fresh_folder, runs="sparse-parity/seed0")
+    assert newer.config_hash[:12] in by_key(app.selectbox, "metrics.background").label
 
 
 def test_page_runs_on_its_own(analysed_folder: Path) -> None:

@@ -21,6 +21,7 @@ from dyntools.latent import FitData, FitOutcome, fit_data, fit_or_load
 from dyntools.overview import runs_table, scalars_table
 from dyntools.store import Store, locate_db
 from dyntools.store.store import NoResultsError
+from dyntools.views.latent import latest_fit
 
 Names = tuple[str, ...] | None
 
@@ -153,3 +154,9 @@ def load_fit(db: str, config_hash: str) -> FitResult | None:
     if stored is None:
         return None
     return fit_result_from_json(json.loads(stored.result_json))
+
+
+def latest_fit_hash(db: str, runs: tuple[str, ...]) -> str | None:
+    """The newest stored fit covering any of ``runs`` (not cached: saving a fit changes no
+    data version, and this is one small query)."""
+    return latest_fit(Store(db).list_fits(), runs)
