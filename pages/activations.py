@@ -7,7 +7,7 @@ from dyntools.metrics import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM
 from dyntools.views.curves import ACTIVATION_STATS, activation_stats_frame, heatmap_frame
 
 st.title("Activations")
-ui.init_state()
+ui.load_state()
 folder = ui.current_folder()
 if folder is None:
     st.stop()
