@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -31,3 +32,70 @@ def chart_data(chart: Any) -> pl.DataFrame:
     if not frames:
         raise ValueError("the chart carries no data")
     return pl.concat([f for f in frames if isinstance(f, pl.DataFrame)], how="diagonal")
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+APP = str(REPO_ROOT / "streamlit_app.py")
+START_PAGE_KEY = "dyntools.start_page"
+# url path -> page file: the two ways a page runs in the tests (DESIGN.md section 9).
+PAGE_FILES = {
+    "folder": "pages/folder.py",
+    "hook-points": "pages/hook_points.py",
+    "metrics": "pages/metrics.py",
+    "latent-states": "pages/latent_states.py",
+    "activations": "pages/activations.py",
+    "information-plane": "pages/information_plane.py",
+}
+
+
+def routed(page: str, folder: Path | str, **params: str) -> AppTest:
+    """The app through its router (sidebar and navigation), opened on ``page`` (a url path):
+    AppTest cannot follow st.navigation links, so the router takes the start page from
+    session state. Query parameters as a browser URL would carry them."""
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.query_params["folder"] = str(folder)
+    for name, value in params.items():
+        app.query_params[name] = value
+    app.session_state[START_PAGE_KEY] = page
+    return app.run()
+
+
+def direct(page: str, folder: Path | str, **params: str) -> AppTest:
+    """The page file on its own, without the router (pages set up shared state themselves)."""
+    app = AppTest.from_file(str(REPO_ROOT / PAGE_FILES[page]), default_timeout=60)
+    app.query_params["folder"] = str(folder)
+    for name, value in params.items():
+        app.query_params[name] = value
+    return app.run()
+
+
+def by_key(elements: Any, key: str) -> Any:
+    """The widget with this key."""
+    for element in elements:
+        if element.key == key:
+            return element
+    raise LookupError(f"no widget with key {key!r}; keys: {[e.key for e in elements]}")
+
+
+def texts(app: AppTest) -> str:
+    """Every message, caption and markdown text of the page, joined (for 'says X' checks)."""
+    parts = []
+    for kind in ("info", "error", "warning", "success", "caption", "markdown"):
+        parts += [str(element.value) for element in getattr(app, kind)]
+    return "\n".join(parts)
+
+
+def blocks(app: AppTest, kind: str) -> list[Any]:
+    """Every block of a type (``status``, ``expander``, ...) in the main area, in order."""
+    found: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if getattr(node, "type", None) == kind:
+            found.append(node)
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for child in children.values():
+                walk(child)
+
+    walk(app.main)
+    return found

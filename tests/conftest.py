@@ -13,3 +13,7 @@ def _seed_torch() -> None:
     import torch
 
     torch.manual_seed(0)
+
+
+# The app tests' analysed folder is computed once per session, so its fixtures live here.
+from app_fixtures import _config_home, analysed_folder, fresh_folder  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""AppTest of the Runs page on real run folders written by CheckpointWriter."""
+"""AppTest of the Folder page: runs found, problems, training curves, recent folders."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from apptest_helpers import chart_data, chart_spec, vega_charts
+from apptest_helpers import APP, by_key, chart_data, chart_spec, direct, routed, vega_charts
 from streamlit.testing.v1 import AppTest
 
 from dyntools.checkpoints import CheckpointWriter
+from dyntools.recent import read_recent
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-APP = str(REPO_ROOT / "streamlit_app.py")
+pytestmark = pytest.mark.usefixtures("_config_home")
 
 
 @pytest.fixture
@@ -36,15 +35,10 @@ def runs_folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_app(folder: str) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=30)
-    app.query_params["folder"] = folder
-    return app.run()
-
-
-def test_runs_page_lists_runs_and_plots_their_curves(runs_folder: Path) -> None:
-    app = run_app(str(runs_folder))
+def test_folder_page_lists_runs_and_plots_their_curves(runs_folder: Path) -> None:
+    app = routed("folder", runs_folder)
     assert not app.exception
+    assert app.title[0].value == "Folder"
     table = app.dataframe[0].value
     assert sorted(table["run_id"]) == ["toy/seed0", "toy/seed1"]
     assert list(table["checkpoints"]) == [4, 4]
@@ -54,23 +48,55 @@ def test_runs_page_lists_runs_and_plots_their_curves(runs_folder: Path) -> None:
     assert data.height == 2 * 4 * 4  # runs x checkpoints x scalars
     seed1_val = data.filter((data["run_id"] == "toy/seed1") & (data["name"] == "val_acc"))
     assert seed1_val.sort("epoch")["value"].to_list() == pytest.approx([0.1, 0.225, 0.35, 0.475])
+    assert "no metrics computed yet" in app.caption[0].value
+
+
+def test_choosing_runs_narrows_the_curves_and_is_shared(runs_folder: Path) -> None:
+    app = routed("folder", runs_folder)
+    by_key(app.multiselect, "folder.runs_pick").set_value(["toy/seed1"]).run()
+    data = chart_data(vega_charts(app)[0])
+    assert set(data["run_id"]) == {"toy/seed1"}
+    assert app.session_state["dyntools.runs"] == ["toy/seed1"]
+    assert app.query_params["runs"] == "toy/seed1"
+
+
+def test_the_page_runs_on_its_own_too(runs_folder: Path) -> None:
+    app = direct("folder", runs_folder)
+    assert not app.exception
+    assert app.dataframe[0].value.shape[0] == 2
 
 
 def test_missing_folder_is_a_message_not_a_traceback(tmp_path: Path) -> None:
-    app = run_app(str(tmp_path / "nope"))
+    app = routed("folder", tmp_path / "nope")
     assert not app.exception
     assert "does not exist" in app.error[0].value
 
 
 def test_empty_folder_says_what_to_do(tmp_path: Path) -> None:
-    app = run_app(str(tmp_path))
+    app = routed("folder", tmp_path)
     assert not app.exception
     assert any("dyntools train" in warning.value for warning in app.warning)
 
 
-def test_folder_typed_in_the_sidebar_is_loaded(runs_folder: Path) -> None:
+def test_folder_typed_in_the_sidebar_is_loaded_and_remembered(
+    runs_folder: Path, _config_home: Path
+) -> None:
     app = AppTest.from_file(APP, default_timeout=30).run()
     assert "Enter a checkpoint folder" in app.info[0].value
     app.sidebar.text_input[0].input(str(runs_folder)).run()
     assert not app.exception
+    assert app.dataframe[0].value.shape[0] == 2
+    assert read_recent() == [str(runs_folder)]
+    assert (_config_home / "dyntools" / "recent.json").is_file()
+
+
+def test_recent_folders_are_offered_in_the_sidebar(runs_folder: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    routed("folder", runs_folder)  # remembered
+    app = routed("folder", other)
+    recent = by_key(app.sidebar.selectbox, "dyntools.recent_choice")
+    assert recent.options == [str(runs_folder)]
+    recent.set_value(str(runs_folder)).run()
+    assert app.session_state["dyntools.folder"] == str(runs_folder)
     assert app.dataframe[0].value.shape[0] == 2

@@ -1,0 +1,53 @@
+"""Charts of a latent-state fit: model selection and the state timeline per run."""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+from dyntools.views.latent import state_domain
+
+CRITERIA = {"bic": "BIC", "aic": "AIC", "neg_log_likelihood": "-log-likelihood"}
+
+
+def model_selection(selection: pl.DataFrame, chosen: int) -> alt.LayerChart:
+    """BIC, AIC and -log-likelihood (best restart) per number of states; the n used marked."""
+    long = (
+        selection.with_columns((-pl.col("best_log_likelihood")).alias("neg_log_likelihood"))
+        .unpivot(index="n_states", on=list(CRITERIA), variable_name="criterion")
+        .with_columns(pl.col("criterion").replace_strict(CRITERIA))
+    )
+    base = alt.Chart(long.to_arrow()).encode(
+        x=alt.X("n_states:O", title="number of states"),
+        y=alt.Y("value:Q", title="criterion (lower is better)", scale=alt.Scale(zero=False)),
+        color=alt.Color("criterion:N", title=None),
+        tooltip=["n_states:O", "criterion:N", alt.Tooltip("value:Q", format=".1f")],
+    )
+    rule = (
+        alt.Chart(pl.DataFrame({"n_states": [chosen]}).to_arrow())
+        .mark_rule(strokeDash=[4, 3], color="black")
+        .encode(x="n_states:O")
+    )
+    chart = alt.layer(base.mark_line(point=True), rule).properties(height=260, width="container")
+    if not isinstance(chart, alt.LayerChart):  # properties() keeps the chart's type
+        raise TypeError(f"expected a layer chart, got {type(chart).__name__}")
+    return chart
+
+
+def state_timeline(points: pl.DataFrame, intervals: pl.DataFrame, n_states: int) -> alt.Chart:
+    """One row per run: the decoded state over epochs, as bars coloured by stable state colours."""
+    labels, colors = state_domain(n_states)
+    chart: alt.Chart = (
+        alt.Chart(intervals.to_arrow())
+        .mark_rect()
+        .encode(
+            x=alt.X("start:Q", title="epoch"),
+            x2="end:Q",
+            y=alt.Y("run_id:N", title=None),
+            color=alt.Color("state:N", title="state", scale=alt.Scale(domain=labels, range=colors)),
+            tooltip=["run_id:N", "state:N", "start:Q", "end:Q"],
+        )
+        # A fixed band per run (a number here was squeezed by the app's layout).
+        .properties(height=alt.Step(26), width="container")
+    )
+    return chart

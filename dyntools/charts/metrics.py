@@ -1,0 +1,80 @@
+"""Metric-vs-epoch curves, runs overlaid, one panel per (hook point, metric), with the HMM
+states of a fit as the background and an epoch brush."""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+from dyntools.views.latent import state_domain
+
+BRUSH = "epochs"  # the interval selection's name: event["selection"]["epochs"]
+
+
+def metric_curves(
+    curves: pl.DataFrame,
+    *,
+    log_scale: bool = False,
+    intervals: pl.DataFrame | None = None,
+    n_states: int = 0,
+) -> alt.FacetChart:
+    """Curves (run_id, hook_point, metric, epoch, value) faceted by hook point and metric.
+
+    ``intervals`` (run_id, state, start, end), when given, colours the background of every
+    panel by the states of the one run they hold.
+    """
+    panel = curves.with_columns(
+        (pl.col("hook_point") + " · " + pl.col("metric")).alias("panel"), kind=pl.lit("value")
+    )
+    layers_data = panel
+    if intervals is not None and not intervals.is_empty():
+        backdrop = (
+            panel.select("panel")
+            .unique()
+            .join(intervals.rename({"run_id": "state_run"}), how="cross")
+            .with_columns(kind=pl.lit("state"))
+        )
+        layers_data = pl.concat([panel, backdrop], how="diagonal")
+    base = alt.Chart(layers_data.to_arrow())
+    y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False)
+    brush = alt.selection_interval(encodings=["x"], name=BRUSH)
+    lines = (
+        base.transform_filter(alt.datum.kind == "value")
+        .mark_line(point=alt.OverlayMarkDef(size=12))
+        .encode(
+            x=alt.X("epoch:Q", title="epoch"),
+            y=alt.Y("value:Q", title=None, scale=y_scale),
+            color=alt.Color("run_id:N", title="run"),
+            tooltip=[
+                "run_id:N",
+                "hook_point:N",
+                "metric:N",
+                "epoch:Q",
+                alt.Tooltip("value:Q", format=".4g"),
+            ],
+        )
+        .add_params(brush)
+    )
+    layers: list[alt.Chart] = [lines]
+    if intervals is not None and not intervals.is_empty():
+        labels, colors = state_domain(max(n_states, 1))
+        states = (
+            base.transform_filter(alt.datum.kind == "state")
+            .mark_rect(opacity=0.18)
+            .encode(
+                x="start:Q",
+                x2="end:Q",
+                fill=alt.Fill(
+                    "state:N", title="HMM state", scale=alt.Scale(domain=labels, range=colors)
+                ),
+                tooltip=["state_run:N", "state:N", "start:Q", "end:Q"],
+            )
+        )
+        layers = [states, lines]
+    chart: alt.FacetChart = (
+        alt.layer(*layers)
+        .properties(height=180, width=300)
+        .facet(facet=alt.Facet("panel:N", title=None), columns=2)
+        .resolve_scale(y="independent")
+    )
+    return chart

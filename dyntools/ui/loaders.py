@@ -1,0 +1,162 @@
+"""Cached loaders: run discovery, the store's frames and HMM fits.
+
+Store reads are cached by the database path and ``Store.data_version()`` (bumped by every
+results write), so a compute, in this app or in a terminal, shows up on the next rerun. The
+store is opened per query and never held (DESIGN.md section 7).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import streamlit as st
+
+from dyntools.checkpoints import discover_runs
+from dyntools.hmm import FitConfig, FitResult, fit_result_from_json
+from dyntools.hookpoints import HookPointTree, build_tree
+from dyntools.latent import FitData, FitOutcome, fit_data, fit_or_load
+from dyntools.overview import runs_table, scalars_table
+from dyntools.store import Store, locate_db
+from dyntools.store.store import NoResultsError
+from dyntools.views.latent import latest_fit
+
+Names = tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class LoadedRuns:
+    """The runs found under a folder, as tables, plus problems met while reading them."""
+
+    runs: pl.DataFrame
+    scalars: pl.DataFrame
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """The database of a folder and its data version (None: nothing computed yet)."""
+
+    path: Path
+    version: int | None
+    note: str
+
+    @property
+    def ready(self) -> bool:
+        return self.version is not None
+
+    @property
+    def db(self) -> str:
+        return str(self.path)
+
+
+@st.cache_data(ttl=30, show_spinner="Reading runs...")
+def load_runs(folder: str) -> LoadedRuns:
+    """Read every run below ``folder`` (cached for 30 s so new checkpoints show up)."""
+    discovery = discover_runs(Path(folder))
+    problems = tuple(problem.message() for problem in discovery.all_problems())
+    return LoadedRuns(runs_table(discovery.runs), scalars_table(discovery.runs), problems)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def load_tree(folder: str, run_id: str) -> HookPointTree:
+    """The hook-point tree of a run's first checkpoint."""
+    discovery = discover_runs(Path(folder))
+    run = discovery.run(run_id)
+    if not run.checkpoints:
+        raise LookupError(f"run {run_id!r} has no readable checkpoint, so no hook points")
+    return build_tree(run.checkpoints[0].tensors)
+
+
+def store_state(folder: Path) -> StoreState:
+    """Where the folder's database is and its data version (not cached: one small query)."""
+    location = locate_db(folder)
+    store = Store(location.path)
+    version: int | None = None
+    if store.exists:
+        try:
+            version = store.data_version()
+        except NoResultsError:
+            version = None
+    return StoreState(location.path, version, location.note)
+
+
+def _names(values: Names) -> list[str] | None:
+    return list(values) if values is not None else None
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def load_metrics(
+    db: str, version: int, runs: Names = None, hook_points: Names = None, metrics: Names = None
+) -> pl.DataFrame:
+    """Tidy metric values (``Store.read_metrics``); ``version`` is only the cache key."""
+    return Store(db).read_metrics(_names(runs), _names(hook_points), _names(metrics))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def load_histograms(
+    db: str, version: int, runs: Names = None, hook_points: Names = None
+) -> pl.DataFrame:
+    return Store(db).read_histograms(_names(runs), _names(hook_points), ["histogram"])
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def load_summary(db: str, version: int) -> pl.DataFrame:
+    return Store(db).summary()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def load_errors(db: str, version: int) -> pl.DataFrame:
+    return Store(db).read_errors()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def load_metric_index(db: str, version: int) -> pl.DataFrame:
+    """Which (run, hook point, metric) hold hook-point-level values: the choices pages offer."""
+    return (
+        Store(db)
+        .read_metrics()
+        .filter(pl.col("tensor") == "")
+        .select("run_id", "hook_point", "metric")
+        .unique()
+        .sort("run_id", "hook_point", "metric")
+    )
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def load_fit_data(db: str, version: int) -> FitData:
+    """The frames every fit reads, and their fingerprint, once per data version."""
+    return fit_data(Store(db))
+
+
+def fit(db: str, version: int, config: FitConfig) -> tuple[FitOutcome, bool]:
+    """The fit for ``config`` (read back from the store when already made), and whether this
+    session already had it. Kept per session so reruns of the page do not read it again."""
+    memo: dict[tuple[str, int, FitConfig], FitOutcome] = st.session_state.setdefault(
+        "dyntools.fit_memo", {}
+    )
+    key = (db, version, config)
+    if key in memo:
+        return memo[key], True
+    outcome = fit_or_load(Store(db), config, data=load_fit_data(db, version))
+    if len(memo) >= 8:
+        memo.pop(next(iter(memo)))
+    memo[key] = outcome
+    return outcome, False
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def load_fit(db: str, config_hash: str) -> FitResult | None:
+    """A stored fit by the hash of its configuration (None when the store has no such fit)."""
+    stored = Store(db).load_fit(config_hash)
+    if stored is None:
+        return None
+    return fit_result_from_json(json.loads(stored.result_json))
+
+
+def latest_fit_hash(db: str, runs: tuple[str, ...]) -> str | None:
+    """The newest stored fit covering any of ``runs`` (not cached: saving a fit changes no
+    data version, and this is one small query)."""
+    return latest_fit(Store(db).list_fits(), runs)

@@ -1,0 +1,167 @@
+"""Widgets every page uses: user errors as messages, downloads, charts, the state graph."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import altair as alt
+import polars as pl
+import streamlit as st
+from streamlit_agraph import Config, Edge, Node, agraph
+
+from dyntools.store import SchemaVersionError, StoreBusyError
+from dyntools.views.export import frame_bytes
+from dyntools.views.graph import EdgeSpec, NodeSpec
+
+# What dyntools raises for bad input or a busy database: shown as a message, never a traceback.
+USER_ERRORS = (ValueError, OSError, LookupError, StoreBusyError, SchemaVersionError)
+
+
+def stop_with_error(message: str) -> NoReturn:
+    st.error(message)
+    st.stop()
+
+
+@contextmanager
+def user_errors(what: str = "") -> Iterator[None]:
+    """Show a dyntools user error as an error message and stop the page there."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        prefix = f"{what}: " if what else ""
+        stop_with_error(f"{prefix}{error}")
+
+
+def _download_buttons(frame: pl.DataFrame, name: str, key: str) -> None:
+    for fmt in ("csv", "parquet"):
+        data, mime = frame_bytes(frame, fmt)
+        st.download_button(
+            fmt.upper(),
+            data=data,
+            file_name=f"{name}.{fmt}",
+            mime=mime,
+            key=f"{key}.{fmt}",
+            help=f"Download the data behind this view ({frame.height} rows) as {fmt.upper()}",
+            icon=":material/download:",
+        )
+
+
+def downloads(frame: pl.DataFrame, name: str, *, key: str) -> None:
+    """CSV and Parquet downloads of the frame behind a view, in one row."""
+    with st.container(horizontal=True):
+        _download_buttons(frame, name, key)
+
+
+AnyChart = (
+    alt.Chart
+    | alt.LayerChart
+    | alt.FacetChart
+    | alt.VConcatChart
+    | alt.HConcatChart
+    | alt.ConcatChart
+    | alt.RepeatChart
+)
+
+
+def chart(
+    spec: AnyChart,
+    *,
+    key: str,
+    name: str,
+    data: pl.DataFrame | None = None,
+    on_select: bool = False,
+) -> dict[str, Any]:
+    """Show an Altair chart and, in one row below it, downloads of ``data`` (CSV, Parquet)
+    and of the chart's Vega-Lite JSON with its data inlined. PNG: the chart's own toolbar
+    (Streamlit 1.67 replaced Vega's action menu by it, and it saves PNG only); SVG: render the
+    JSON offline (`vl-convert vl2svg`) or in the Vega editor. Returns the selection event."""
+    selection: dict[str, Any] = {}
+    if on_select:
+        event = st.altair_chart(spec, width="stretch", key=key, on_select="rerun")
+        selection = dict(event.selection or {})
+    else:
+        st.altair_chart(spec, width="stretch", key=key)
+    with st.container(horizontal=True):
+        if data is not None:
+            _download_buttons(data, name, key)
+        st.download_button(
+            "Vega-Lite",
+            data=json.dumps(spec.to_dict(), default=str).encode(),
+            file_name=f"{name}.vl.json",
+            mime="application/json",
+            key=f"{key}.spec",
+            help="The chart with its data as Vega-Lite JSON, for SVG/PDF export (e.g. "
+            "`vl-convert vl2svg`) or the Vega editor. PNG: the chart's toolbar (on hover).",
+            icon=":material/data_object:",
+        )
+    return selection
+
+
+def state_graph(nodes: list[NodeSpec], edges: list[EdgeSpec], *, memo_key: str) -> str | None:
+    """Draw the transition graph; returns the node id just clicked (None if no new click).
+
+    streamlit-agraph has no ``key`` and keeps returning the last clicked node on every
+    rerun, so only a change of its value counts as a click.
+    """
+    value = agraph(
+        nodes=[
+            Node(
+                id=n.id,
+                label=n.label,
+                title=n.title,
+                size=n.size,
+                color=n.color,
+                shape=n.shape,
+                borderWidth=n.border_width,
+                x=n.x,
+                y=n.y,
+                fixed=True,
+                font={"size": 16},
+            )
+            for n in nodes
+        ],
+        edges=[
+            Edge(
+                source=e.source,
+                target=e.target,
+                label=e.label,
+                title=e.title,
+                width=e.width,
+                color=e.color,
+                smooth={"enabled": True, "type": "curvedCW", "roundness": 0.2},
+                arrows="to",
+            )
+            for e in edges
+        ],
+        config=Config(
+            width="100%",
+            height=380,
+            directed=True,
+            physics=False,
+            hierarchical=False,
+            groups={},
+            interaction={"hover": True, "tooltipDelay": 100},
+        ),
+    )
+    clicked = value if isinstance(value, str) and value else None
+    last = st.session_state.get(memo_key)
+    st.session_state[memo_key] = clicked
+    return clicked if clicked != last else None
+
+
+NOTHING_COMPUTED = (
+    "No metrics computed for `{folder}` yet: open **Hook points**, pick hook points and "
+    "metrics and press **Compute**, or run `dyntools compute {folder}`{extra} in a terminal."
+)
+
+
+def require_metrics(folder: Any, state: Any, *, activations: bool = False) -> None:
+    """Stop the page with what to do next when the folder has nothing computed yet."""
+    if state.ready:
+        return
+    extra = " --activations" if activations else ""
+    st.info(NOTHING_COMPUTED.format(folder=folder, extra=extra), icon=":material/info:")
+    st.stop()

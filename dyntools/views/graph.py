@@ -1,0 +1,119 @@
+"""The transition graph as plain node and edge specs for the app's graph widget.
+
+``dyntools.ui`` turns these into streamlit-agraph ``Node``/``Edge`` objects; keeping the
+layout and the tooltips here keeps them testable without a browser. Positions are fixed
+(states left to right by mean epoch, alternating up and down) so the drawing does not move
+on every rerun, and edges are curved so A->B and B->A do not overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from dyntools.graph import StateNode, TransitionEdge, TransitionGraph
+from dyntools.views.latent import state_color, state_label
+
+MIN_NODE_SIZE = 12.0
+MAX_NODE_SIZE = 45.0
+MIN_EDGE_WIDTH = 1.0
+MAX_EDGE_WIDTH = 8.0
+X_SPACING = 170
+Y_OFFSET = 90
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    id: str
+    label: str
+    title: str  # plain-text tooltip
+    size: float
+    color: str
+    shape: str  # "star" marks an initial state, "dot" the others
+    border_width: int
+    x: int
+    y: int
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    source: str
+    target: str
+    label: str
+    title: str  # plain-text tooltip: the top features of the transition
+    width: float
+    color: str
+
+
+def node_id(state: int) -> str:
+    return state_label(state)
+
+
+def state_of(node: str) -> int:
+    """The state number of a node id (``"S3"`` -> 3)."""
+    if not node.startswith("S") or not node[1:].isdigit():
+        raise ValueError(f"{node!r} is not a state node id (expected S0, S1, ...)")
+    return int(node[1:])
+
+
+def _epoch_order(nodes: tuple[StateNode, ...]) -> list[int]:
+    def key(node: StateNode) -> tuple[float, int]:
+        mean = node.mean_epoch if math.isfinite(node.mean_epoch) else math.inf
+        return (mean, node.state)
+
+    return [node.state for node in sorted(nodes, key=key)]
+
+
+def node_tooltip(node: StateNode) -> str:
+    lines = [
+        f"state {state_label(node.state)}" + (" (initial)" if node.initial else ""),
+        f"{node.occupancy:.1%} of checkpoints, {node.runs_visiting} runs visit",
+        f"epochs {node.first_epoch:.4g} to {node.last_epoch:.4g}",
+    ]
+    lines += [f"{name}: {value:.3g}" for name, value in sorted(node.scalar_means.items())]
+    return "\n".join(lines)
+
+
+def edge_tooltip(edge: TransitionEdge) -> str:
+    lines = [
+        f"{state_label(edge.source)} -> {state_label(edge.target)}: "
+        f"p = {edge.probability:.3f}, seen {edge.count}x"
+    ]
+    if edge.top_mean_difference:
+        lines.append("mean change (std units):")
+        lines += [f"  {name} {value:+.2f}" for name, value in edge.top_mean_difference]
+    if edge.top_gradient:
+        lines.append("gradient attribution:")
+        lines += [f"  {name} {value:+.3g}" for name, value in edge.top_gradient]
+    return "\n".join(lines)
+
+
+def graph_specs(graph: TransitionGraph) -> tuple[list[NodeSpec], list[EdgeSpec]]:
+    """Node and edge specs: size by occupancy, initial states starred, width by probability."""
+    order = {state: rank for rank, state in enumerate(_epoch_order(graph.nodes))}
+    nodes = [
+        NodeSpec(
+            id=node_id(node.state),
+            label=state_label(node.state),
+            title=node_tooltip(node),
+            size=MIN_NODE_SIZE + (MAX_NODE_SIZE - MIN_NODE_SIZE) * math.sqrt(node.occupancy),
+            color=state_color(node.state),
+            shape="star" if node.initial else "dot",
+            border_width=4 if node.initial else 1,
+            x=order[node.state] * X_SPACING,
+            y=(Y_OFFSET if order[node.state] % 2 else -Y_OFFSET) if len(order) > 2 else 0,
+        )
+        for node in graph.nodes
+    ]
+    edges = [
+        EdgeSpec(
+            source=node_id(edge.source),
+            target=node_id(edge.target),
+            label=f"{edge.probability:.2f}",
+            title=edge_tooltip(edge),
+            width=MIN_EDGE_WIDTH + (MAX_EDGE_WIDTH - MIN_EDGE_WIDTH) * edge.probability,
+            color=state_color(edge.source),
+        )
+        for edge in graph.edges
+    ]
+    return nodes, edges

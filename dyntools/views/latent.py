@@ -1,0 +1,261 @@
+"""Frames behind the Latent states page (and the state background of the Metrics page).
+
+All from a ``FitResult``: the model-selection table, per-run state paths as points and as
+epoch intervals, a state's summary and where each run spent it, and the convergence analysis.
+States are labelled ``S0``, ``S1``, ... in order of first visit (the fit relabels them so),
+so a label and its colour stay the same across refits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from dyntools.graph import StateNode
+from dyntools.hmm import FitResult
+
+# Stable colours by state label (Tableau 10); more states than colours wrap around.
+STATE_COLORS = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+
+
+def state_label(state: int) -> str:
+    return f"S{state}"
+
+
+def state_color(state: int) -> str:
+    return STATE_COLORS[state % len(STATE_COLORS)]
+
+
+def state_domain(n_states: int) -> tuple[list[str], list[str]]:
+    """Labels and colours of states 0..n-1, for a chart's colour scale."""
+    return [state_label(s) for s in range(n_states)], [state_color(s) for s in range(n_states)]
+
+
+def _when(result: FitResult) -> np.ndarray:
+    # Where the store had no epoch, the step stands in for it (as the fit itself does).
+    return np.where(np.isfinite(result.epochs), result.epochs, result.steps.astype(np.float64))
+
+
+def selection_frame(result: FitResult) -> pl.DataFrame:
+    """One row per number of states: log-likelihoods, AIC, BIC, and which n is used."""
+    return pl.DataFrame(
+        [
+            {
+                "n_states": row.n_states,
+                "best_log_likelihood": row.best_log_likelihood,
+                "mean_log_likelihood": row.mean_log_likelihood,
+                "std_log_likelihood": row.std_log_likelihood,
+                "aic": row.aic,
+                "bic": row.bic,
+                "converged": row.converged,
+                "failed": row.failed,
+                "restarts": row.restarts,
+                "bic_choice": row.n_states == result.bic_choice,
+                "used": row.n_states == result.n_states,
+            }
+            for row in result.selection
+        ]
+    )
+
+
+def state_points(result: FitResult) -> pl.DataFrame:
+    """One row per (run, checkpoint): its decoded state and that state's posterior."""
+    states = result.states.astype(np.int64)
+    confidence = result.posteriors[np.arange(states.size), states]
+    return pl.DataFrame(
+        {
+            "run_id": np.repeat(np.array(result.run_ids, dtype=object), result.lengths).tolist(),
+            "step": result.steps.astype(np.int64),
+            "epoch": _when(result),
+            "state": [state_label(int(s)) for s in states],
+            "posterior": confidence.astype(np.float64),
+        }
+    )
+
+
+def state_intervals(result: FitResult) -> pl.DataFrame:
+    """Per run, maximal epoch intervals spent in one state: run_id, state, start, end.
+
+    A checkpoint stands for the time up to the next one; the last one for one more gap.
+    """
+    rows = []
+    when = _when(result)
+    bounds = np.concatenate([[0], np.cumsum(result.lengths)])
+    for k, run in enumerate(result.run_ids):
+        epochs = when[bounds[k] : bounds[k + 1]]
+        states = result.states[bounds[k] : bounds[k + 1]]
+        if epochs.size == 0:
+            continue
+        gap = float(np.diff(epochs)[-1]) if epochs.size > 1 else 1.0
+        ends = np.append(epochs[1:], epochs[-1] + gap)
+        start = 0
+        for i in range(1, epochs.size + 1):
+            if i == epochs.size or states[i] != states[start]:
+                rows.append(
+                    {
+                        "run_id": run,
+                        "state": state_label(int(states[start])),
+                        "start": float(epochs[start]),
+                        "end": float(ends[i - 1]),
+                    }
+                )
+                start = i
+    schema = {"run_id": pl.String, "state": pl.String, "start": pl.Float64, "end": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def state_summary(result: FitResult, state: int) -> pl.DataFrame:
+    """A state's node as a two-column table (what, value) for display."""
+    nodes = {node.state: node for node in result.graph.nodes}
+    if state not in nodes:
+        raise LookupError(
+            f"state {state} is not in this fit (it has {result.n_states} states: "
+            f"{', '.join(state_label(s) for s in range(result.n_states))})"
+        )
+    node = nodes[state]
+    rows: list[tuple[str, str]] = [
+        ("checkpoints", str(node.checkpoints)),
+        ("share of checkpoints", f"{node.occupancy:.1%}"),
+        ("runs visiting", str(node.runs_visiting)),
+        ("runs starting here", str(node.initial_runs)),
+        ("epochs spent per visiting run", _fmt(node.epochs_per_run)),
+        ("first / mean / last epoch", " / ".join(_fmt(e) for e in _node_epochs(node))),
+    ]
+    rows += [(f"mean {name}", _fmt(value)) for name, value in sorted(node.scalar_means.items())]
+    return pl.DataFrame(rows, schema={"what": pl.String, "value": pl.String}, orient="row")
+
+
+def _node_epochs(node: StateNode) -> tuple[float, float, float]:
+    return (node.first_epoch, node.mean_epoch, node.last_epoch)
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def runs_in_state(result: FitResult, state: int) -> pl.DataFrame:
+    """Where each run spent ``state``: checkpoints, epochs spent, first and last epoch."""
+    intervals = state_intervals(result).filter(pl.col("state") == state_label(state))
+    points = state_points(result).filter(pl.col("state") == state_label(state))
+    spent = intervals.group_by("run_id").agg(
+        (pl.col("end") - pl.col("start")).sum().alias("epochs_spent"),
+        pl.len().alias("visits"),
+    )
+    counts = points.group_by("run_id").agg(
+        pl.len().alias("checkpoints"),
+        pl.col("epoch").min().alias("first_epoch"),
+        pl.col("epoch").max().alias("last_epoch"),
+    )
+    runs = pl.DataFrame({"run_id": list(result.run_ids)})
+    return (
+        runs.join(counts, on="run_id", how="left")
+        .join(spent, on="run_id", how="left")
+        .with_columns(
+            pl.col("checkpoints").fill_null(0),
+            pl.col("visits").fill_null(0),
+            pl.col("epochs_spent").fill_null(0.0),
+        )
+        .select("run_id", "checkpoints", "visits", "epochs_spent", "first_epoch", "last_epoch")
+    )
+
+
+def edges_frame(result: FitResult) -> pl.DataFrame:
+    """The observed transitions with their probability and top features (as text)."""
+    return pl.DataFrame(
+        [
+            {
+                "from": state_label(edge.source),
+                "to": state_label(edge.target),
+                "count": edge.count,
+                "probability": edge.probability,
+                "top_mean_difference": _features_text(edge.top_mean_difference),
+                "top_gradient": _features_text(edge.top_gradient),
+            }
+            for edge in result.graph.edges
+        ],
+        schema={
+            "from": pl.String,
+            "to": pl.String,
+            "count": pl.Int64,
+            "probability": pl.Float64,
+            "top_mean_difference": pl.String,
+            "top_gradient": pl.String,
+        },
+    )
+
+
+def _features_text(features: tuple[tuple[str, float], ...]) -> str:
+    return "; ".join(f"{name} {value:+.2f}" for name, value in features)
+
+
+def convergence_frame(result: FitResult) -> pl.DataFrame:
+    """Per run: convergence epoch (null if never) and the checkpoints spent in each state."""
+    analysis = result.convergence
+    if analysis is None:
+        return pl.DataFrame(schema={"run_id": pl.String, "convergence_epoch": pl.Float64})
+    counts = state_points(result).group_by("run_id", "state").len()
+    wide = counts.pivot(on="state", index="run_id", values="len").fill_null(0)
+    labels = [state_label(s) for s in range(result.n_states)]
+    wide = wide.with_columns(pl.lit(0, dtype=pl.UInt32).alias(s) for s in labels if s not in wide)
+    epochs = pl.DataFrame(
+        {
+            "run_id": list(result.run_ids),
+            "convergence_epoch": [analysis.convergence_epoch.get(r) for r in result.run_ids],
+        },
+        schema={"run_id": pl.String, "convergence_epoch": pl.Float64},
+    )
+    return epochs.join(wide, on="run_id", how="left").select("run_id", "convergence_epoch", *labels)
+
+
+def regression_frame(result: FitResult) -> pl.DataFrame:
+    """Per state: the regression coefficient (epochs per checkpoint spent) and detour flag."""
+    analysis = result.convergence
+    if analysis is None:
+        return pl.DataFrame(schema={"state": pl.String, "epochs_per_visit": pl.Float64})
+    detours = {d.state: d for d in analysis.detours}
+    return pl.DataFrame(
+        [
+            {
+                "state": state_label(s),
+                "epochs_per_visit": coefficient,
+                "detour": s in detours,
+                "mean_epoch_visiting": detours[s].mean_epoch_visiting if s in detours else None,
+                "mean_epoch_not_visiting": (
+                    detours[s].mean_epoch_not_visiting if s in detours else None
+                ),
+            }
+            for s, coefficient in enumerate(analysis.coefficients)
+        ],
+        schema={
+            "state": pl.String,
+            "epochs_per_visit": pl.Float64,
+            "detour": pl.Boolean,
+            "mean_epoch_visiting": pl.Float64,
+            "mean_epoch_not_visiting": pl.Float64,
+        },
+    )
+
+
+def latest_fit(fits: pl.DataFrame, runs: Sequence[str]) -> str | None:
+    """The newest saved fit (``Store.list_fits``, newest first) that covers any of ``runs``."""
+    wanted = set(runs)
+    for config_hash, config_json in fits.select("config_hash", "config_json").iter_rows():
+        fitted = json.loads(config_json).get("runs")
+        if fitted is None or wanted & set(fitted):
+            return str(config_hash)
+    return None

@@ -1,0 +1,77 @@
+"""Activations: colorful-dimension heatmaps, mean/std and dead fraction, runs side by side."""
+
+import streamlit as st
+
+from dyntools import charts, ui
+from dyntools.metrics import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM
+from dyntools.views.curves import ACTIVATION_STATS, activation_stats_frame, heatmap_frame
+
+st.title("Activations")
+ui.load_state()
+folder = ui.current_folder()
+if folder is None:
+    st.stop()
+with ui.user_errors("reading the database"):
+    state = ui.store_state(folder)
+    ui.require_metrics(folder, state, activations=True)
+    index = ui.load_metric_index(state.db, state.version or 0)
+acts = index.filter(index["metric"].is_in(ACTIVATION_STATS))
+if acts.is_empty():
+    st.info(
+        f"No activation metrics computed for `{folder}` yet: tick **activation metrics** on the "
+        f"Hook points page and press Compute, or run `dyntools compute {folder} --activations` "
+        "(runs need a probe.safetensors)."
+    )
+    st.stop()
+
+runs = ui.shared_multiselect(
+    "Runs (side by side)",
+    ui.RUNS,
+    acts["run_id"].unique().sort().to_list(),
+    key="acts.runs",
+    default=2,
+)
+hooks = ui.shared_multiselect(
+    "Layers (activation hook points: module outputs)",
+    ui.HOOK_POINTS,
+    acts.filter(acts["run_id"].is_in(runs))["hook_point"].unique().sort().to_list(),
+    key="acts.hooks",
+    default=3,
+)
+if not (runs and hooks):
+    st.info("Choose at least one run and one layer.")
+    st.stop()
+
+with ui.user_errors("reading activations"):
+    histograms = ui.load_histograms(state.db, state.version or 0, tuple(runs), tuple(hooks))
+    stats = activation_stats_frame(
+        ui.load_metrics(state.db, state.version or 0, tuple(runs), tuple(hooks), ACTIVATION_STATS)
+    )
+
+st.subheader("Colorful dimension")
+spec = DEFAULT_HISTOGRAM
+st.caption(
+    f"log1p of the count of |activation| in each bin over the probe batch, per checkpoint "
+    f"(default {spec.bins} bins over [{spec.low:g}, {spec.high:g}), fast.ai's choice; the "
+    "`>=` row counts the overflow). Change them with `dyntools compute --activations --bins N --range LOW HIGH`."
+)
+heatmap = heatmap_frame(histograms)
+if heatmap.is_empty():
+    st.info("No histograms stored for these layers: compute with activation metrics.")
+else:
+    ui.chart(
+        charts.colorful_dimension(heatmap),
+        key="acts.heatmap",
+        name="colorful_dimension",
+        data=heatmap,
+    )
+
+st.subheader("Mean, standard deviation and dead units")
+st.caption(
+    f"Dead fraction: share of outputs with |a| < {DEFAULT_DEAD_THRESHOLD:g} (the threshold "
+    "stored with each value)."
+)
+if stats.is_empty():
+    st.info("No activation statistics stored for these layers.")
+else:
+    ui.chart(charts.activation_stats(stats), key="acts.stats", name="activation_stats", data=stats)

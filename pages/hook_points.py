@@ -1,0 +1,127 @@
+"""Hook points: the layer tree with shapes and parameter counts, selection, metrics, compute."""
+
+import streamlit as st
+
+from dyntools import ui
+from dyntools.hookpoints import select_paths
+from dyntools.pipeline.compute import compute
+from dyntools.pipeline.options import ComputeOptions
+from dyntools.views.hookpoints import (
+    activation_metric_names,
+    computed_table,
+    metric_catalogue,
+    tree_table,
+)
+
+st.title("Hook points")
+ui.load_state()
+folder = ui.current_folder()
+if folder is None:
+    st.stop()
+with ui.user_errors(f"reading {folder}"):
+    loaded = ui.load_runs(str(folder))
+if loaded.runs.is_empty():
+    ui.stop_with_error(f"No runs found in `{folder}`: see the Folder page for what was expected.")
+
+run_ids = loaded.runs["run_id"].to_list()
+run_id = st.selectbox("Run whose layers to show", run_ids, key="hooks.run")
+with ui.user_errors(f"reading the checkpoints of {run_id}"):
+    tree = ui.load_tree(str(folder), run_id)
+table = tree_table(tree)
+natural = table.filter(table["natural"])["hook_point"].to_list()
+
+pattern = st.text_input(
+    "Filter (names, globs such as `blocks.*.mlp`, or `re:` regexes; comma-separated)",
+    key="hooks.filter",
+)
+shown = table
+if pattern.strip():
+    with ui.user_errors("filter"):
+        matched = select_paths(
+            table["hook_point"].to_list(), [p.strip() for p in pattern.split(",") if p.strip()]
+        )
+    shown = table.filter(table["hook_point"].is_in(matched))
+st.dataframe(
+    shown,
+    hide_index=True,
+    width="stretch",
+    column_config={"parameters": st.column_config.NumberColumn(format="localized")},
+)
+ui.downloads(shown, "hook_points", key="hooks.tree")
+
+matching = [h for h in shown["hook_point"].to_list() if h in natural]
+
+
+def select_matching() -> None:
+    st.session_state["hooks.select"] = matching
+    ui.set_shared(ui.HOOK_POINTS, matching)
+
+
+if pattern.strip():
+    st.button(
+        f"Select the {len(matching)} matching layer-level hook points",
+        key="hooks.select_matching",
+        on_click=select_matching,
+        disabled=not matching,
+    )
+selected = ui.shared_multiselect(
+    "Hook points to compute and show",
+    ui.HOOK_POINTS,
+    natural,
+    key="hooks.select",
+    default=len(natural),
+    help="Layer-level hook points (those that own tensors directly). The filter above narrows "
+    "the table; this list is what Compute uses.",
+)
+catalogue = metric_catalogue()
+weight_names = catalogue.filter(catalogue["kind"] == "weights")["metric"].to_list()
+st.session_state.setdefault("hooks.metrics", weight_names)
+metrics = st.multiselect("Weight metrics to compute", weight_names, key="hooks.metrics")
+activations = st.checkbox(
+    "Also activation metrics on the probe batch (mean/std, dead fraction, histograms, HSIC)",
+    key="hooks.activations",
+    help="Needs a probe.safetensors in the run and a model dyntools can rebuild.",
+)
+with st.expander("What each metric means"):
+    st.dataframe(catalogue, hide_index=True, width="stretch")
+
+state = ui.store_state(folder)
+if st.button("Compute", type="primary", key="hooks.compute", disabled=not selected):
+    chosen = tuple(metrics) + (activation_metric_names() if activations else ())
+    with ui.user_errors("compute"):
+        options_ = ComputeOptions(select=tuple(selected), metrics=chosen, activations=activations)
+    bar = st.progress(0.0, text="Planning...")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total if total else 1.0, text=f"{done}/{total} checkpoints")
+
+    with st.status("Computing...", expanded=True) as status, ui.user_errors("compute"):
+        summary = compute(folder, options_, db=state.path, progress=progress, workers=1)
+        status.update(
+            label=f"Computed {summary.computed} checkpoints, skipped {summary.skipped} already "
+            f"up to date, {len(summary.failed)} failed ({summary.values_written} values in "
+            f"{summary.seconds:.1f} s)",
+            state="error" if summary.failed else "complete",
+        )
+        for failure in summary.failed:
+            st.warning(f"`{failure.file}`: {failure.reason}")
+        for note in summary.notes:
+            st.info(note)
+    state = ui.store_state(folder)
+
+st.subheader("Already computed")
+if not state.ready:
+    st.info(
+        f"Nothing computed for `{folder}` yet: choose hook points and metrics above and press "
+        f"**Compute**, or run `dyntools compute {folder}` in a terminal."
+    )
+    st.stop()
+with ui.user_errors("reading the database"):
+    done = computed_table(ui.load_summary(state.db, state.version or 0))
+    errors = ui.load_errors(state.db, state.version or 0)
+st.caption(f"Database `{state.path}` (data version {state.version})")
+st.dataframe(done, hide_index=True, width="stretch")
+ui.downloads(done, "computed", key="hooks.computed")
+if not errors.is_empty():
+    with st.expander(f"{errors.height} problems recorded while computing"):
+        st.dataframe(errors, hide_index=True, width="stretch")

@@ -1,0 +1,55 @@
+"""Information plane: HSIC(H, X) against HSIC(H, Y) per layer over training."""
+
+import streamlit as st
+
+from dyntools import charts, ui
+from dyntools.metrics.hsic import VARIANT_METRICS
+from dyntools.views.curves import information_frame
+
+VARIANTS = {
+    "normalized": "Normalized HSIC, Y = one-hot labels (default)",
+    "pyglow": "PyGlow's HSIC (sigma 5, Y = model output; saturates for wide layers)",
+}
+
+st.title("Information plane")
+ui.load_state()
+folder = ui.current_folder()
+if folder is None:
+    st.stop()
+with ui.user_errors("reading the database"):
+    state = ui.store_state(folder)
+    ui.require_metrics(folder, state, activations=True)
+    index = ui.load_metric_index(state.db, state.version or 0)
+
+variant = st.radio("Variant", list(VARIANTS), format_func=VARIANTS.__getitem__, key="info.variant")
+names = VARIANT_METRICS[variant]
+have = index.filter(index["metric"].is_in(names))
+if have.is_empty():
+    st.info(
+        f"No {variant} HSIC values computed for `{folder}` yet: tick **activation metrics** on "
+        f"the Hook points page and press Compute, or run `dyntools compute {folder} "
+        "--activations` (runs need a probe.safetensors)."
+    )
+    st.stop()
+runs = ui.shared_multiselect(
+    "Runs", ui.RUNS, have["run_id"].unique().sort().to_list(), key="info.runs", default=2
+)
+hooks = ui.shared_multiselect(
+    "Layers",
+    ui.HOOK_POINTS,
+    have.filter(have["run_id"].is_in(runs))["hook_point"].unique().sort().to_list(),
+    key="info.hooks",
+    default=6,
+)
+if not (runs and hooks):
+    st.info("Choose at least one run and one layer.")
+    st.stop()
+with ui.user_errors("reading HSIC values"):
+    frame = information_frame(
+        ui.load_metrics(state.db, state.version or 0, tuple(runs), tuple(hooks), names), variant
+    )
+if frame.is_empty():
+    st.info("No HSIC values for this choice.")
+    st.stop()
+st.caption("One trajectory per layer, ordered by epoch (larger dots: later checkpoints).")
+ui.chart(charts.information_plane(frame), key="info.chart", name="information_plane", data=frame)

@@ -1,0 +1,168 @@
+"""Latent states: fit HMMs live over the chosen features, pick n, explore states and graph."""
+
+import streamlit as st
+
+from dyntools import charts, ui
+from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
+from dyntools.views.graph import graph_specs, node_id, state_of
+from dyntools.views.latent import (
+    convergence_frame,
+    edges_frame,
+    regression_frame,
+    runs_in_state,
+    selection_frame,
+    state_intervals,
+    state_points,
+    state_summary,
+)
+
+PAPER = "The paper's 14 features (whole network)"
+CHOSEN = "Hook point metrics"
+BIC = "lowest BIC"
+
+st.title("Latent states")
+ui.load_state()
+folder = ui.current_folder()
+if folder is None:
+    st.stop()
+with ui.user_errors("reading the database"):
+    state = ui.store_state(folder)
+    ui.require_metrics(folder, state)
+    index = ui.load_metric_index(state.db, state.version or 0)
+
+with st.expander("Fit settings", expanded=True):
+    a, b, c = st.columns(3)
+    normalize = a.selectbox("Normalization", NORMALIZATIONS, index=1, key="latent.normalize")
+    covariance = a.selectbox("Covariance", COVARIANCE_TYPES, key="latent.covariance")
+    max_states = b.slider("Maximum states", 1, 12, FitConfig.max_states, key="latent.max_states")
+    restarts = b.slider("Restarts per n", 1, 20, FitConfig.restarts, key="latent.restarts")
+    seed = c.number_input("Seed", 0, 2**31 - 1, 0, key="latent.seed")
+    threshold = c.slider(
+        "Converged at validation accuracy", 0.0, 1.0, 0.9, 0.01, key="latent.threshold"
+    )
+
+runs = ui.shared_multiselect(
+    "Runs (separate sequences of one fit)",
+    ui.RUNS,
+    index["run_id"].unique().sort().to_list(),
+    key="latent.runs",
+    default=3,
+)
+kind = st.radio("Features", [PAPER, CHOSEN], horizontal=True, key="latent.kind")
+features: tuple[tuple[str, str], ...] = ()
+if kind == CHOSEN:
+    shared_pairs = index.filter(index["run_id"].is_in(runs)).group_by("hook_point", "metric").len()
+    pairs = shared_pairs.filter(shared_pairs["len"] == len(runs)).sort("hook_point", "metric")
+    names = [f"{h}/{m}" for h, m in pairs.select("hook_point", "metric").iter_rows()]
+    preferred = [f"{h}/{m}" for h in ui.get_list(ui.HOOK_POINTS) for m in ui.get_list(ui.METRICS)]
+    st.session_state.setdefault(
+        "latent.features", [n for n in preferred if n in names][:8] or names[:4]
+    )
+    chosen = st.multiselect(
+        "Features (hook point/metric, computed for every chosen run)", names, key="latent.features"
+    )
+    features = tuple(tuple(name.rsplit("/", 1)) for name in chosen)  # type: ignore[misc]
+    if not features:
+        st.info("Choose at least one feature.")
+        st.stop()
+if not runs:
+    st.info("Choose at least one run.")
+    st.stop()
+override = st.selectbox("Number of states", [BIC, *range(1, max_states + 1)], key="latent.n_states")
+
+config = FitConfig(
+    runs=tuple(runs),
+    features=features,
+    paper_features=kind == PAPER,
+    normalize=normalize,
+    max_states=max_states,
+    n_states=None if override == BIC else int(override),
+    restarts=restarts,
+    covariance_type=covariance,
+    seed=int(seed),
+    convergence_threshold=float(threshold),
+)
+with st.spinner("Fitting..."), ui.user_errors("fit"):
+    outcome, seen = ui.fit(state.db, state.version or 0, config)
+result = outcome.result
+ui.set_shared(ui.FIT, outcome.config_hash)
+source = "read back from the store" if outcome.from_store else "fitted and stored"
+again = " (already shown in this session)" if seen else ""
+st.success(
+    f"Fit {outcome.config_hash[:12]}: {source} in {outcome.seconds:.2f} s{again}; "
+    f"{len(result.run_ids)} runs, {sum(result.lengths)} checkpoints, {len(result.columns)} "
+    f"features, {result.n_states} states (BIC's choice: {result.bic_choice}).",
+    icon=":material/check_circle:",
+)
+for notice in result.notices:
+    st.caption(f"Note: {notice.message}")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Model selection")
+    selection = selection_frame(result)
+    ui.chart(
+        charts.model_selection(selection, result.n_states),
+        key="latent.selection",
+        name="selection",
+        data=selection,
+    )
+with right:
+    st.subheader("States over training")
+    points, intervals = state_points(result), state_intervals(result)
+    ui.chart(
+        charts.state_timeline(points, intervals, result.n_states),
+        key="latent.timeline",
+        name="state_timeline",
+        data=points,
+    )
+
+st.subheader("Transition graph")
+st.caption(
+    "Node size: share of checkpoints; star: a state some run starts in; edge width: transition "
+    "probability. Hover an edge for the features that drive it; click a node for its summary."
+)
+nodes, edges = graph_specs(result.graph)
+clicked = ui.state_graph(nodes, edges, memo_key="latent.graph_click")
+labels = [node.id for node in nodes]
+if clicked in labels:
+    st.session_state["latent.node"] = clicked
+if st.session_state.get("latent.node") not in labels:
+    st.session_state["latent.node"] = node_id(0)
+picked = st.selectbox("State", labels, key="latent.node")
+with ui.user_errors("state"):
+    summary = state_summary(result, state_of(picked))
+    where = runs_in_state(result, state_of(picked))
+left, right = st.columns([2, 3])
+left.dataframe(summary, hide_index=True, width="stretch")
+right.dataframe(where, hide_index=True, width="stretch")
+with st.expander("Transitions and what drives them"):
+    transitions = edges_frame(result)
+    st.dataframe(transitions, hide_index=True, width="stretch")
+    ui.downloads(transitions, "transitions", key="latent.edges_data")
+
+st.subheader("Convergence")
+analysis = result.convergence
+if analysis is None:
+    st.info(
+        "The runs logged no validation accuracy (`val_acc`), so there is no convergence analysis."
+    )
+else:
+    r2 = (
+        "n/a (fewer than 2 converged runs)"
+        if analysis.r_squared is None
+        else f"{analysis.r_squared:.3f}"
+    )
+    st.markdown(
+        f"Convergence: first checkpoint with validation accuracy >= {analysis.threshold:g}. "
+        f"R² of convergence epoch on the visit counts: **{r2}**. "
+        + (
+            f"Never converged: {', '.join(analysis.not_converged)}."
+            if analysis.not_converged
+            else ""
+        )
+    )
+    conv = convergence_frame(result)
+    st.dataframe(conv, hide_index=True, width="stretch")
+    st.dataframe(regression_frame(result), hide_index=True, width="stretch")
+    ui.downloads(conv, "convergence", key="latent.conv_data")

@@ -1,0 +1,107 @@
+"""Metrics: metric vs epoch for the selected hook points, runs overlaid, HMM states behind."""
+
+import streamlit as st
+
+from dyntools import charts, ui
+from dyntools.views.curves import brushed_range, curve_frame, epoch_range, range_summary
+from dyntools.views.latent import state_intervals
+
+st.title("Metrics")
+ui.load_state()
+folder = ui.current_folder()
+if folder is None:
+    st.stop()
+with ui.user_errors("reading the database"):
+    state = ui.store_state(folder)
+    ui.require_metrics(folder, state)
+    index = ui.load_metric_index(state.db, state.version or 0)
+if index.is_empty():
+    ui.require_metrics(folder, state.__class__(state.path, None, ""))
+
+left, right = st.columns(2)
+with left:
+    runs = ui.shared_multiselect(
+        "Runs", ui.RUNS, index["run_id"].unique().sort().to_list(), key="metrics.runs", default=3
+    )
+    hooks_available = index.filter(index["run_id"].is_in(runs))["hook_point"].unique().sort()
+    weight_hooks = index.filter(index["metric"] == "l2")["hook_point"].unique().sort()
+    hooks = ui.shared_multiselect(
+        "Hook points",
+        ui.HOOK_POINTS,
+        hooks_available.to_list(),
+        key="metrics.hooks",
+        default=2,
+        preferred=weight_hooks.to_list(),
+    )
+with right:
+    names_available = (
+        index.filter(index["run_id"].is_in(runs) & index["hook_point"].is_in(hooks))["metric"]
+        .unique()
+        .sort()
+        .to_list()
+    )
+    metrics = ui.shared_multiselect(
+        "Metrics",
+        ui.METRICS,
+        names_available,
+        key="metrics.metrics",
+        default=2,
+        preferred=("l2", "spectral"),
+    )
+    log_scale = st.toggle("Log scale", key="metrics.log")
+
+if not (runs and hooks and metrics):
+    st.info("Choose at least one run, hook point and metric.")
+    st.stop()
+
+with ui.user_errors("reading metrics"):
+    curves = curve_frame(
+        ui.load_metrics(state.db, state.version or 0, tuple(runs), tuple(hooks), tuple(metrics))
+    )
+if curves.is_empty():
+    st.info(
+        "No values for this choice: compute these metrics on the Hook points page "
+        f"(or `dyntools compute {folder} --select ... --metrics ...`)."
+    )
+    st.stop()
+
+intervals, n_states = None, 0
+fit_hash, latest = ui.get_text(ui.FIT), False
+if not fit_hash:
+    with ui.user_errors("reading the stored fits"):
+        fit_hash, latest = ui.latest_fit_hash(state.db, tuple(runs)) or "", True
+if fit_hash:
+    with ui.user_errors("reading the current fit"):
+        result = ui.load_fit(state.db, fit_hash)
+    if result is None:
+        st.caption(f"The current fit {fit_hash[:12]} is not in this folder's database any more.")
+    else:
+        fitted = [r for r in runs if r in result.run_ids]
+        which = "latest stored fit" if latest else "fit"
+        choice = st.selectbox(
+            f"Background: HMM states of the {which} {fit_hash[:12]} ({result.n_states} "
+            "states) for run",
+            [*fitted, "(none)"],
+            key="metrics.background",
+        )
+        if choice != "(none)":
+            intervals = state_intervals(result).filter(state_intervals(result)["run_id"] == choice)
+            n_states = result.n_states
+else:
+    st.caption("Fit latent states on the Latent states page to colour the background by state.")
+
+if log_scale and (curves["value"] <= 0).any():
+    st.caption("Values <= 0 are left out on the log scale.")
+    curves = curves.filter(curves["value"] > 0)
+selection = ui.chart(
+    charts.metric_curves(curves, log_scale=log_scale, intervals=intervals, n_states=n_states),
+    key="metrics.chart",
+    name="metrics",
+    on_select=True,
+)
+brushed = brushed_range(selection.get(charts.BRUSH))
+shown = epoch_range(curves, *brushed) if brushed else curves
+label = f"epochs {brushed[0]:.4g} to {brushed[1]:.4g}" if brushed else "all epochs"
+st.caption(f"Summary over {label} (drag across a chart to choose an epoch range)")
+st.dataframe(range_summary(shown), hide_index=True, width="stretch")
+ui.downloads(shown, "metrics", key="metrics.data")
