@@ -92,15 +92,37 @@ def data_fingerprint(metrics: pl.DataFrame, scalars: pl.DataFrame) -> str:
     return digest.hexdigest()[:32]
 
 
-def fit_or_load(store: Store, config: FitConfig, *, n_jobs: int = 1) -> FitOutcome:
-    """The fit for ``config`` on the store's data: read back when stored, else fitted and saved."""
-    started = time.monotonic()
+@dataclass(frozen=True)
+class FitData:
+    """The store's frames for fitting and their fingerprint (the app caches this per data
+    version, so a what-if refit does not read and hash every metric again)."""
+
+    metrics: pl.DataFrame
+    scalars: pl.DataFrame
+    fingerprint: str
+
+
+def fit_data(store: Store) -> FitData:
+    """Read the fitting frames of ``store`` and fingerprint them."""
     metrics, scalars = hmm_frames(store)
+    return FitData(metrics, scalars, data_fingerprint(metrics, scalars))
+
+
+def fit_or_load(
+    store: Store, config: FitConfig, *, n_jobs: int = 1, data: FitData | None = None
+) -> FitOutcome:
+    """The fit for ``config`` on the store's data: read back when stored, else fitted and saved.
+
+    ``data``: the store's frames already read by ``fit_data`` (must be of the same store).
+    """
+    started = time.monotonic()
+    data = data if data is not None else fit_data(store)
+    metrics, scalars = data.metrics, data.scalars
     if metrics.is_empty():
         raise LookupError(
             f"no metrics in {store.path}: run `dyntools compute FOLDER` before fitting"
         )
-    config = dataclasses.replace(config, data_fingerprint=data_fingerprint(metrics, scalars))
+    config = dataclasses.replace(config, data_fingerprint=data.fingerprint)
     key = config_hash(config)
     stored = store.load_fit(key)
     if stored is not None:

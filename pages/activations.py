@@ -59,8 +59,12 @@ heatmap = heatmap_frame(histograms)
 if heatmap.is_empty():
     st.info("No histograms stored for these layers: compute with activation metrics.")
 else:
-    ui.chart(charts.colorful_dimension(heatmap), key="acts.heatmap", name="colorful_dimension")
-    ui.downloads(heatmap, "colorful_dimension", key="acts.heatmap_data")
+    ui.chart(
+        charts.colorful_dimension(heatmap),
+        key="acts.heatmap",
+        name="colorful_dimension",
+        data=heatmap,
+    )
 
 st.subheader("Mean, standard deviation and dead units")
 st.caption(
@@ -70,5 +74,4 @@ st.caption(
 if stats.is_empty():
     st.info("No activation statistics stored for these layers.")
 else:
-    ui.chart(charts.activation_stats(stats), key="acts.stats", name="activation_stats")
-    ui.downloads(stats, "activation_stats", key="acts.stats_data")
+    ui.chart(charts.activation_stats(stats), key="acts.stats", name="activation_stats", data=stats)

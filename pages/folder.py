@@ -42,9 +42,11 @@ if scalars.is_empty():
     st.info("These runs logged no training scalars (losses, accuracies) in their checkpoints.")
 else:
     ui.chart(
-        charts.training_curves(scalars, log_loss=log_loss), key="folder.curves", name="training"
+        charts.training_curves(scalars, log_loss=log_loss),
+        key="folder.curves",
+        name="training",
+        data=scalars,
     )
-    ui.downloads(scalars, "training_scalars", key="folder.scalars")
 if not state.ready:
     st.info(
         f"Next: open **Hook points** to choose layers and metrics and compute them, or run "

@@ -52,5 +52,4 @@ if frame.is_empty():
     st.info("No HSIC values for this choice.")
     st.stop()
 st.caption("One trajectory per layer, ordered by epoch (larger dots: later checkpoints).")
-ui.chart(charts.information_plane(frame), key="info.chart", name="information_plane")
-ui.downloads(frame, "information_plane", key="info.data")
+ui.chart(charts.information_plane(frame), key="info.chart", name="information_plane", data=frame)

@@ -30,13 +30,14 @@ with ui.user_errors("reading the database"):
     ui.require_metrics(folder, state)
     index = ui.load_metric_index(state.db, state.version or 0)
 
-with st.sidebar.expander("Fit settings", expanded=True):
-    normalize = st.selectbox("Normalization", NORMALIZATIONS, index=1, key="latent.normalize")
-    covariance = st.selectbox("Covariance", COVARIANCE_TYPES, key="latent.covariance")
-    max_states = st.slider("Maximum states", 1, 12, FitConfig.max_states, key="latent.max_states")
-    restarts = st.slider("Restarts per n", 1, 20, FitConfig.restarts, key="latent.restarts")
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="latent.seed")
-    threshold = st.slider(
+with st.expander("Fit settings", expanded=True):
+    a, b, c = st.columns(3)
+    normalize = a.selectbox("Normalization", NORMALIZATIONS, index=1, key="latent.normalize")
+    covariance = a.selectbox("Covariance", COVARIANCE_TYPES, key="latent.covariance")
+    max_states = b.slider("Maximum states", 1, 12, FitConfig.max_states, key="latent.max_states")
+    restarts = b.slider("Restarts per n", 1, 20, FitConfig.restarts, key="latent.restarts")
+    seed = c.number_input("Seed", 0, 2**31 - 1, 0, key="latent.seed")
+    threshold = c.slider(
         "Converged at validation accuracy", 0.0, 1.0, 0.9, 0.01, key="latent.threshold"
     )
 
@@ -101,9 +102,11 @@ with left:
     st.subheader("Model selection")
     selection = selection_frame(result)
     ui.chart(
-        charts.model_selection(selection, result.n_states), key="latent.selection", name="selection"
+        charts.model_selection(selection, result.n_states),
+        key="latent.selection",
+        name="selection",
+        data=selection,
     )
-    ui.downloads(selection, "model_selection", key="latent.selection_data")
 with right:
     st.subheader("States over training")
     points, intervals = state_points(result), state_intervals(result)
@@ -111,8 +114,8 @@ with right:
         charts.state_timeline(points, intervals, result.n_states),
         key="latent.timeline",
         name="state_timeline",
+        data=points,
     )
-    ui.downloads(points, "states", key="latent.states_data")
 
 st.subheader("Transition graph")
 st.caption(

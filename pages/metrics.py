@@ -24,8 +24,14 @@ with left:
         "Runs", ui.RUNS, index["run_id"].unique().sort().to_list(), key="metrics.runs", default=3
     )
     hooks_available = index.filter(index["run_id"].is_in(runs))["hook_point"].unique().sort()
+    weight_hooks = index.filter(index["metric"] == "l2")["hook_point"].unique().sort()
     hooks = ui.shared_multiselect(
-        "Hook points", ui.HOOK_POINTS, hooks_available.to_list(), key="metrics.hooks", default=2
+        "Hook points",
+        ui.HOOK_POINTS,
+        hooks_available.to_list(),
+        key="metrics.hooks",
+        default=2,
+        preferred=weight_hooks.to_list(),
     )
 with right:
     names_available = (
@@ -35,7 +41,12 @@ with right:
         .to_list()
     )
     metrics = ui.shared_multiselect(
-        "Metrics", ui.METRICS, names_available, key="metrics.metrics", default=2
+        "Metrics",
+        ui.METRICS,
+        names_available,
+        key="metrics.metrics",
+        default=2,
+        preferred=("l2", "spectral"),
     )
     log_scale = st.toggle("Log scale", key="metrics.log")
 
@@ -55,7 +66,10 @@ if curves.is_empty():
     st.stop()
 
 intervals, n_states = None, 0
-fit_hash = ui.get_text(ui.FIT)
+fit_hash, latest = ui.get_text(ui.FIT), False
+if not fit_hash:
+    with ui.user_errors("reading the stored fits"):
+        fit_hash, latest = ui.latest_fit_hash(state.db, tuple(runs)) or "", True
 if fit_hash:
     with ui.user_errors("reading the current fit"):
         result = ui.load_fit(state.db, fit_hash)
@@ -63,8 +77,10 @@ if fit_hash:
         st.caption(f"The current fit {fit_hash[:12]} is not in this folder's database any more.")
     else:
         fitted = [r for r in runs if r in result.run_ids]
+        which = "latest stored fit" if latest else "fit"
         choice = st.selectbox(
-            f"Background: HMM states of fit {fit_hash[:12]} ({result.n_states} states) for run",
+            f"Background: HMM states of the {which} {fit_hash[:12]} ({result.n_states} "
+            "states) for run",
             [*fitted, "(none)"],
             key="metrics.background",
         )

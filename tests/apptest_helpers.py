@@ -83,3 +83,19 @@ def texts(app: AppTest) -> str:
     for kind in ("info", "error", "warning", "success", "caption", "markdown"):
         parts += [str(element.value) for element in getattr(app, kind)]
     return "\n".join(parts)
+
+
+def blocks(app: AppTest, kind: str) -> list[Any]:
+    """Every block of a type (``status``, ``expander``, ...) in the main area, in order."""
+    found: list[Any] = []
+
+    def walk(node: Any) -> None:
+        if getattr(node, "type", None) == kind:
+            found.append(node)
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            for child in children.values():
+                walk(child)
+
+    walk(app.main)
+    return found

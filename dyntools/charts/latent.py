@@ -47,6 +47,7 @@ def state_timeline(points: pl.DataFrame, intervals: pl.DataFrame, n_states: int)
             color=alt.Color("state:N", title="state", scale=alt.Scale(domain=labels, range=colors)),
             tooltip=["run_id:N", "state:N", "start:Q", "end:Q"],
         )
-        .properties(height=max(60, 28 * max(1, intervals["run_id"].n_unique())), width="container")
+        # A fixed band per run (a number here was squeezed by the app's layout).
+        .properties(height=alt.Step(26), width="container")
     )
     return chart

@@ -36,6 +36,7 @@ MISSING = (
     f"ON {on((*UNIT, 'fingerprint'), 'c', 'd')} ORDER BY c.order_"
 )
 FIT = "SELECT config_json, result_json, created_at FROM hmm_fits WHERE config_hash = ?"
+FITS = "SELECT config_hash, config_json, created_at FROM hmm_fits ORDER BY created_at DESC"
 DATA_VERSION = "SELECT value FROM meta WHERE key = 'data_version'"
 RUNS = "SELECT * FROM runs ORDER BY run_id"
 

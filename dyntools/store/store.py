@@ -272,6 +272,18 @@ class Store:
         config_json, result_json, created_at = rows[0]
         return StoredFit(config_hash, json.loads(config_json), result_json, created_at)
 
+    def list_fits(self) -> pl.DataFrame:
+        """The saved fits, newest first: config_hash, config_json, created_at (UTC)."""
+        empty = pl.DataFrame(
+            schema={"config_hash": pl.String, "config_json": pl.String, "created_at": pl.Datetime}
+        )
+        if not self.exists:
+            return empty
+        try:
+            return self._query(queries.FITS)
+        except NoResultsError:
+            return empty
+
     def data_version(self) -> int:
         """A counter bumped by every write that changes results: part of a cache key."""
         return int(self._query(queries.DATA_VERSION).item())

@@ -17,10 +17,11 @@ import streamlit as st
 from dyntools.checkpoints import discover_runs
 from dyntools.hmm import FitConfig, FitResult, fit_result_from_json
 from dyntools.hookpoints import HookPointTree, build_tree
-from dyntools.latent import FitOutcome, fit_or_load
+from dyntools.latent import FitData, FitOutcome, fit_data, fit_or_load
 from dyntools.overview import runs_table, scalars_table
 from dyntools.store import Store, locate_db
 from dyntools.store.store import NoResultsError
+from dyntools.views.latent import latest_fit
 
 Names = tuple[str, ...] | None
 
@@ -124,6 +125,12 @@ def load_metric_index(db: str, version: int) -> pl.DataFrame:
     )
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def load_fit_data(db: str, version: int) -> FitData:
+    """The frames every fit reads, and their fingerprint, once per data version."""
+    return fit_data(Store(db))
+
+
 def fit(db: str, version: int, config: FitConfig) -> tuple[FitOutcome, bool]:
     """The fit for ``config`` (read back from the store when already made), and whether this
     session already had it. Kept per session so reruns of the page do not read it again."""
@@ -133,7 +140,7 @@ def fit(db: str, version: int, config: FitConfig) -> tuple[FitOutcome, bool]:
     key = (db, version, config)
     if key in memo:
         return memo[key], True
-    outcome = fit_or_load(Store(db), config)
+    outcome = fit_or_load(Store(db), config, data=load_fit_data(db, version))
     if len(memo) >= 8:
         memo.pop(next(iter(memo)))
     memo[key] = outcome
@@ -147,3 +154,9 @@ def load_fit(db: str, config_hash: str) -> FitResult | None:
     if stored is None:
         return None
     return fit_result_from_json(json.loads(stored.result_json))
+
+
+def latest_fit_hash(db: str, runs: tuple[str, ...]) -> str | None:
+    """The newest stored fit covering any of ``runs`` (not cached: saving a fit changes no
+    data version, and this is one small query)."""
+    return latest_fit(Store(db).list_fits(), runs)

@@ -92,13 +92,16 @@ def shared_multiselect(
     *,
     key: str,
     default: int = 4,
+    preferred: Sequence[str] = (),
     help: str | None = None,
     sidebar: bool = False,
 ) -> list[str]:
     """A multiselect bound to a shared selection: starts from it, writes every change back."""
     current = st.session_state.get(key)
     if current is None or not set(current) <= set(options):
-        st.session_state[key] = reconcile(get_list(shared), options, default=default)
+        st.session_state[key] = reconcile(
+            get_list(shared), options, default=default, preferred=preferred
+        )
 
     def changed() -> None:
         # Keep the choices of other pages' kinds (activation vs weight hook points) too.

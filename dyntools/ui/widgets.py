@@ -35,13 +35,11 @@ def user_errors(what: str = "") -> Iterator[None]:
         stop_with_error(f"{prefix}{error}")
 
 
-def downloads(frame: pl.DataFrame, name: str, *, key: str) -> None:
-    """CSV and Parquet downloads of the frame behind a view."""
-    left, right, _ = st.columns([1, 1, 4])
-    for column, fmt in ((left, "csv"), (right, "parquet")):
+def _download_buttons(frame: pl.DataFrame, name: str, key: str) -> None:
+    for fmt in ("csv", "parquet"):
         data, mime = frame_bytes(frame, fmt)
-        column.download_button(
-            f"{fmt.upper()}",
+        st.download_button(
+            fmt.upper(),
             data=data,
             file_name=f"{name}.{fmt}",
             mime=mime,
@@ -49,6 +47,12 @@ def downloads(frame: pl.DataFrame, name: str, *, key: str) -> None:
             help=f"Download the data behind this view ({frame.height} rows) as {fmt.upper()}",
             icon=":material/download:",
         )
+
+
+def downloads(frame: pl.DataFrame, name: str, *, key: str) -> None:
+    """CSV and Parquet downloads of the frame behind a view, in one row."""
+    with st.container(horizontal=True):
+        _download_buttons(frame, name, key)
 
 
 AnyChart = (
@@ -62,25 +66,37 @@ AnyChart = (
 )
 
 
-def chart(spec: AnyChart, *, key: str, name: str, on_select: bool = False) -> dict[str, Any]:
-    """Show an Altair chart (its toolbar saves PNG) with a download of its Vega-Lite JSON
-    (data inlined) from which SVG can be rendered offline. Returns the selection event."""
+def chart(
+    spec: AnyChart,
+    *,
+    key: str,
+    name: str,
+    data: pl.DataFrame | None = None,
+    on_select: bool = False,
+) -> dict[str, Any]:
+    """Show an Altair chart and, in one row below it, downloads of ``data`` (CSV, Parquet)
+    and of the chart's Vega-Lite JSON with its data inlined. PNG: the chart's own toolbar
+    (Streamlit 1.67 replaced Vega's action menu by it, and it saves PNG only); SVG: render the
+    JSON offline (`vl-convert vl2svg`) or in the Vega editor. Returns the selection event."""
     selection: dict[str, Any] = {}
     if on_select:
         event = st.altair_chart(spec, width="stretch", key=key, on_select="rerun")
         selection = dict(event.selection or {})
     else:
         st.altair_chart(spec, width="stretch", key=key)
-    st.download_button(
-        "Vega-Lite spec",
-        data=json.dumps(spec.to_dict(), default=str).encode(),
-        file_name=f"{name}.vl.json",
-        mime="application/json",
-        key=f"{key}.spec",
-        help="The chart with its data, for SVG/PDF export (e.g. `vl-convert vl2svg`) or the "
-        "Vega editor. PNG: the chart's toolbar (top right, on hover).",
-        icon=":material/data_object:",
-    )
+    with st.container(horizontal=True):
+        if data is not None:
+            _download_buttons(data, name, key)
+        st.download_button(
+            "Vega-Lite",
+            data=json.dumps(spec.to_dict(), default=str).encode(),
+            file_name=f"{name}.vl.json",
+            mime="application/json",
+            key=f"{key}.spec",
+            help="The chart with its data as Vega-Lite JSON, for SVG/PDF export (e.g. "
+            "`vl-convert vl2svg`) or the Vega editor. PNG: the chart's toolbar (on hover).",
+            icon=":material/data_object:",
+        )
     return selection
 
 

@@ -8,7 +8,9 @@ so a label and its colour stay the same across refits.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
@@ -247,3 +249,13 @@ def regression_frame(result: FitResult) -> pl.DataFrame:
             "mean_epoch_not_visiting": pl.Float64,
         },
     )
+
+
+def latest_fit(fits: pl.DataFrame, runs: Sequence[str]) -> str | None:
+    """The newest saved fit (``Store.list_fits``, newest first) that covers any of ``runs``."""
+    wanted = set(runs)
+    for config_hash, config_json in fits.select("config_hash", "config_json").iter_rows():
+        fitted = json.loads(config_json).get("runs")
+        if fitted is None or wanted & set(fitted):
+            return str(config_hash)
+    return None

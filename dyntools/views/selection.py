@@ -19,9 +19,19 @@ def decode_list(text: str | None) -> list[str]:
     return [part for part in text.split(LIST_SEPARATOR) if part]
 
 
-def reconcile(chosen: Sequence[str], available: Sequence[str], *, default: int = 4) -> list[str]:
-    """The chosen names that are available, in their order; the first ``default`` available
-    ones when none of the chosen is (another folder, another kind of hook point)."""
+def reconcile(
+    chosen: Sequence[str],
+    available: Sequence[str],
+    *,
+    default: int = 4,
+    preferred: Sequence[str] = (),
+) -> list[str]:
+    """The chosen names that are available, in their order. When none is (nothing chosen yet,
+    another folder, another kind of hook point): the preferred ones that are available, else
+    the first ``default`` available ones."""
     known = set(available)
     kept = [name for name in chosen if name in known]
-    return kept if kept else list(available[:default])
+    if kept:
+        return kept
+    liked = [name for name in preferred if name in known]
+    return liked[:default] if liked else list(available[:default])

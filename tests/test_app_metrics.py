@@ -1,0 +1,119 @@
+"""AppTest of the Metrics page: curves from the store, log scale, HMM state background."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from apptest_helpers import by_key, chart_data, chart_spec, direct, routed, texts, vega_charts
+
+from dyntools.hmm import FitConfig
+from dyntools.latent import fit_or_load
+from dyntools.pipeline.compute import compute
+from dyntools.pipeline.options import ComputeOptions
+from dyntools.store import Store, locate_db
+from dyntools.views.curves import brushed_range, curve_frame, epoch_range, range_summary
+
+pytestmark = pytest.mark.usefixtures("_config_home")
+RUNS = ("sparse-parity/seed0", "sparse-parity/seed1")
+
+
+def _values(chart_frame: pl.DataFrame) -> pl.DataFrame:
+    return chart_frame.filter(pl.col("kind") == "value")
+
+
+def test_curves_are_the_stored_values(analysed_folder: Path) -> None:
+    app = routed("metrics", analysed_folder)
+    assert not app.exception
+    assert app.title[0].value == "Metrics"
+    assert by_key(app.multiselect, "metrics.hooks").value == ["fc1", "fc2"]
+    assert by_key(app.multiselect, "metrics.metrics").value == ["l2", "spectral"]
+    data = _values(chart_data(vega_charts(app)[0]))
+    stored = Store(locate_db(analysed_folder).path).read_metrics(
+        hook_points=["fc1"], metrics=["l2"]
+    )
+    expected = stored.filter(pl.col("tensor") == "").sort("run_id", "step")
+    got = data.filter((pl.col("hook_point") == "fc1") & (pl.col("metric") == "l2")).sort(
+        "run_id", "step"
+    )
+    assert got["value"].to_list() == pytest.approx(expected["value"].to_list())
+    assert got["epoch"].to_list() == pytest.approx(expected["epoch"].to_list())
+    assert set(data["run_id"]) == {"sparse-parity/seed0", "sparse-parity/seed1"}
+
+
+def test_log_scale_and_metric_choice(analysed_folder: Path) -> None:
+    app = routed("metrics", analysed_folder)
+    by_key(app.multiselect, "metrics.metrics").set_value(["stable_rank"])
+    by_key(app.toggle, "metrics.log").set_value(True).run()
+    chart = vega_charts(app)[0]
+    assert '"type": "log"' in chart.proto.spec or '"type":"log"' in chart.proto.spec
+    assert set(_values(chart_data(chart))["metric"]) == {"stable_rank"}
+    assert app.session_state["dyntools.metrics"] == ["stable_rank"]
+    assert app.query_params["metrics"] == "stable_rank"
+
+
+def test_background_coloured_by_the_current_fit(analysed_folder: Path) -> None:
+    app = routed("latent-states", analysed_folder)
+    fit_hash = app.session_state["dyntools.fit"]
+    assert fit_hash
+    app.switch_page("pages/metrics.py").run()
+    assert not app.exception
+    background = by_key(app.selectbox, "metrics.background")
+    assert background.value == "sparse-parity/seed0"
+    chart = vega_charts(app)[0]
+    states = chart_data(chart).filter(pl.col("kind") == "state")
+    assert set(states["state_run"]) == {"sparse-parity/seed0"}
+    assert states["state"].str.starts_with("S").all()
+    assert "fill" in chart.proto.spec
+    # Per panel, the state intervals tile the run's epochs without gaps.
+    panel = states.filter(pl.col("panel") == states["panel"][0]).sort("start")
+    assert panel["start"][1:].to_list() == panel["end"][:-1].to_list()
+    background.set_value("(none)").run()
+    assert chart_data(vega_charts(app)[0]).filter(pl.col("kind") == "state").is_empty()
+
+
+def test_latest_stored_fit_colours_a_new_session(fresh_folder: Path) -> None:
+    compute(fresh_folder, ComputeOptions(metrics=("l2",)), workers=1)
+    app = routed("metrics", fresh_folder)
+    assert "Fit latent states" in texts(app)  # no fit yet
+    store = Store(locate_db(fresh_folder).path)
+    assert store.list_fits().is_empty()
+    older = fit_or_load(store, FitConfig(runs=RUNS[:1], max_states=2, restarts=1))
+    newer = fit_or_load(store, FitConfig(runs=RUNS, max_states=2, restarts=1, seed=5))
+    assert store.list_fits()["config_hash"].to_list() == [newer.config_hash, older.config_hash]
+    app = routed("metrics", fresh_folder)
+    background = by_key(app.selectbox, "metrics.background")
+    assert newer.config_hash[:12] in background.label and "latest" in background.label
+    app = routed("metrics", fresh_folder, runs="sparse-parity/seed0")
+    assert newer.config_hash[:12] in by_key(app.selectbox, "metrics.background").label
+
+
+def test_page_runs_on_its_own(analysed_folder: Path) -> None:
+    app = direct("metrics", analysed_folder, runs="sparse-parity/seed1", hooks="fc2")
+    assert not app.exception
+    data = _values(chart_data(vega_charts(app)[0]))
+    assert set(data["run_id"]) == {"sparse-parity/seed1"}
+    assert set(data["hook_point"]) == {"fc2"}
+    assert "metrics.chart" in [c.key for c in vega_charts(app)] or chart_spec(vega_charts(app)[0])
+
+
+def test_brush_selection_narrows_the_summary() -> None:
+    assert brushed_range({"epoch": [30.0, 10.0]}) == (10.0, 30.0)
+    assert brushed_range({}) is None
+    assert brushed_range(None) is None
+    metrics = pl.DataFrame(
+        {
+            "run_id": ["a"] * 4,
+            "step": [0, 1, 2, 3],
+            "epoch": [0, 10, 20, 30],
+            "hook_point": ["h"] * 4,
+            "tensor": [""] * 4,
+            "metric": ["l2"] * 4,
+            "params": [""] * 4,
+            "value": [1.0, 2.0, 4.0, 8.0],
+        }
+    )
+    shown = epoch_range(curve_frame(metrics), 10.0, 20.0)
+    row = range_summary(shown).row(0, named=True)
+    assert (row["first"], row["last"], row["mean"]) == (2.0, 4.0, 3.0)

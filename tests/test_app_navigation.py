@@ -1,0 +1,81 @@
+"""Every page both ways (through the router, and its file on its own), with nothing computed
+and with results; shared selections across page switches and through a reload (the URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from apptest_helpers import PAGE_FILES, by_key, direct, routed, texts
+
+pytestmark = pytest.mark.usefixtures("_config_home")
+TITLES = {
+    "folder": "Folder",
+    "hook-points": "Hook points",
+    "metrics": "Metrics",
+    "latent-states": "Latent states",
+    "activations": "Activations",
+    "information-plane": "Information plane",
+}
+NEEDS_METRICS = ("metrics", "latent-states", "activations", "information-plane")
+
+
+@pytest.mark.parametrize("page", list(PAGE_FILES))
+def test_every_page_renders_both_ways(page: str, analysed_folder: Path) -> None:
+    for app in (routed(page, analysed_folder), direct(page, analysed_folder)):
+        assert not app.exception, app.exception
+        assert not app.error, [e.value for e in app.error]
+        assert app.title[0].value == TITLES[page]
+
+
+@pytest.mark.parametrize("page", NEEDS_METRICS)
+def test_pages_with_nothing_computed_say_what_to_do(page: str, fresh_folder: Path) -> None:
+    app = routed(page, fresh_folder)
+    assert not app.exception
+    message = texts(app)
+    assert "Hook points" in message and f"dyntools compute {fresh_folder}" in message
+
+
+def test_router_sidebar_and_url_paths(analysed_folder: Path) -> None:
+    app = routed("metrics", analysed_folder)
+    assert app.sidebar.text_input[0].value == str(analysed_folder)
+    source = (Path(__file__).resolve().parent.parent / "streamlit_app.py").read_text()
+    for url in PAGE_FILES:
+        assert f'"{url}"' in source
+
+
+def test_selections_follow_page_switches(analysed_folder: Path) -> None:
+    app = routed("metrics", analysed_folder)
+    by_key(app.multiselect, "metrics.runs").set_value(["sparse-parity/seed1"])
+    by_key(app.multiselect, "metrics.hooks").set_value(["fc2"]).run()
+    app.switch_page("pages/activations.py").run()
+    assert not app.exception
+    assert by_key(app.multiselect, "acts.runs").value == ["sparse-parity/seed1"]
+    app.switch_page("pages/latent_states.py").run()
+    assert by_key(app.multiselect, "latent.runs").value == ["sparse-parity/seed1"]
+    # One run of 7 checkpoints cannot take 8 states: a message, then a refit that fits.
+    assert "exceeds the 7 time steps" in app.error[0].value
+    by_key(app.slider, "latent.max_states").set_value(3).run()
+    assert "1 runs" in app.success[0].value
+    app.switch_page("pages/metrics.py").run()
+    assert by_key(app.multiselect, "metrics.runs").value == ["sparse-parity/seed1"]
+    assert by_key(app.multiselect, "metrics.hooks").value == ["fc2"]
+    # Everything shared is in the URL, so a reload restores it.
+    assert app.query_params["runs"] == "sparse-parity/seed1"
+    assert app.query_params["hooks"].startswith("fc2")
+    assert app.query_params["fit"] == app.session_state["dyntools.fit"]
+
+
+def test_a_reload_restores_selections_from_the_url(analysed_folder: Path) -> None:
+    app = routed(
+        "metrics", analysed_folder, runs="sparse-parity/seed0", hooks="fc1", metrics="spectral"
+    )
+    assert by_key(app.multiselect, "metrics.runs").value == ["sparse-parity/seed0"]
+    assert by_key(app.multiselect, "metrics.hooks").value == ["fc1"]
+    assert by_key(app.multiselect, "metrics.metrics").value == ["spectral"]
+
+
+def test_a_stale_fit_in_the_url_is_a_note_not_an_error(analysed_folder: Path) -> None:
+    app = routed("metrics", analysed_folder, fit="0" * 32)
+    assert not app.exception and not app.error
+    assert "not in this folder's database" in texts(app)

@@ -1,0 +1,113 @@
+"""The app's pure view helpers: recent folders, exports, selections, state intervals, graph."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from dyntools.graph import StateNode, TransitionEdge, TransitionGraph
+from dyntools.recent import MAX_RECENT, read_recent, remember_folder
+from dyntools.views.export import frame_bytes
+from dyntools.views.graph import graph_specs, state_of
+from dyntools.views.latent import state_intervals
+from dyntools.views.selection import decode_list, encode_list, reconcile
+
+
+def test_recent_folders_most_recent_first_and_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "recent.json"
+    for k in range(MAX_RECENT + 3):
+        remember_folder(f"/data/{k}", path)
+    remember_folder("/data/5", path)
+    folders = read_recent(path)
+    assert folders[0] == "/data/5" and len(folders) == MAX_RECENT
+    assert folders.count("/data/5") == 1
+
+
+@pytest.mark.parametrize("content", ["{not json", '["a"]', '{"folders": 3}', ""])
+def test_corrupt_recent_file_reads_as_empty_and_is_repaired(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "recent.json"
+    path.write_text(content)
+    assert read_recent(path) == []
+    assert remember_folder("/x", path) == ["/x"]
+    assert read_recent(path) == ["/x"]
+
+
+def test_exports_round_trip() -> None:
+    frame = pl.DataFrame({"run_id": ["a", "b"], "value": [1.5, None], "edges": [[0.0, 1.0], [2.0]]})
+    parquet, mime = frame_bytes(frame, "parquet")
+    assert mime == "application/vnd.apache.parquet"
+    assert pl.read_parquet(io.BytesIO(parquet)).equals(frame)
+    csv, _ = frame_bytes(frame, "csv")
+    back = pl.read_csv(io.BytesIO(csv))
+    assert back["run_id"].to_list() == ["a", "b"]
+    assert back["edges"].to_list() == ["0.0;1.0", "2.0"]
+    with pytest.raises(ValueError, match="unknown export format 'xlsx'"):
+        frame_bytes(frame, "xlsx")
+
+
+def test_selection_lists_and_reconcile() -> None:
+    assert decode_list(encode_list(["a/b", "c"])) == ["a/b", "c"]
+    assert decode_list(None) == [] and decode_list("") == []
+    assert reconcile(["x", "b"], ["a", "b", "c"]) == ["b"]
+    assert reconcile(["x"], ["a", "b", "c"], default=2) == ["a", "b"]
+    assert reconcile([], ["a", "b", "c"], preferred=["c", "z"]) == ["c"]
+
+
+class _Result:
+    """The few FitResult fields state_intervals reads (a hand-worked example)."""
+
+    run_ids = ("r1", "r2")
+    lengths = (4, 2)
+    epochs = np.array([0.0, 10.0, 20.0, 30.0, np.nan, np.nan])
+    steps = np.array([0, 1, 2, 3, 5, 7])
+    states = np.array([0, 0, 1, 0, 2, 2])
+
+
+def test_state_intervals_tile_each_run() -> None:
+    frame = state_intervals(_Result())  # type: ignore[arg-type]
+    assert frame.rows() == [
+        ("r1", "S0", 0.0, 20.0),
+        ("r1", "S1", 20.0, 30.0),
+        ("r1", "S0", 30.0, 40.0),  # the last checkpoint stands for one more gap
+        ("r2", "S2", 5.0, 9.0),  # no epochs: steps stand in
+    ]
+
+
+def _node(state: int, occupancy: float, initial: int, mean_epoch: float) -> StateNode:
+    return StateNode(
+        state=state,
+        checkpoints=10,
+        occupancy=occupancy,
+        runs_visiting=2,
+        initial_runs=initial,
+        first_epoch=mean_epoch - 1,
+        mean_epoch=mean_epoch,
+        last_epoch=mean_epoch + 1,
+        epochs_per_run=5.0,
+        scalar_means={"val_acc": 0.5},
+    )
+
+
+def test_graph_specs_size_shape_width_and_tooltips() -> None:
+    graph = TransitionGraph(
+        nodes=(_node(0, 0.64, 2, 50.0), _node(1, 0.36, 0, 10.0)),
+        edges=(
+            TransitionEdge(0, 1, 3, 0.2, (("fc1/l2", 1.5),), ()),
+            TransitionEdge(1, 0, 1, 0.9, (), (("fc2/l2", -0.25),)),
+        ),
+    )
+    nodes, edges = graph_specs(graph)
+    big, small = nodes
+    assert big.size > small.size
+    assert (big.shape, small.shape) == ("star", "dot")
+    assert small.x < big.x  # laid out by mean epoch
+    assert edges[1].width > edges[0].width
+    assert "fc1/l2 +1.50" in edges[0].title and "fc2/l2 -0.25" in edges[1].title
+    assert "(initial)" in big.title
+    assert state_of(big.id) == 0
+    with pytest.raises(ValueError, match="not a state node id"):
+        state_of("node-3")
