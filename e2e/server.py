@@ -43,12 +43,16 @@ def free_port() -> int:
         return port
 
 
-def app_command(folder: Path, port: int) -> list[str]:
-    """The command line a user would type, with the port and folder filled in."""
+def app_command(folder: Path, port: int, *, bind: bool = True) -> list[str]:
+    """The command line a user would type, with the port and folder filled in.
+
+    ``bind=False`` leaves the address to .streamlit/config.toml, as a plain ``streamlit run``.
+    """
+    address = ["--server.address", HOST] if bind else []
     return [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.headless", "true",
-        "--server.address", HOST,
+        *address,
         "--server.port", str(port),
         "--browser.gatherUsageStats", "false",
         # The test never edits sources; watching them only costs CPU on a shared machine.
@@ -57,14 +61,14 @@ def app_command(folder: Path, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def start_app(folder: Path, log: Path) -> AppServer:
+def start_app(folder: Path, log: Path, *, bind: bool = True) -> AppServer:
     """Start the app on a free port and wait until its health endpoint answers."""
     log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with log.open("wb") as out:
         # A new session (process group) so stop_app can end streamlit and anything it started.
         process = subprocess.Popen(
-            app_command(folder, port),
+            app_command(folder, port, bind=bind),
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -117,10 +121,33 @@ def stop_app(server: AppServer) -> None:
 
 
 @contextmanager
-def running_app(folder: Path, log: Path) -> Iterator[AppServer]:
+def running_app(folder: Path, log: Path, *, bind: bool = True) -> Iterator[AppServer]:
     """The app serving ``folder`` for the duration of the block, stopped even on failure."""
-    server = start_app(folder, log)
+    server = start_app(folder, log, bind=bind)
     try:
         yield server
     finally:
         stop_app(server)
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4/IPv6 addresses a TCP socket listens on at ``port`` (read from /proc/net)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(_decode_address(address))
+    return found
+
+
+def _decode_address(hex_address: str) -> str:
+    raw = bytes.fromhex(hex_address)
+    # /proc/net stores addresses as 32-bit words in host (little-endian) order.
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    family = socket.AF_INET if len(words) == 4 else socket.AF_INET6
+    return socket.inet_ntop(family, words)

@@ -58,5 +58,5 @@ def press(page: Page, name: str, timeout_ms: int = 120_000) -> None:
 
 def selected_value(page: Page, label: str) -> str:
     """The text a selectbox shows as its current choice."""
-    # The widget's text is its label, then the choice shown.
-    return widget(page, "stSelectbox", label).inner_text().strip().splitlines()[-1].strip()
+    # The choice is the value of the combobox input that carries the label as its aria-label.
+    return page.get_by_role("combobox", name=label, exact=True).input_value()
