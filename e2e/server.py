@@ -55,6 +55,8 @@ def app_command(folder: Path, port: int, *, bind: bool = True) -> list[str]:
         *address,
         "--server.port", str(port),
         "--browser.gatherUsageStats", "false",
+        # No "Deploy" button in the screenshots (a person running locally has no use for it).
+        "--client.toolbarMode", "viewer",
         # The test never edits sources; watching them only costs CPU on a shared machine.
         "--server.fileWatcherType", "none",
         "--", "--folder", str(folder),

@@ -9,6 +9,7 @@ is shot after a node of the transition graph was clicked, so its state summary s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the e2e harne
 from e2e.browser import (
     assert_clean,
     chromium,
+    first_visit,
     new_page,
     page_url,
     screenshot,
@@ -33,12 +35,14 @@ from e2e.server import running_app
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
-    parser.add_argument("--folder", type=Path, default=SAMPLE_RUNS)
+    # Relative, so the sidebar shows `sample_runs` as a user who ran `make app` sees it.
+    parser.add_argument("--folder", type=Path, default=Path(os.path.relpath(SAMPLE_RUNS)))
     args = parser.parse_args(argv)
     summary = compute_all(args.folder, activation_select=None)
     print(f"{args.folder}: {summary.computed} checkpoints computed, {summary.skipped} up to date")
     log = Path(tempfile.gettempdir()) / "dyntools-screenshots.log"
     with running_app(args.folder, log) as server, chromium() as browser:
+        first_visit(browser, server.url, args.folder, PAGES[0].title)
         for spec in PAGES:
             page = new_page(browser)
             page.goto(page_url(server.url, spec.url_path, args.folder))
@@ -47,6 +51,7 @@ def main(argv: list[str]) -> int:
             if spec.title == "Latent states":
                 click_node(page)
                 wait_for_rerun(page)
+                page.mouse.move(5, 5)  # away from the graph, so no tooltip covers it
             page.wait_for_timeout(800)  # let charts finish their transitions
             assert_clean(page, spec.title)
             path = screenshot(page, args.out / f"{spec.slug}.png", full_page=False)

@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page
 from e2e.browser import (
     assert_clean,
     chromium,
+    first_visit,
     full_page_screenshot,
     new_page,
     page_url,
@@ -48,13 +49,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def app(analysis: Path, browser: Browser) -> Iterator[AppServer]:
     with running_app(analysis, ARTIFACTS / "streamlit.log") as server:
-        # A first visitor on the main page. Streamlit 1.67 learns the st.navigation pages from
-        # the first script run; a brand-new server asked for /hook-points before that may show
-        # a "Page not found" dialog over the right page (seen here; tracked in the docs).
-        page = new_page(browser)
-        page.goto(page_url(server.url, "", analysis))
-        wait_for_app(page, PAGES[0].title)
-        page.context.close()
+        first_visit(browser, server.url, analysis, PAGES[0].title)
         yield server
 
 
