@@ -27,7 +27,7 @@ from e2e.browser import (
     wait_for_rerun,
 )
 from e2e.folder import SAMPLE_RUNS, compute_all
-from e2e.graph import click_node
+from e2e.graph import click_node, graph_canvas
 from e2e.pages import PAGES, check_rendered
 from e2e.server import running_app
 
@@ -51,7 +51,8 @@ def main(argv: list[str]) -> int:
             if spec.title == "Latent states":
                 click_node(page)
                 wait_for_rerun(page)
-                page.mouse.move(5, 5)  # away from the graph, so no tooltip covers it
+                # Rest the pointer on an empty corner of the graph, so no tooltip covers it.
+                graph_canvas(page).hover(position={"x": 5, "y": 5})
             page.wait_for_timeout(800)  # let charts finish their transitions
             assert_clean(page, spec.title)
             path = screenshot(page, args.out / f"{spec.slug}.png", full_page=False)
