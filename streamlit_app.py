@@ -29,7 +29,7 @@ PAGES = (
 )
 
 st.set_page_config(page_title="dyntools", layout="wide")
-ui.init_state(sys.argv[1:])
+ui.load_state(sys.argv[1:])
 start = st.session_state.get(START_PAGE_KEY, "folder")
 navigation = st.navigation(
     [
@@ -37,5 +37,6 @@ navigation = st.navigation(
         for path, title, icon, url in PAGES
     ]
 )
+ui.mirror_state()
 ui.folder_sidebar()
 navigation.run()

@@ -7,7 +7,7 @@ from dyntools.metrics import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM
 from dyntools.views.curves import ACTIVATION_STATS, activation_stats_frame, heatmap_frame
 
 st.title("Activations")
-ui.init_state()
+ui.load_state()
 folder = ui.current_folder()
 if folder is None:
     st.stop()
@@ -53,7 +53,7 @@ spec = DEFAULT_HISTOGRAM
 st.caption(
     f"log1p of the count of |activation| in each bin over the probe batch, per checkpoint "
     f"(default {spec.bins} bins over [{spec.low:g}, {spec.high:g}), fast.ai's choice; the "
-    "`>=` row counts the overflow). Change the bins with `dyntools compute --hist-bins`."
+    "`>=` row counts the overflow). Change them with `dyntools compute --activations --bins N --range LOW HIGH`."
 )
 heatmap = heatmap_frame(histograms)
 if heatmap.is_empty():

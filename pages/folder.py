@@ -5,7 +5,7 @@ import streamlit as st
 from dyntools import charts, ui
 
 st.title("Folder")
-ui.init_state()
+ui.load_state()
 folder = ui.current_folder()
 if folder is None:
     st.stop()

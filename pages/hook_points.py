@@ -14,7 +14,7 @@ from dyntools.views.hookpoints import (
 )
 
 st.title("Hook points")
-ui.init_state()
+ui.load_state()
 folder = ui.current_folder()
 if folder is None:
     st.stop()

@@ -12,7 +12,7 @@ VARIANTS = {
 }
 
 st.title("Information plane")
-ui.init_state()
+ui.load_state()
 folder = ui.current_folder()
 if folder is None:
     st.stop()

@@ -21,7 +21,7 @@ CHOSEN = "Hook point metrics"
 BIC = "lowest BIC"
 
 st.title("Latent states")
-ui.init_state()
+ui.load_state()
 folder = ui.current_folder()
 if folder is None:
     st.stop()

@@ -7,7 +7,7 @@ from dyntools.views.curves import brushed_range, curve_frame, epoch_range, range
 from dyntools.views.latent import state_intervals
 
 st.title("Metrics")
-ui.init_state()
+ui.load_state()
 folder = ui.current_folder()
 if folder is None:
     st.stop()

@@ -79,3 +79,23 @@ def test_a_stale_fit_in_the_url_is_a_note_not_an_error(analysed_folder: Path) ->
     app = routed("metrics", analysed_folder, fit="0" * 32)
     assert not app.exception and not app.error
     assert "not in this folder's database" in texts(app)
+
+
+def _busy_store_script() -> None:
+    import streamlit as st
+
+    from dyntools import ui
+    from dyntools.store import StoreBusyError
+
+    with ui.user_errors("compute"):
+        raise StoreBusyError("dyntools database x is held by process 1 (python)")
+    st.write("not reached")
+
+
+def test_a_busy_store_is_an_error_message() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_function(_busy_store_script, default_timeout=60).run()
+    assert not app.exception
+    assert app.error[0].value == "compute: dyntools database x is held by process 1 (python)"
+    assert not app.markdown

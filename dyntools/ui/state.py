@@ -50,6 +50,12 @@ def folder_from_argv(argv: Sequence[str]) -> str | None:
 def init_state(argv: Sequence[str] = ()) -> None:
     """Fill the shared selections once per session (URL first, then ``--folder``), then write
     them back into the URL (navigation between pages drops query parameters)."""
+    load_state(argv)
+    mirror_state()
+
+
+def load_state(argv: Sequence[str] = ()) -> None:
+    """Fill the shared selections once per session: URL first, then ``--folder``."""
     for shared in SHARED:
         if shared.key in st.session_state:
             continue
@@ -57,6 +63,11 @@ def init_state(argv: Sequence[str] = ()) -> None:
         if shared is FOLDER and not text:
             text = folder_from_argv(argv)
         st.session_state[shared.key] = decode_list(text) if shared.is_list else (text or "")
+
+
+def mirror_state() -> None:
+    """Write the shared selections into the URL (the router, on every run: navigation
+    between pages drops query parameters; pages only ``load_state``)."""
     for shared in SHARED:
         _mirror(shared)
 
