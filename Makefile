@@ -18,8 +18,13 @@ PORT ?= 8501
 
 INSTALLED := $(VENV)/.installed
 TEST_TOOLS := $(VENV)/.test-tools
+# The browser test, the page benchmark and the README screenshots drive Debian's Chromium through
+# Playwright (installed with the dev extra). Playwright's own browser download does not work on
+# our machines, and CI starts clean, so the browser comes from apt when it is missing.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help venv app test check lint typecheck pytest bench sample-runs clean
+.PHONY: help venv app test check lint typecheck pytest bench sample-runs screenshots clean
 
 help:
 	@echo "make app          set up .venv and open the app on $(FOLDER)/"
@@ -27,6 +32,7 @@ help:
 	@echo "make check        ruff + mypy only"
 	@echo "make bench        benchmarks against the published reference code"
 	@echo "make sample-runs  regenerate sample_runs/ deterministically"
+	@echo "make screenshots  README screenshots of every page into docs/images/"
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +47,13 @@ $(INSTALLED): pyproject.toml constraints.txt
 $(TEST_TOOLS): $(INSTALLED) requirements-test-nodeps.txt
 	$(PIP) --no-deps -r requirements-test-nodeps.txt $(QUIET_PIP)
 	touch $@
+
+# A file target with no prerequisites: make runs this only when the browser is not there.
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium >/dev/null
+	test -x $@
 
 venv: $(INSTALLED)
 
@@ -57,16 +70,19 @@ typecheck: $(INSTALLED)
 
 check: lint typecheck
 
-pytest: $(TEST_TOOLS)
+pytest: $(TEST_TOOLS) $(CHROMIUM)
 	$(BIN)/pytest
 
 test: check pytest
 
-bench: $(TEST_TOOLS)
+bench: $(TEST_TOOLS) $(CHROMIUM)
 	$(PY) -m bench
 
 sample-runs: $(INSTALLED)
 	$(PY) scripts/make_sample_runs.py --out sample_runs
+
+screenshots: $(INSTALLED) $(CHROMIUM)
+	$(PY) scripts/readme_screenshots.py --out docs/images
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts

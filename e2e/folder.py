@@ -1,0 +1,63 @@
+"""A small analysis folder with everything computed, for the browser test and the benchmark."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from dyntools.hmm import FitConfig
+from dyntools.latent import FitOutcome, fit_or_load
+from dyntools.pipeline import ComputeOptions, ComputeSummary, compute
+from dyntools.store import Store, default_db_path
+from e2e.server import REPO_ROOT
+
+SAMPLE_RUNS = REPO_ROOT / "sample_runs"
+
+# (run folder under sample_runs/, keep every n-th checkpoint): two grokking runs and a CNN,
+# thinned so computing their activations stays within a few seconds each.
+SMALL_SET = (("modular-addition/seed0", 3), ("modular-addition/seed1", 3), ("digits-cnn/seed0", 1))
+# One activation hook point per model (the HSIC and histograms of every layer take minutes);
+# a regex, because a plain name must match in every run.
+SMALL_ACTIVATIONS = r"re:^(blocks\.0\.mlp|fc1)$"
+
+
+def copy_runs(target: Path, runs: tuple[tuple[str, int], ...] = SMALL_SET) -> Path:
+    """Copy sample runs (every n-th checkpoint, always the first and last) into ``target``."""
+    for name, every in runs:
+        source = SAMPLE_RUNS / name
+        if not source.is_dir():
+            raise FileNotFoundError(f"{source} is missing: run `make sample-runs` to make it")
+        destination = target / name
+        destination.mkdir(parents=True, exist_ok=True)
+        checkpoints = sorted(source.glob("epoch_*.safetensors"))
+        kept = set(checkpoints[::every]) | {checkpoints[-1]}
+        for path in source.iterdir():
+            if path.is_file() and (path not in checkpoints or path in kept):
+                shutil.copy2(path, destination / path.name)
+    return target
+
+
+def compute_all(folder: Path, activation_select: str | None = SMALL_ACTIVATIONS) -> ComputeSummary:
+    """Weight metrics of every hook point, activations of the chosen ones, into the store."""
+    options = ComputeOptions(
+        activations=True,
+        activation_select=(activation_select,) if activation_select else (),
+    )
+    summary = compute(folder, options, workers=1)
+    if summary.failed:
+        reasons = "; ".join(failure.reason for failure in summary.failed[:3])
+        raise RuntimeError(f"computing {folder} failed for {len(summary.failed)} units: {reasons}")
+    return summary
+
+
+def fit_default(folder: Path) -> FitOutcome:
+    """The fit ``dyntools fit FOLDER`` makes (the paper's features), stored for the pages."""
+    return fit_or_load(Store(default_db_path(folder)), FitConfig(paper_features=True))
+
+
+def analysis_folder(target: Path) -> Path:
+    """Copy the small set, compute it and fit it: a folder every page has data for."""
+    copy_runs(target)
+    compute_all(target)
+    fit_default(target)
+    return target

@@ -1,0 +1,108 @@
+"""The app in a real browser: Debian's Chromium, driven by Playwright, against ``streamlit run``.
+
+Walks every page of e2e.pages.PAGES on a small computed folder, does what a person would do on
+each (change a selection, refit, hover an edge and click a node of the graph), checks that no
+exception box, error alert or error toast appears, and saves screenshots to
+test-artifacts/screenshots/. ``make test`` installs the browser when it is missing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from e2e.browser import (
+    assert_clean,
+    chromium,
+    first_visit,
+    full_page_screenshot,
+    new_page,
+    page_url,
+    wait_for_app,
+)
+from e2e.folder import analysis_folder
+from e2e.pages import PAGES, PageSpec, check_rendered
+from e2e.server import REPO_ROOT, AppServer, listening_addresses, running_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def analysis(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return analysis_folder(tmp_path_factory.mktemp("analysis"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def app(analysis: Path, browser: Browser) -> Iterator[AppServer]:
+    with running_app(analysis, ARTIFACTS / "streamlit.log") as server:
+        first_visit(browser, server.url, analysis, PAGES[0].title)
+        yield server
+
+
+@contextmanager
+def tab(browser: Browser, failure_shot: Path) -> Iterator[Page]:
+    """A fresh tab (its own Streamlit session); on failure its screen is kept for a look."""
+    page = new_page(browser)
+    try:
+        yield page
+    except BaseException:
+        full_page_screenshot(page, failure_shot)
+        raise
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("spec", PAGES, ids=[spec.slug for spec in PAGES])
+def test_page_renders_and_responds(
+    spec: PageSpec, app: AppServer, browser: Browser, analysis: Path
+) -> None:
+    with tab(browser, SCREENSHOTS / f"{spec.slug}-failed.png") as page:
+        page.goto(page_url(app.url, spec.url_path, analysis))
+        wait_for_app(page, spec.title)
+        assert_clean(page, f"{spec.title} page")
+        check_rendered(page, spec)
+        full_page_screenshot(page, SCREENSHOTS / f"{spec.slug}.png")
+        for action in spec.actions:
+            action.run(page)
+            assert_clean(page, f"{spec.title} page after {action.name}")
+        if spec.actions:
+            full_page_screenshot(page, SCREENSHOTS / f"{spec.slug}-after.png")
+
+
+def test_sidebar_reaches_every_page_in_one_session(
+    app: AppServer, browser: Browser, analysis: Path
+) -> None:
+    with tab(browser, SCREENSHOTS / "navigation-failed.png") as page:
+        page.goto(page_url(app.url, "", analysis))
+        wait_for_app(page, PAGES[0].title)
+        links = page.get_by_test_id("stSidebarNav").get_by_role("link")
+        # Every page the app offers is one the walk knows, so a new page cannot go unwalked.
+        # (A link's text is its icon's name, then its title.)
+        titles = [text.strip().splitlines()[-1].strip() for text in links.all_inner_texts()]
+        assert titles == [spec.title for spec in PAGES]
+        for spec in (*PAGES[1:], PAGES[0]):
+            links.filter(has_text=re.compile(rf"{re.escape(spec.title)}\s*$")).click()
+            wait_for_app(page, spec.title)
+            assert_clean(page, f"{spec.title} page reached from the sidebar")
+            assert page.url.split("?")[0] == f"{app.url}/{spec.url_path}"
+            assert "folder=" in page.url, "the folder fell out of the URL on the way"
+
+
+def test_plain_streamlit_run_listens_on_localhost_only(analysis: Path) -> None:
+    # No --server.address: .streamlit/config.toml must keep the app off other machines' reach.
+    with running_app(analysis, ARTIFACTS / "streamlit-bind.log", bind=False) as server:
+        assert listening_addresses(server.port) == {"127.0.0.1"}
