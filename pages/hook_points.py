@@ -89,7 +89,10 @@ state = ui.store_state(folder)
 if st.button("Compute", type="primary", key="hooks.compute", disabled=not selected):
     chosen = tuple(metrics) + (activation_metric_names() if activations else ())
     with ui.user_errors("compute"):
-        options_ = ComputeOptions(select=tuple(selected), metrics=chosen, activations=activations)
+        # Every layer-level hook point selected means "every model's own layers": a folder can
+        # hold runs of several models, and this list shows one run's.
+        select = () if set(selected) >= set(natural) else tuple(selected)
+        options_ = ComputeOptions(select=select, metrics=chosen, activations=activations)
     bar = st.progress(0.0, text="Planning...")
 
     def progress(done: int, total: int) -> None:

@@ -191,3 +191,17 @@ def test_compute_of_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"does not exist|no folder"):
         compute(tmp_path / "nope", db=tmp_path / "db.duckdb")
     assert not os.path.exists(tmp_path / "db.duckdb")
+
+
+def test_a_selection_from_one_model_skips_runs_of_another(tmp_path: Path) -> None:
+    write_run(tmp_path, 0)
+    torch.manual_seed(1)
+    other = torch.nn.Sequential(torch.nn.Linear(3, 3))
+    CheckpointWriter(tmp_path / "other", other, {"task": "u"}).save(0)
+    db = tmp_path / "db.duckdb"
+    summary = compute(tmp_path, ComputeOptions(select=("fc",), metrics=("l2",)), db=db, workers=1)
+    assert summary.failed == () and summary.computed == 3
+    assert any("'fc' matches nothing in 1 run(s) (other)" in note for note in summary.notes)
+    assert set(Store(db).read_metrics()["run_id"]) == {"seed0"}
+    with pytest.raises(ValueError, match="no run has hook point 'fcc'"):
+        compute(tmp_path, ComputeOptions(select=("fcc",)), db=db, workers=1)

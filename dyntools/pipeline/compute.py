@@ -99,14 +99,37 @@ def _activation_units(run: Run, options: ComputeOptions) -> list[tuple[str, str,
     ]
 
 
+def _unmatched_notes(
+    unmatched: dict[str, dict[str, str]], runs: int, options: ComputeOptions
+) -> list[str]:
+    """Notes for patterns some runs lack; a pattern no run has is the user's mistake: raise."""
+    if not options.select:
+        return []
+    nowhere = [p for p in options.select if len(unmatched.get(p, {})) == runs and runs > 0]
+    if nowhere:
+        first = next(iter(unmatched[nowhere[0]].values()))
+        raise ValueError(f"no run has hook point {nowhere[0]!r}: {first}")
+    return [
+        f"hook point pattern {pattern!r} matches nothing in {len(lacking)} run(s) "
+        f"({', '.join(sorted(lacking)[:3])}{', ...' if len(lacking) > 3 else ''}): "
+        "they were computed without it"
+        for pattern, lacking in unmatched.items()
+        if lacking
+    ]
+
+
 def _plan_jobs(
     runs: Iterable[Run], options: ComputeOptions, store: Store, failures: list[Failure]
-) -> tuple[list[Job], int]:
+) -> tuple[list[Job], int, list[str]]:
     jobs: list[Job] = []
     checkpoints = 0
-    for run in runs:
+    run_list = list(runs)
+    unmatched: dict[str, dict[str, str]] = {}
+    for run in run_list:
         checkpoints += len(run.checkpoints)
-        plan = weight_plan(run, options)
+        plan, missing_patterns = weight_plan(run, options)
+        for pattern, why in missing_patterns.items():
+            unmatched.setdefault(pattern, {})[run.run_id] = why
         units_w = weight_units(plan, options)
         try:
             units_a = _activation_units(run, options)
@@ -137,7 +160,7 @@ def _plan_jobs(
                     initial=run.checkpoints[0],
                 )
             )
-    return jobs, checkpoints
+    return jobs, checkpoints, _unmatched_notes(unmatched, len(run_list), options)
 
 
 def run_job(job: Job, options: ComputeOptions) -> JobResult:
@@ -224,7 +247,8 @@ def compute(
         ),
     )
     failures: list[Failure] = []
-    jobs, total_checkpoints = _plan_jobs(discovery.runs, options, store, failures)
+    jobs, total_checkpoints, plan_notes = _plan_jobs(discovery.runs, options, store, failures)
+    notes.extend(plan_notes)
     chosen_workers = (
         workers
         if workers is not None

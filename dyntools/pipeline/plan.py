@@ -56,12 +56,25 @@ class WeightPlan:
         return "" if split_heads or not has_3d else params_key({"split_heads": False})
 
 
-def weight_plan(run: Run, options: ComputeOptions) -> WeightPlan:
-    """Select hook points from the run's first checkpoint (all checkpoints share shapes)."""
+def weight_plan(run: Run, options: ComputeOptions) -> tuple[WeightPlan, dict[str, str]]:
+    """Select hook points from the run's first checkpoint (all checkpoints share shapes).
+
+    A folder may hold runs of different models, so a pattern that matches nothing in this run is
+    not an error here: it is returned (pattern -> why) and the caller decides.
+    """
     if not run.checkpoints:
-        return WeightPlan((), {}, {}, "")
+        return WeightPlan((), {}, {}, ""), {}
     tree = build_tree(run.checkpoints[0].tensors)
-    chosen = tree.select(list(options.select)) if options.select else tree.natural()
+    unmatched: dict[str, str] = {}
+    if options.select:
+        chosen = []
+        for pattern in options.select:
+            try:
+                chosen.extend(tree.select([pattern]))
+            except ValueError as error:
+                unmatched[pattern] = str(error)
+    else:
+        chosen = tree.natural()
     paths = sorted({hp.path for hp in chosen}, key=lambda p: (p.count("."), p))
     tensor_hooks: dict[str, str] = {}
     for path in paths:  # shallow first, so deeper hook points overwrite: deepest owner wins
@@ -72,7 +85,7 @@ def weight_plan(run: Run, options: ComputeOptions) -> WeightPlan:
     heads = {name: shapes[name][0] for name in attention_3d} if options.split_heads else {}
     hook_points = tuple(path for path in paths if tree[path].metric_inputs)
     pooled = params_key({"hook_points": sorted(hook_points)}) if hook_points else ""
-    return WeightPlan(hook_points, tensor_hooks, heads, pooled, attention_3d)
+    return WeightPlan(hook_points, tensor_hooks, heads, pooled, attention_3d), unmatched
 
 
 def weight_units(plan: WeightPlan, options: ComputeOptions) -> list[tuple[str, str, str]]:
