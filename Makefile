@@ -57,7 +57,12 @@ $(CHROMIUM):
 
 venv: $(INSTALLED)
 
+# On the sample runs the app opens with their metrics computed: incremental, so the first start
+# computes them (about a minute) and later starts find them up to date in a fraction of a second.
 app: $(INSTALLED)
+ifeq ($(FOLDER),sample_runs)
+	$(BIN)/dyntools compute sample_runs --activations
+endif
 	$(BIN)/streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false -- --folder $(FOLDER)
 
