@@ -18,6 +18,7 @@ from dyntools.activations import rebuild_model
 from dyntools.checkpoints import CheckpointRef, Run, open_checkpoint
 from dyntools.metrics import InformationPlane, activation_stats, histogram
 from dyntools.pipeline.options import HISTOGRAM_METRIC, ComputeOptions
+from dyntools.pipeline.plan import fingerprint_text
 from dyntools.pipeline.rows import (
     ERROR_SCHEMA,
     HISTOGRAM_SCHEMA,
@@ -181,8 +182,6 @@ def run_activation_units(
                     counts.overflow,
                 )
             )
-    from dyntools.pipeline.plan import fingerprint_text
-
     fingerprint = fingerprint_text(ref)
     return (
         pl.DataFrame(metric_rows, schema=METRIC_SCHEMA, orient="row"),

@@ -243,7 +243,7 @@ def compute(
     store.write_results(
         scalars=scalars,
         errors=error_frame(
-            [(None, None, str(p.path), "discover", p.what, p.hint) for p in problems]  # type: ignore[misc]
+            [(None, None, str(p.path), "discover", p.what, p.hint) for p in problems]
         ),
     )
     failures: list[Failure] = []

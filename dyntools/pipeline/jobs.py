@@ -11,7 +11,13 @@ import polars as pl
 import torch
 
 from dyntools.checkpoints import CheckpointRef, Run, open_checkpoint
-from dyntools.metrics import ALL_HOOK_POINTS, MetricValue, compute_weight_metrics
+from dyntools.metrics import (
+    ALL_HOOK_POINTS,
+    PAPER_FEATURES,
+    MetricValue,
+    TensorSource,
+    compute_weight_metrics,
+)
 from dyntools.metrics.registry import REGISTRY
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import PAPER_FEATURES_METRIC, WeightPlan, fingerprint_text
@@ -68,16 +74,15 @@ def _device(options: ComputeOptions) -> torch.device:
 class _DeviceSource:
     """A tensor source whose reads land on the compute device (SVDs then run there)."""
 
-    def __init__(self, source: object, device: torch.device) -> None:
+    def __init__(self, source: TensorSource, device: torch.device) -> None:
         self._source = source
         self._device = device
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._source.shape(name))  # type: ignore[attr-defined]
+        return tuple(self._source.shape(name))
 
     def read(self, name: str) -> torch.Tensor:
-        tensor: torch.Tensor = self._source.read(name)  # type: ignore[attr-defined]
-        return tensor.to(self._device)
+        return self._source.read(name).to(self._device)
 
 
 def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
@@ -90,8 +95,6 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
     wants_pooled = any(hook == ALL_HOOK_POINTS for hook, _, _ in job.weight_units)
     metrics = {m for _, m, _ in job.weight_units if m != PAPER_FEATURES_METRIC}
     if any(m == PAPER_FEATURES_METRIC for _, m, _ in job.weight_units):
-        from dyntools.metrics import PAPER_FEATURES
-
         metrics |= set(PAPER_FEATURES)
     # Pooled statistics pool every selected tensor, so they need them all.
     names = (

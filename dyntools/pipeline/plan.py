@@ -15,7 +15,7 @@ import polars as pl
 
 from dyntools.checkpoints import CheckpointRef, Run
 from dyntools.hookpoints import build_tree
-from dyntools.metrics import ALL_HOOK_POINTS
+from dyntools.metrics import ALL_HOOK_POINTS, PAPER_FEATURES
 from dyntools.metrics.registry import REGISTRY
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.store import params_key
@@ -104,8 +104,6 @@ def weight_units(plan: WeightPlan, options: ComputeOptions) -> list[tuple[str, s
 
 
 def wants_paper_features(options: ComputeOptions) -> bool:
-    from dyntools.metrics import PAPER_FEATURES
-
     return set(PAPER_FEATURES) <= set(options.weight_metrics)
 
 

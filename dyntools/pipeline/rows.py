@@ -85,7 +85,9 @@ def hook_point_means(metrics: pl.DataFrame, owners: Mapping[str, Sequence[str]])
     return pl.concat(frames).select(list(METRIC_SCHEMA))
 
 
-def error_frame(rows: Sequence[tuple[str, int | None, str, str, str, str]]) -> pl.DataFrame:
+def error_frame(
+    rows: Sequence[tuple[str | None, int | None, str, str, str, str]],
+) -> pl.DataFrame:
     return pl.DataFrame(list(rows), schema=ERROR_SCHEMA, orient="row")
 
 
