@@ -6,15 +6,8 @@ from dyntools import charts, ui
 from dyntools.metrics import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM
 from dyntools.views.curves import ACTIVATION_STATS, activation_stats_frame, heatmap_frame
 
-st.title("Activations")
-ui.load_state()
-folder = ui.current_folder()
-if folder is None:
-    st.stop()
-with ui.user_errors("reading the database"):
-    state = ui.store_state(folder)
-    ui.require_metrics(folder, state, activations=True)
-    index = ui.load_metric_index(state.db, state.version or 0)
+page = ui.open_metrics_page("Activations", activations=True)
+folder, state, index = page.folder, page.state, page.index
 acts = index.filter(index["metric"].is_in(ACTIVATION_STATS))
 if acts.is_empty():
     st.info(

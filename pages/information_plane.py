@@ -11,15 +11,8 @@ VARIANTS = {
     "pyglow": "PyGlow's HSIC (sigma 5, Y = model output; saturates for wide layers)",
 }
 
-st.title("Information plane")
-ui.load_state()
-folder = ui.current_folder()
-if folder is None:
-    st.stop()
-with ui.user_errors("reading the database"):
-    state = ui.store_state(folder)
-    ui.require_metrics(folder, state, activations=True)
-    index = ui.load_metric_index(state.db, state.version or 0)
+page = ui.open_metrics_page("Information plane", activations=True)
+folder, state, index = page.folder, page.state, page.index
 
 variant = st.radio("Variant", list(VARIANTS), format_func=VARIANTS.__getitem__, key="info.variant")
 names = VARIANT_METRICS[variant]

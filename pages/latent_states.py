@@ -20,15 +20,8 @@ PAPER = "The paper's 14 features (whole network)"
 CHOSEN = "Hook point metrics"
 BIC = "lowest BIC"
 
-st.title("Latent states")
-ui.load_state()
-folder = ui.current_folder()
-if folder is None:
-    st.stop()
-with ui.user_errors("reading the database"):
-    state = ui.store_state(folder)
-    ui.require_metrics(folder, state)
-    index = ui.load_metric_index(state.db, state.version or 0)
+page = ui.open_metrics_page("Latent states")
+folder, state, index = page.folder, page.state, page.index
 
 with st.expander("Fit settings", expanded=True):
     a, b, c = st.columns(3)

@@ -6,15 +6,8 @@ from dyntools import charts, ui
 from dyntools.views.curves import brushed_range, curve_frame, epoch_range, range_summary
 from dyntools.views.latent import state_intervals
 
-st.title("Metrics")
-ui.load_state()
-folder = ui.current_folder()
-if folder is None:
-    st.stop()
-with ui.user_errors("reading the database"):
-    state = ui.store_state(folder)
-    ui.require_metrics(folder, state)
-    index = ui.load_metric_index(state.db, state.version or 0)
+page = ui.open_metrics_page("Metrics")
+folder, state, index = page.folder, page.state, page.index
 if index.is_empty():
     ui.require_metrics(folder, state.__class__(state.path, None, ""))
 

@@ -18,6 +18,7 @@ from dyntools.ui.loaders import (
     load_tree,
     store_state,
 )
+from dyntools.ui.page import MetricsPage, open_metrics_page
 from dyntools.ui.state import (
     FIT,
     FOLDER,
@@ -57,6 +58,7 @@ __all__ = [
     "SHARED",
     "USER_ERRORS",
     "LoadedRuns",
+    "MetricsPage",
     "Shared",
     "StoreState",
     "chart",
@@ -80,6 +82,7 @@ __all__ = [
     "load_summary",
     "load_tree",
     "mirror_state",
+    "open_metrics_page",
     "require_metrics",
     "set_shared",
     "shared_multiselect",
