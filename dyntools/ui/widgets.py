@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -13,7 +13,7 @@ import streamlit as st
 from streamlit_agraph import Config, Edge, Node, agraph
 
 from dyntools.store import SchemaVersionError, StoreBusyError
-from dyntools.views.export import frame_bytes
+from dyntools.views.export import CHART_FORMATS, chart_bytes, frame_bytes
 from dyntools.views.graph import EdgeSpec, NodeSpec
 
 # What dyntools raises for bad input or a busy database: shown as a message, never a traceback.
@@ -66,6 +66,19 @@ AnyChart = (
 )
 
 
+# (format, button label, icon) of the chart downloads under every chart.
+CHART_BUTTONS = (
+    ("svg", "SVG", ":material/image:"),
+    ("png", "PNG", ":material/image:"),
+    ("vl.json", "Vega-Lite", ":material/data_object:"),
+)
+
+
+def _chart_file(spec: AnyChart, fmt: str) -> bytes:
+    content, _ = chart_bytes(spec.to_dict(), fmt)
+    return content
+
+
 def chart(
     spec: AnyChart,
     *,
@@ -75,9 +88,8 @@ def chart(
     on_select: bool = False,
 ) -> dict[str, Any]:
     """Show an Altair chart and, in one row below it, downloads of ``data`` (CSV, Parquet)
-    and of the chart's Vega-Lite JSON with its data inlined. PNG: the chart's own toolbar
-    (Streamlit 1.67 replaced Vega's action menu by it, and it saves PNG only); SVG: render the
-    JSON offline (`vl-convert vl2svg`) or in the Vega editor. Returns the selection event."""
+    and of the chart itself as SVG, PNG or Vega-Lite JSON (rendered only when clicked).
+    Returns the selection event."""
     selection: dict[str, Any] = {}
     if on_select:
         event = st.altair_chart(spec, width="stretch", key=key, on_select="rerun")
@@ -87,16 +99,17 @@ def chart(
     with st.container(horizontal=True):
         if data is not None:
             _download_buttons(data, name, key)
-        st.download_button(
-            "Vega-Lite",
-            data=json.dumps(spec.to_dict(), default=str).encode(),
-            file_name=f"{name}.vl.json",
-            mime="application/json",
-            key=f"{key}.spec",
-            help="The chart with its data as Vega-Lite JSON, for SVG/PDF export (e.g. "
-            "`vl-convert vl2svg`) or the Vega editor. PNG: the chart's toolbar (on hover).",
-            icon=":material/data_object:",
-        )
+        for fmt, label, icon in CHART_BUTTONS:
+            st.download_button(
+                label,
+                # A callable is run only on click: rendering every chart on every rerun would
+                # cost more than drawing the page.
+                data=functools.partial(_chart_file, spec, fmt),
+                file_name=f"{name}.{fmt}",
+                mime=CHART_FORMATS[fmt],
+                key=f"{key}.{fmt}",
+                icon=icon,
+            )
     return selection
 
 
