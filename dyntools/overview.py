@@ -83,14 +83,3 @@ def scalars_table(runs: Sequence[Run]) -> pl.DataFrame:
         for name, value in checkpoint.scalars.items()
     ]
     return pl.DataFrame(rows, schema=SCALARS_SCHEMA)
-
-
-def first_epoch_reaching(scalars: pl.DataFrame, name: str, threshold: float) -> pl.DataFrame:
-    """Per run, the first epoch whose scalar ``name`` is >= ``threshold`` (null if never)."""
-    reached = (
-        scalars.filter((pl.col("name") == name) & (pl.col("value") >= threshold))
-        .group_by("run_id")
-        .agg(pl.col("epoch").min().alias(f"first_epoch_{name}_ge_{threshold:g}"))
-    )
-    runs = scalars.select("run_id").unique()
-    return runs.join(reached, on="run_id", how="left").sort("run_id")
