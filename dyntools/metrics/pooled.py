@@ -141,6 +141,9 @@ def _sums(flat: torch.Tensor) -> tuple[float, float]:
     return total, squares + float((rest**2).sum())
 
 
+SMALL_EXACT = 1 << 18  # values; 2 MB as float64
+
+
 def _mean_and_m2(flat: torch.Tensor) -> tuple[float, float]:
     """Mean and sum of squared deviations of finite values, without a float64 copy.
 
@@ -149,6 +152,12 @@ def _mean_and_m2(flat: torch.Tensor) -> tuple[float, float]:
     are shifted by the mean and summed again.
     """
     n = flat.numel()
+    if n <= SMALL_EXACT:
+        # Small tensors: a float64 copy is cheap, exact, and fewer kernel launches than the
+        # row sums below (their fixed cost dominated checkpoints of small models).
+        wide = flat.double()
+        mean64 = wide.mean()
+        return float(mean64), float((wide - mean64).square().sum())
     total, squares = _sums(flat)
     mean = total / n
     m2 = squares - n * mean * mean
