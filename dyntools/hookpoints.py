@@ -25,25 +25,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-FLOAT_DTYPES: Final = frozenset(
-    {
-        "float64",
-        "float32",
-        "float16",
-        "bfloat16",
-        "float8_e4m3fn",
-        "float8_e5m2",
-        "float8_e4m3fnuz",
-        "float8_e5m2fnuz",
-        "float8_e8m0fnu",
-    }
-)
 REGEX_PREFIX: Final = "re:"
 _GLOB_CHARS: Final = frozenset("*?[")
 
 
 class TensorLike(Protocol):
-    """Anything with a tensor's name, shape and dtype name (``checkpoints.TensorInfo`` fits)."""
+    """Anything with a tensor's name, shape, dtype name and whether it is floating point
+    (``checkpoints.TensorInfo`` fits: the readers, which own the dtypes, decide that)."""
 
     @property
     def name(self) -> str: ...
@@ -51,6 +39,8 @@ class TensorLike(Protocol):
     def shape(self) -> tuple[int, ...]: ...
     @property
     def dtype(self) -> str: ...
+    @property
+    def is_float(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -60,10 +50,7 @@ class TensorEntry:
     name: str
     shape: tuple[int, ...]
     dtype: str
-
-    @property
-    def is_float(self) -> bool:
-        return self.dtype.removeprefix("torch.") in FLOAT_DTYPES
+    is_float: bool
 
     @property
     def numel(self) -> int:
@@ -208,7 +195,7 @@ def _parent(name: str) -> str | None:
 
 def build_tree(tensors: Iterable[TensorLike]) -> HookPointTree:
     """The hook-point tree of a checkpoint from its tensors' names, shapes and dtypes."""
-    entries = [TensorEntry(t.name, tuple(t.shape), str(t.dtype)) for t in tensors]
+    entries = [TensorEntry(t.name, tuple(t.shape), str(t.dtype), t.is_float) for t in tensors]
     by_name = {entry.name: entry for entry in entries}
     direct: dict[str, list[TensorEntry]] = {}
     below: dict[str, list[TensorEntry]] = {}

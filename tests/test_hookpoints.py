@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 from layout_builders import FIXTURES
 
-from dyntools.checkpoints import discover_runs
-from dyntools.hookpoints import TensorEntry, build_tree, glob_to_regex, select
+from dyntools.checkpoints import TensorInfo, discover_runs
+from dyntools.hookpoints import build_tree, glob_to_regex, select
 
 TENSORS = [
-    TensorEntry("embed.W_E", (10, 4), "float32"),
-    TensorEntry("blocks.0.attn.W_Q", (4, 4), "bfloat16"),
-    TensorEntry("blocks.0.attn.W_K", (4, 4), "bfloat16"),
-    TensorEntry("blocks.0.mlp.W_in", (4, 8), "float32"),
-    TensorEntry("blocks.0.mlp.mask", (8,), "bool"),
-    TensorEntry("blocks.10.mlp.W_in", (4, 8), "float32"),
-    TensorEntry("blocks.2.mlp.W_in", (4, 8), "float32"),
-    TensorEntry("bn.running_mean", (8,), "float32"),
-    TensorEntry("bn.num_batches_tracked", (), "int64"),
-    TensorEntry("W_pos", (6, 4), "float16"),
+    TensorInfo("embed.W_E", (10, 4), "float32"),
+    TensorInfo("blocks.0.attn.W_Q", (4, 4), "bfloat16"),
+    TensorInfo("blocks.0.attn.W_K", (4, 4), "bfloat16"),
+    TensorInfo("blocks.0.mlp.W_in", (4, 8), "float32"),
+    TensorInfo("blocks.0.mlp.mask", (8,), "bool"),
+    TensorInfo("blocks.10.mlp.W_in", (4, 8), "float32"),
+    TensorInfo("blocks.2.mlp.W_in", (4, 8), "float32"),
+    TensorInfo("bn.running_mean", (8,), "float32"),
+    TensorInfo("bn.num_batches_tracked", (), "int64"),
+    TensorInfo("W_pos", (6, 4), "float16"),
 ]
 
 
