@@ -77,3 +77,43 @@ def test_paper_features_average_over_matrices_and_pass_pooled_through() -> None:
     )
     assert features["mean_w"].value == 0.5
     assert features["var_b"].value is None and "not computed" in (features["var_b"].reason or "")
+
+
+def test_finish_twice_and_adding_after_finish_count_every_value_once() -> None:
+    g = torch.Generator().manual_seed(8)
+    first = [torch.randn(40, 30, generator=g), torch.randn(17, generator=g)]
+    later = torch.randn(50, 20, generator=g)
+    # 8 KB keeps the first two in memory; the later one (4 KB more) overflows the budget after
+    # a finish, so the kept tensors (already merged) are only sampled, not merged again.
+    for budget in (1 << 30, 8_000):
+        acc = PooledAccumulator(in_memory_bytes=budget)
+        for t in first:
+            acc.add(t)
+        assert acc.finish() == acc.finish()
+        acc.add(later)
+        stats = acc.finish(lambda: iter([*first, later]))
+        whole = torch.cat([t.flatten() for t in [*first, later]]).double()
+        assert stats.count == whole.numel()
+        assert stats.mean == pytest.approx(float(whole.mean()), rel=1e-12)
+        assert stats.var == pytest.approx(float(whole.var()), rel=1e-9)
+        assert stats.median == float(whole.float().median())
+
+
+def test_float64_values_near_the_top_of_the_range_do_not_overflow() -> None:
+    acc = PooledAccumulator()
+    acc.add(torch.full((3,), 1.5e308, dtype=torch.float64))
+    stats = acc.finish()
+    assert (stats.mean, stats.var, stats.median, stats.reason) == (1.5e308, 0.0, 1.5e308, None)
+    spread = PooledAccumulator()
+    spread.add(torch.tensor([1.5e308, 1.5e308, 1.0e308], dtype=torch.float64))
+    # The mean is representable; the variance (about 8e615) is not, and is inf, not NaN.
+    assert spread.finish().mean == pytest.approx(1.5e308 / 3 * 2 + 1.0e308 / 3, rel=1e-12)
+    assert spread.finish().var == math.inf
+
+
+def test_nonfinite_values_among_kept_tensors_are_counted() -> None:
+    acc = PooledAccumulator()
+    acc.add(torch.randn(10))
+    acc.add(torch.tensor([float("nan"), 1.0, float("-inf"), float("nan")]))
+    stats = acc.finish()
+    assert stats.mean is None and stats.reason == "3 of 14 values are NaN/inf"

@@ -173,3 +173,74 @@ def test_rows_keep_selection_order_and_hook_points() -> None:
         ("b.w2", "l1"),
     ]
     assert {r.hook_point for r in result.values} == {"a", "b"}
+
+
+def test_wide_and_tall_matrices_share_a_batch_with_unchanged_values() -> None:
+    g = torch.Generator().manual_seed(9)
+    up, down = torch.randn(6, 9, generator=g), torch.randn(9, 6, generator=g)
+    broken = torch.randn(6, 9, generator=g)
+    broken[2, 3] = float("nan")
+    together = _values({"up.weight": up, "down.weight": down, "broken.weight": broken})
+    for name, tensor in (("up.weight", up), ("down.weight", down)):
+        alone = _values({name: tensor})
+        for (tensor_name, metric), row in alone.items():
+            assert together[(tensor_name, metric)].value == pytest.approx(row.value, rel=1e-6)  # type: ignore[attr-defined]
+        # and against numpy in float64, independently of our code
+        wide = tensor.double().numpy()
+        sv = np.linalg.svd(wide, compute_uv=False)
+        assert together[(name, "l1")].value == pytest.approx(np.abs(wide).sum(), rel=1e-6)  # type: ignore[attr-defined]
+        assert together[(name, "trace")].value == pytest.approx(np.trace(wide), rel=1e-5)  # type: ignore[attr-defined]
+        assert together[(name, "spectral")].value == pytest.approx(sv[0], rel=1e-5)  # type: ignore[attr-defined]
+        assert together[(name, "mean_singular_value")].value == pytest.approx(sv.mean(), rel=1e-5)  # type: ignore[attr-defined]
+    assert "1 NaN" in together[("broken.weight", "spectral")].reason  # type: ignore[attr-defined]
+
+
+class _ThreadRecordingSource(MappingSource):
+    """Records torch's intra-op thread count at every read."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        super().__init__(tensors)
+        self.threads: list[int] = []
+
+    def read(self, name: str) -> torch.Tensor:
+        self.threads.append(torch.get_num_threads())
+        return super().read(name)
+
+
+@pytest.mark.parametrize(("rows", "serial"), [(64, True), (1024, False)])
+def test_small_checkpoints_run_single_threaded_and_the_setting_is_restored(
+    rows: int, serial: bool
+) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        source = _ThreadRecordingSource(
+            {"w.weight": torch.randn(rows, 256), "w.bias": torch.randn(rows)}
+        )
+        compute_weight_metrics(source, ["w.weight", "w.bias"], metrics=["l1", "mean_b"])
+        assert source.threads == [1 if serial else 2] * 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensors_give_the_cpu_values() -> None:
+    g = torch.Generator().manual_seed(10)
+    state = {
+        "a.W_Q": torch.randn(4, 8, 32, generator=g),
+        "a.weight": torch.randn(48, 32, generator=g),
+        "a.bias": torch.randn(48, generator=g),
+        "c.weight": torch.randn(8, 3, 3, 3, generator=g),
+    }
+    cpu = compute_weight_metrics(MappingSource(state), list(state), heads={"a.W_Q": 4})
+    gpu_state = {name: tensor.cuda() for name, tensor in state.items()}
+    gpu = compute_weight_metrics(MappingSource(gpu_state), list(state), heads={"a.W_Q": 4})
+    expected = {(r.tensor, r.metric): r.value for r in cpu.rows()}
+    got = {(r.tensor, r.metric): r.value for r in gpu.rows()}
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        if value is None or math.isnan(value):
+            assert got[key] is None or math.isnan(got[key]), key  # type: ignore[arg-type]
+        else:
+            assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key

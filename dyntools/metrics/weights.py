@@ -30,6 +30,7 @@ from dyntools.metrics.spectrum import (
     matrix_batch,
 )
 from dyntools.metrics.temporal import TEMPORAL_METRICS
+from dyntools.metrics.threads import SERIAL_BELOW, single_threaded
 from dyntools.metrics.units import (
     ROLES,
     TensorRole,
@@ -148,34 +149,53 @@ def compute_weight_metrics(
             skipped.append(SkippedTensor(name, why))
 
     run = _Run(source, selection, units, shapes, previous, initial)
-    pooled_of = {
-        role: PooledAccumulator(in_memory_bytes=pooled_in_memory_bytes)
-        for role in ("weight", "bias")
-        if any(metric.endswith("_" + role[0]) for metric in selection.pooled)
-    }
-    for chunk in _chunks(units, shapes, max_batch_bytes, with_temporal=bool(selection.temporal)):
-        run.process(chunk, tensor_roles, pooled_of, skipped)
-    # Tensors that are pooled but have no units (biases, or every tensor when no per-matrix
-    # metric is selected) are read here, one at a time.
-    for name in names:
-        accumulator = pooled_of.get(tensor_roles[name])
-        if accumulator is not None and name not in run.read_names:
-            tensor = run.read(name, shapes[name], skipped)
-            if tensor is not None:
-                accumulator.add(tensor)
-    pooled = pooled_rows(
-        *(
-            pooled_of[role].finish(run.rereader([n for n in names if tensor_roles[n] == role]))
-            if role in pooled_of
-            else None
-            for role in ("weight", "bias")
+    largest = max((_numel(shape) for shape in shapes.values()), default=0)
+    with single_threaded(largest < SERIAL_BELOW):
+        pooled = _read_and_compute(
+            run, names, tensor_roles, skipped, max_batch_bytes, pooled_in_memory_bytes
         )
-    )
     wanted = set(selection.pooled)
     return WeightMetrics(
         values=run.ordered_rows(chosen),
         pooled=tuple(row for row in pooled if row.metric in wanted),
         skipped=tuple(skipped),
+    )
+
+
+def _read_and_compute(
+    run: _Run,
+    names: list[str],
+    roles: Mapping[str, TensorRole],
+    skipped: list[SkippedTensor],
+    max_batch_bytes: int,
+    pooled_in_memory_bytes: int,
+) -> list[MetricValue]:
+    """Reads every selected tensor once, computing the per-matrix rows into ``run`` on the way;
+    returns the pooled rows."""
+    selection = run.selection
+    pooled_of = {
+        role: PooledAccumulator(in_memory_bytes=pooled_in_memory_bytes)
+        for role in ("weight", "bias")
+        if any(metric.endswith("_" + role[0]) for metric in selection.pooled)
+    }
+    chunks = _chunks(run.units, run.shapes, max_batch_bytes, with_temporal=bool(selection.temporal))
+    for chunk in chunks:
+        run.process(chunk, roles, pooled_of, skipped)
+    # Tensors that are pooled but have no units (biases, or every tensor when no per-matrix
+    # metric is selected) are read here, one at a time.
+    for name in names:
+        accumulator = pooled_of.get(roles[name])
+        if accumulator is not None and name not in run.read_names:
+            tensor = run.read(name, run.shapes[name], skipped)
+            if tensor is not None:
+                accumulator.add(tensor)
+    return pooled_rows(
+        *(
+            pooled_of[role].finish(run.rereader([n for n in names if roles[n] == role]))
+            if role in pooled_of
+            else None
+            for role in ("weight", "bias")
+        )
     )
 
 
@@ -186,10 +206,11 @@ def _chunks(
     *,
     with_temporal: bool,
 ) -> Iterator[list[str]]:
-    """Tensor names grouped by unit kind and shape, cut into chunks of at most ``max_bytes``."""
+    """Tensor names grouped by unit kind and (oriented) shape, cut into chunks of at most
+    ``max_bytes``."""
     groups: dict[tuple[str, tuple[int, ...]], list[str]] = {}
     for name, planned in units.items():
-        groups.setdefault((planned[0].kind, planned[0].shape), []).append(name)
+        groups.setdefault((planned[0].kind, _oriented(planned[0])), []).append(name)
     # A chunk holds the tensors, their stack and LAPACK's copy; temporal metrics add two more
     # versions of each tensor.
     copies = 3 if with_temporal else 1
@@ -205,6 +226,14 @@ def _chunks(
             size += nbytes
         if chunk:
             yield chunk
+
+
+def _oriented(unit: Unit) -> tuple[int, ...]:
+    """A matrix unit's shape as it is stacked: tall. Every metric here is the same for a matrix
+    and its transpose, so a 768 x 3072 and a 3072 x 768 matrix share one batched SVD."""
+    if unit.kind == "matrix" and unit.shape[0] < unit.shape[1]:
+        return (unit.shape[1], unit.shape[0])
+    return unit.shape
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -275,7 +304,7 @@ class _Run:
         skipped: list[SkippedTensor],
     ) -> None:
         """Reads one chunk of same-shape tensors and computes every unit's metrics."""
-        finite: list[tuple[Unit, torch.Tensor]] = []
+        collected: list[tuple[Unit, torch.Tensor]] = []
         for name in chunk:
             tensor = self.read(name, self.shapes[name], skipped)
             if tensor is None:
@@ -286,15 +315,8 @@ class _Run:
             units = self.units[name]
             matrices = unit_matrices(tensor, units)
             versions = {which: self._other_version(which, name, units) for which in self._needs()}
-            # One check per tensor; only a tensor holding NaN/inf is checked unit by unit.
-            clean = all_finite(tensor)
             for i, (unit, matrix) in enumerate(zip(units, matrices, strict=True)):
-                problem = None if clean else _nonfinite(matrix)
-                if problem is None:
-                    finite.append((unit, matrix))
-                else:
-                    for metric in self._unit_metrics(unit):
-                        self._put(unit, metric, None, f"{unit.kind} {problem}")
+                collected.append((unit, matrix))
                 for metric in self.selection.temporal:
                     function, which = TEMPORAL_METRICS[metric]
                     other = versions[which]
@@ -302,8 +324,25 @@ class _Run:
                         self._put(unit, metric, None, other)
                     else:
                         self._put(unit, metric, *function(matrix, other[i]))
-        if finite:
-            self._compute([u for u, _ in finite], [m for _, m in finite])
+        if not collected:
+            return
+        units = [u for u, _ in collected]
+        stack = _stack([m for _, m in collected])
+        # One check per chunk; only a chunk holding NaN/inf is checked matrix by matrix.
+        if not all_finite(stack):
+            keep = []
+            for i, unit in enumerate(units):
+                problem = _nonfinite(stack[i])
+                if problem is None:
+                    keep.append(i)
+                    continue
+                for metric in self._unit_metrics(unit):
+                    self._put(unit, metric, None, f"{unit.kind} {problem}")
+            if not keep:
+                return
+            units = [units[i] for i in keep]
+            stack = stack[keep]
+        self._compute(units, stack)
 
     def _needs(self) -> set[str]:
         return {TEMPORAL_METRICS[metric][1] for metric in self.selection.temporal}
@@ -334,9 +373,7 @@ class _Run:
         row = MetricValue(unit.hook_point, unit.label, metric, value, reason)
         self.rows.setdefault(unit.order, {})[metric] = row
 
-    def _compute(self, units: list[Unit], matrices: list[torch.Tensor]) -> None:
-        dtype = torch.float64 if any(m.dtype == torch.float64 for m in matrices) else torch.float32
-        stack = torch.stack([m.to(dtype) for m in matrices])
+    def _compute(self, units: list[Unit], stack: torch.Tensor) -> None:
         if units[0].kind == "matrix":
             self._matrix_columns(units, stack, "", self.selection.matrix, self.selection.matrix_svd)
             return
@@ -377,6 +414,17 @@ class _Run:
                 self._put(unit, metric, float(value), None)
             else:
                 self._put(unit, metric, float("nan") if column.keep_nan else None, column.reason)
+
+
+def _stack(matrices: list[torch.Tensor]) -> torch.Tensor:
+    """One (B, ...) stack of same-shape units (wide matrices transposed, see ``_oriented``), in
+    float64 if any of them is."""
+    dtype = torch.float64 if any(m.dtype == torch.float64 for m in matrices) else torch.float32
+    oriented = [(m.mT if m.dim() == 2 and m.shape[0] < m.shape[1] else m) for m in matrices]
+    if len(oriented) == 1:
+        # A view: the SVD copies its input anyway, so stacking one matrix would copy it twice.
+        return oriented[0].to(dtype)[None]
+    return torch.stack([m.to(dtype) for m in oriented])
 
 
 def _as_float(
