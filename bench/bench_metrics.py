@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RUN = ROOT / "sample_runs" / "modular-addition" / "seed0"
 ANCHORS = [*ANCHOR_MATRIX_METRICS, "mean_w", "median_w", "var_w", "mean_b", "median_b", "var_b"]
 QKV = ("W_Q", "W_K", "W_V")
+MEMORY_RUNS = 5
 
 
 class FileSource:
@@ -264,17 +265,21 @@ def _weights_rows(
         f"{len(peer[0])} values/checkpoint, max rel. error vs peer {error:.1e}, "
         f"ours' l1/l2 vs float64 {exact:.1e}"
     )
-    serial_rows = [
-        Row(
-            f"(a) weights {label}: ours vs floor, both on one thread",
-            t_ours / n,
-            best["serial"] / n,
-            "s/checkpoint",
-            "",
-            "ours runs checkpoints whose largest tensor is under 2^18 values on one thread; "
-            "this is the floor given the same",
-        )
-    ]
+    serial_rows = (
+        []
+        if not serial
+        else [
+            Row(
+                f"(a) weights {label}: ours vs floor, both on one thread",
+                t_ours / n,
+                best["serial"] / n,
+                "s/checkpoint",
+                "",
+                "ours runs checkpoints whose largest tensor is under 2^18 values on one thread; "
+                "this is the floor given the same",
+            )
+        ]
+    )
     return [
         Row(
             f"(a) weights {label}: ours vs visualizing-training",
@@ -300,7 +305,7 @@ def _weights_rows(
             "",
             "the floor with our SVD orientation trick",
         ),
-        *(serial_rows if serial else []),
+        *serial_rows,
     ]
 
 
@@ -345,18 +350,23 @@ def _memory_rows(path: Path) -> list[Row]:
     names, _ = _gpt2_selection(list(source.shapes))
     largest_read = max(4 * math.prod(source.shape(n)) for n in names)
     largest_file = max(4 * math.prod(s) for s in source.shapes.values())
-    ours, peer = _peak(path, "ours"), _peak(path, "peer")
+    # glibc's allocator makes the high-water mark vary between identical runs (121 to 397 MB
+    # measured for ours), so each side runs MEMORY_RUNS times: the table shows the worst.
+    ours = sorted(_peak(path, "ours") for _ in range(MEMORY_RUNS))
+    peer = sorted(_peak(path, "peer") for _ in range(MEMORY_RUNS))
     mb = 2**20
     limit = 1.5 * largest_file + 300 * mb
     return [
         Row(
-            "(c) peak memory ~500 MB checkpoint above baseline",
-            ours / mb,
-            peer / mb,
+            "(c) peak memory ~500 MB checkpoint above baseline, worst run",
+            ours[-1] / mb,
+            peer[-1] / mb,
             "MB",
             f"goal < 1.5 x largest tensor + 300 MB = {limit / mb:.0f} MB",
-            f"file {path.stat().st_size / mb:.0f} MB; largest tensor {largest_file / mb:.0f} MB "
-            f"(largest selected {largest_read / mb:.1f} MB); VmHWM in a fresh process",
+            f"{MEMORY_RUNS} fresh processes each: ours {ours[0] / mb:.0f}-{ours[-1] / mb:.0f} MB, "
+            f"peer {peer[0] / mb:.0f}-{peer[-1] / mb:.0f} MB; file "
+            f"{path.stat().st_size / mb:.0f} MB; largest tensor {largest_file / mb:.0f} MB "
+            f"(largest selected {largest_read / mb:.1f} MB); VmHWM",
         ),
     ]
 

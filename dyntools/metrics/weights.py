@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from dyntools.metrics.allocator import MMAP_THRESHOLD_BYTES, return_large_frees
 from dyntools.metrics.finite import all_finite, count_nonfinite
 from dyntools.metrics.pooled import (
     DEFAULT_IN_MEMORY_BYTES,
@@ -150,6 +151,9 @@ def compute_weight_metrics(
 
     run = _Run(source, selection, units, shapes, previous, initial)
     largest = max((_numel(shape) for shape in shapes.values()), default=0)
+    if 4 * largest >= MMAP_THRESHOLD_BYTES:
+        # Bounded memory needs large freed tensors returned, not kept in a fragmenting heap.
+        return_large_frees()
     with single_threaded(largest < SERIAL_BELOW):
         pooled = _read_and_compute(
             run, names, tensor_roles, skipped, max_batch_bytes, pooled_in_memory_bytes
