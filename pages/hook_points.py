@@ -4,8 +4,6 @@ import streamlit as st
 
 from dyntools import ui
 from dyntools.hookpoints import select_paths
-from dyntools.pipeline.compute import compute
-from dyntools.pipeline.options import ComputeOptions
 from dyntools.views.hookpoints import (
     activation_metric_names,
     computed_table,
@@ -87,6 +85,9 @@ with st.expander("What each metric means"):
 
 state = ui.store_state(folder)
 if st.button("Compute", type="primary", key="hooks.compute", disabled=not selected):
+    # Imported here: the compute imports torch (about 1.3 s), which only a compute needs.
+    from dyntools.pipeline import ComputeOptions, compute
+
     chosen = tuple(metrics) + (activation_metric_names() if activations else ())
     with ui.user_errors("compute"):
         # Every layer-level hook point selected means "every model's own layers": a folder can

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dyntools import charts, ui
-from dyntools.metrics.hsic import VARIANT_METRICS
+from dyntools.metrics.registry import VARIANT_METRICS
 from dyntools.views.curves import information_frame
 
 VARIANTS = {

@@ -19,7 +19,7 @@ from metrics_reference import (
 )
 
 from dyntools.metrics import compute_weight_metrics
-from dyntools.metrics.spectrum import ANCHOR_MATRIX_METRICS
+from dyntools.metrics.registry import ANCHOR_MATRIX_METRICS
 
 ANCHORS = [*ANCHOR_MATRIX_METRICS, "mean_w", "median_w", "var_w", "mean_b", "median_b", "var_b"]
 

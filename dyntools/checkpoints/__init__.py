@@ -6,6 +6,9 @@ Reading: ``discover_runs(folder)`` finds every run below a folder in any support
 ``open_checkpoint(ref)`` reads one checkpoint's tensors lazily.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from dyntools.checkpoints.discover import LAYOUTS, discover_runs, read_run, run_id_for
 from dyntools.checkpoints.fingerprint import fingerprint_files
 from dyntools.checkpoints.records import (
@@ -18,8 +21,24 @@ from dyntools.checkpoints.records import (
     TensorInfo,
 )
 from dyntools.checkpoints.run_metadata import read_run_json
-from dyntools.checkpoints.tensors import TensorSource, open_checkpoint
-from dyntools.checkpoints.writer import MAX_PROBE_SAMPLES, CheckpointWriter, prepare_state_dict
+
+if TYPE_CHECKING:  # the real imports, for type checkers only
+    from dyntools.checkpoints.tensors import TensorSource, open_checkpoint
+    from dyntools.checkpoints.writer import (
+        MAX_PROBE_SAMPLES,
+        CheckpointWriter,
+        prepare_state_dict,
+    )
+
+# Reading tensors and writing checkpoints need torch; finding runs does not. These names are
+# loaded on first use, so that ``discover_runs`` (the app's first page) does not import torch.
+_TORCH_EXPORTS: dict[str, str] = {
+    "TensorSource": "tensors",
+    "open_checkpoint": "tensors",
+    "MAX_PROBE_SAMPLES": "writer",
+    "CheckpointWriter": "writer",
+    "prepare_state_dict": "writer",
+}
 
 __all__ = [
     "LAYOUTS",
@@ -41,3 +60,12 @@ __all__ = [
     "read_run_json",
     "run_id_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _TORCH_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value

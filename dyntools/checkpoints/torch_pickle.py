@@ -12,11 +12,16 @@ import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
-
-import torch
+from typing import TYPE_CHECKING, Any, Final
 
 from dyntools.checkpoints.records import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported by the functions that need it (anything they are given came from torch.load,
+# so it is imported by then): discovering a folder of safetensors files, as the app's first page
+# does, then never pays torch's import (about 1.3 s).
 
 # Entries of a saved dict that commonly hold the model's state dict, tried in this order
 # (Lightning: state_dict; plain loops: model_state_dict / model; DeepSpeed-style: module).
@@ -37,6 +42,8 @@ def load_pickle(path: Path) -> Any:
         raise CheckpointError(path, "empty file (0 bytes)", "delete it or save it again")
     # Only torch's zip format can be memory-mapped; the legacy format loads whole.
     mmap = zipfile.is_zipfile(path)
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
@@ -56,6 +63,8 @@ def load_pickle(path: Path) -> Any:
 
 def is_state_dict(value: object) -> bool:
     """A non-empty mapping of string names to tensors."""
+    import torch
+
     return (
         isinstance(value, Mapping)
         and len(value) > 0
@@ -74,6 +83,8 @@ def locate_state_dict(path: Path, loaded: Any, container_key: str | None = None)
             "the file changed since the folder was scanned: scan it again",
         )
     if isinstance(loaded, Mapping):
+        import torch
+
         tensors_only = {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
         if tensors_only and len(tensors_only) == len(loaded):
             return None
@@ -100,6 +111,8 @@ def numeric_entries(loaded: Any) -> dict[str, float]:
     """Top-level numbers saved beside the state dict (``epoch``, ``step``, ``loss``...)."""
     if not isinstance(loaded, Mapping):
         return {}
+    import torch
+
     numbers: dict[str, float] = {}
     for key, value in loaded.items():
         if isinstance(value, bool) or not isinstance(key, str):

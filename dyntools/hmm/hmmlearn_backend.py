@@ -24,11 +24,16 @@ import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from hmmlearn import hmm
-from sklearn.cluster import KMeans
-from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    from hmmlearn import hmm
+
+# hmmlearn, scikit-learn and threadpoolctl are imported where a model is built, not here: they
+# take about 1.5 s to import, and the app's pages import this module (for HMMParams) on every
+# server's first render, also when they only read fits back from the store.
 
 COVARIANCE_TYPES: tuple[str, ...] = ("diag", "full", "spherical", "tied")
 MIN_COVAR = 1e-3  # hmmlearn's default floor on variances
@@ -97,6 +102,8 @@ def n_parameters(n_states: int, n_features: int, covariance_type: str) -> int:
 
 def hmmlearn_n_parameters(n_states: int, n_features: int, covariance_type: str) -> int:
     """hmmlearn's own count (its private helper), for checking ``n_parameters``."""
+    from hmmlearn import hmm
+
     model = hmm.GaussianHMM(n_components=n_states, covariance_type=covariance_type)
     model.n_features = n_features
     return int(sum(model._get_n_fit_scalars_per_param().values()))
@@ -108,6 +115,8 @@ def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> FitOut
         raise ValueError(
             f"unknown covariance type {task.covariance_type!r}; use one of {COVARIANCE_TYPES}"
         )
+    from hmmlearn import hmm
+
     model = hmm.GaussianHMM(n_components=task.n_states)  # replaced below; keeps monitor_
     with _quiet():
         try:
@@ -139,6 +148,8 @@ def fit_many(
 ) -> list[FitOutcome]:
     """Fit every task, in ``n_jobs`` worker processes (1: here), results in task order."""
     if n_jobs <= 1 or len(tasks) <= 1:
+        from threadpoolctl import threadpool_limits
+
         with threadpool_limits(limits=1):
             return [fit_one(values, lengths, task) for task in tasks]
     # Largest models first, so that no worker is left with a slow fit at the end.
@@ -168,6 +179,9 @@ def posteriors(params: HMMParams, values: np.ndarray, lengths: Sequence[int]) ->
 
 
 def _initial_model(values: np.ndarray, task: FitTask) -> hmm.GaussianHMM:
+    from hmmlearn import hmm
+    from sklearn.cluster import KMeans
+
     n = task.n_states
     model = hmm.GaussianHMM(
         n_components=n,
@@ -204,6 +218,8 @@ def _sticky_transmat(n: int) -> np.ndarray:
 
 
 def _model_of(params: HMMParams) -> hmm.GaussianHMM:
+    from hmmlearn import hmm
+
     model = hmm.GaussianHMM(
         n_components=params.n_states,
         covariance_type=params.covariance_type,
@@ -257,7 +273,8 @@ def _executor(n_jobs: int) -> ProcessPoolExecutor:
     if n_jobs not in _EXECUTORS:
         # forkserver, not fork: the app has threads, and forking a threaded process can hang.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
+        # The fitting libraries too, so that every worker forks with them already imported.
+        context.set_forkserver_preload([__name__, "hmmlearn.hmm", "sklearn.cluster"])
         _EXECUTORS[n_jobs] = ProcessPoolExecutor(
             max_workers=n_jobs, mp_context=context, initializer=_one_thread_per_worker
         )
@@ -271,6 +288,8 @@ def _one_thread_per_worker() -> None:
     # Small matrices: BLAS threads only fight over the cores the other workers use.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
+    from threadpoolctl import threadpool_limits
+
     _LIMITS.append(threadpool_limits(limits=1))
 
 

@@ -5,39 +5,85 @@ temporal metrics, activation statistics and histograms, and HSIC for the informa
 Every metric has a stable snake_case name in ``REGISTRY``.
 """
 
-from dyntools.metrics.activations import (
-    DEFAULT_DEAD_THRESHOLD,
-    DEFAULT_HISTOGRAM,
-    ActivationStats,
-    Histogram,
-    HistogramSpec,
-    activation_stats,
-    histogram,
-    shared_spec,
-    value_range,
-)
-from dyntools.metrics.hsic import InformationPlane, InformationPoint, pyglow_hsic
-from dyntools.metrics.pooled import PooledAccumulator, PooledStats, paper_features
-from dyntools.metrics.records import (
-    ALL_HOOK_POINTS,
-    PAPER_FEATURES_TENSOR,
-    POOLED_TENSOR,
-    MappingSource,
-    MetricValue,
-    SkippedTensor,
-    TensorSource,
-)
-from dyntools.metrics.registry import (
-    PAPER_FEATURES,
-    REGISTRY,
-    MetricSpec,
-    metric_names,
-    select_metrics,
-)
-from dyntools.metrics.spectrum import SV_ZERO_THRESHOLD, singular_values
-from dyntools.metrics.temporal import cosine_to_init, relative_update
-from dyntools.metrics.units import default_hook_point, default_role, split_heads
-from dyntools.metrics.weights import WeightMetrics, compute_weight_metrics
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real imports, for type checkers only
+    from dyntools.metrics.activations import (
+        DEFAULT_DEAD_THRESHOLD,
+        DEFAULT_HISTOGRAM,
+        ActivationStats,
+        Histogram,
+        HistogramSpec,
+        activation_stats,
+        histogram,
+        shared_spec,
+        value_range,
+    )
+    from dyntools.metrics.hsic import InformationPlane, InformationPoint, pyglow_hsic
+    from dyntools.metrics.pooled import PooledAccumulator, PooledStats, paper_features
+    from dyntools.metrics.records import (
+        ALL_HOOK_POINTS,
+        PAPER_FEATURES_TENSOR,
+        POOLED_TENSOR,
+        MappingSource,
+        MetricValue,
+        SkippedTensor,
+        TensorSource,
+    )
+    from dyntools.metrics.registry import (
+        PAPER_FEATURES,
+        REGISTRY,
+        MetricSpec,
+        metric_names,
+        select_metrics,
+    )
+    from dyntools.metrics.spectrum import SV_ZERO_THRESHOLD, singular_values
+    from dyntools.metrics.temporal import cosine_to_init, relative_update
+    from dyntools.metrics.units import default_hook_point, default_role, split_heads
+    from dyntools.metrics.weights import WeightMetrics, compute_weight_metrics
+
+# Names are loaded on first use: most modules here need torch (about 1.3 s to import), and
+# ``dyntools.metrics.registry`` (metric names, the paper's features) is read by code that never
+# touches a tensor, such as the app's pages.
+_EXPORTS: dict[str, str] = {
+    "DEFAULT_DEAD_THRESHOLD": "activations",
+    "DEFAULT_HISTOGRAM": "activations",
+    "ActivationStats": "activations",
+    "Histogram": "activations",
+    "HistogramSpec": "activations",
+    "activation_stats": "activations",
+    "histogram": "activations",
+    "shared_spec": "activations",
+    "value_range": "activations",
+    "InformationPlane": "hsic",
+    "InformationPoint": "hsic",
+    "pyglow_hsic": "hsic",
+    "PooledAccumulator": "pooled",
+    "PooledStats": "pooled",
+    "paper_features": "pooled",
+    "ALL_HOOK_POINTS": "records",
+    "PAPER_FEATURES_TENSOR": "records",
+    "POOLED_TENSOR": "records",
+    "MappingSource": "records",
+    "MetricValue": "records",
+    "SkippedTensor": "records",
+    "TensorSource": "records",
+    "PAPER_FEATURES": "registry",
+    "REGISTRY": "registry",
+    "MetricSpec": "registry",
+    "metric_names": "registry",
+    "select_metrics": "registry",
+    "SV_ZERO_THRESHOLD": "spectrum",
+    "singular_values": "spectrum",
+    "cosine_to_init": "temporal",
+    "relative_update": "temporal",
+    "default_hook_point": "units",
+    "default_role": "units",
+    "split_heads": "units",
+    "WeightMetrics": "weights",
+    "compute_weight_metrics": "weights",
+}
 
 __all__ = [
     "ALL_HOOK_POINTS",
@@ -77,3 +123,12 @@ __all__ = [
     "split_heads",
     "value_range",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value

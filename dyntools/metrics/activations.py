@@ -13,15 +13,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from dyntools.metrics.finite import all_finite, count_nonfinite
 
-DEFAULT_DEAD_THRESHOLD = 1e-6
-Transform = Literal["abs", "identity"]
-TRANSFORMS: tuple[Transform, ...] = ("abs", "identity")
+# Defaults and the histogram spec live in a torch-free module (the app's pages read them);
+# re-exported here, where they belong.
+from dyntools.metrics.histogram_spec import DEFAULT_DEAD_THRESHOLD as DEFAULT_DEAD_THRESHOLD
+from dyntools.metrics.histogram_spec import DEFAULT_HISTOGRAM as DEFAULT_HISTOGRAM
+from dyntools.metrics.histogram_spec import TRANSFORMS as TRANSFORMS
+from dyntools.metrics.histogram_spec import HistogramSpec as HistogramSpec
+from dyntools.metrics.histogram_spec import Transform as Transform
 
 
 @dataclass(frozen=True)
@@ -59,32 +62,6 @@ def activation_stats(
     dead = float((wide.abs() < dead_threshold).sum()) / count
     note = None if count > 1 else "one value: unbiased std undefined (NaN)"
     return ActivationStats(count, float(wide.mean()), std, dead, dead_threshold, 0, note)
-
-
-@dataclass(frozen=True)
-class HistogramSpec:
-    """Fixed bin edges: ``bins`` equal bins over [low, high) of the transformed values."""
-
-    bins: int = 40
-    low: float = 0.0
-    high: float = 10.0
-    transform: Transform = "abs"
-
-    def __post_init__(self) -> None:
-        if self.bins < 1:
-            raise ValueError(f"a histogram needs at least 1 bin, got {self.bins}")
-        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
-            raise ValueError(
-                f"histogram range must be finite with low < high, got [{self.low}, {self.high})"
-            )
-        if self.transform not in TRANSFORMS:
-            raise ValueError(f"unknown transform {self.transform!r}; known: {list(TRANSFORMS)}")
-
-    def edges(self) -> torch.Tensor:
-        return torch.linspace(self.low, self.high, self.bins + 1, dtype=torch.float64)
-
-
-DEFAULT_HISTOGRAM = HistogramSpec()
 
 
 @dataclass(frozen=True)

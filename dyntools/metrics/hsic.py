@@ -28,6 +28,8 @@ from typing import Literal
 import torch
 
 from dyntools.metrics.finite import all_finite
+from dyntools.metrics.registry import VARIANT_METRICS as VARIANT_METRICS
+from dyntools.metrics.registry import VARIANTS as VARIANTS
 
 Sigma = float | Literal["median"]
 PYGLOW_SIGMA = 5.0
@@ -124,13 +126,6 @@ class _Reference:
     centred: torch.Tensor
     self_hsic: float
     problem: str | None
-
-
-VARIANTS = ("normalized", "pyglow")
-VARIANT_METRICS = {
-    "normalized": ("hsic_x", "hsic_y"),
-    "pyglow": ("hsic_x_pyglow", "hsic_y_pyglow"),
-}
 
 
 class InformationPlane:

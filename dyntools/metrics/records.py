@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import torch
+if TYPE_CHECKING:  # annotations only: these records are read by code that never needs torch
+    import torch
 
 # Hook point and tensor labels of rows that pool or average over every selected tensor.
 ALL_HOOK_POINTS = "(all)"

@@ -1,7 +1,8 @@
 """Every metric dyntools computes, by stable snake_case name, with its family and definition.
 
 Callers list and select metrics by name here; an unknown name raises a ValueError that lists
-the known ones.
+the known ones. Names only: this module imports no torch, so code that never touches a tensor
+(the app's pages) can read it cheaply.
 """
 
 from __future__ import annotations
@@ -9,7 +10,36 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dyntools.metrics.spectrum import ANCHOR_MATRIX_METRICS, RESHAPED_BASES, RESHAPED_PREFIX
+# Anchor metrics of a matrix, in the reference's order.
+ANCHOR_MATRIX_METRICS = (
+    "l1",
+    "l2",
+    "trace",
+    "spectral",
+    "code_sparsity",
+    "computational_sparsity",
+    "mean_singular_value",
+    "var_singular_value",
+)
+
+# Spectral extras of a convolution weight reshaped to (O, I*kh*kw): "reshaped_" + matrix metric.
+RESHAPED_PREFIX = "reshaped_"
+RESHAPED_BASES = (
+    "spectral",
+    "mean_singular_value",
+    "var_singular_value",
+    "stable_rank",
+    "log_frobenius",
+    "log_spectral",
+    "effective_rank",
+)
+
+# The two HSIC variants of the information plane and their (H vs X, H vs Y) metric names.
+VARIANTS = ("normalized", "pyglow")
+VARIANT_METRICS = {
+    "normalized": ("hsic_x", "hsic_y"),
+    "pyglow": ("hsic_x_pyglow", "hsic_y_pyglow"),
+}
 
 
 @dataclass(frozen=True)
@@ -67,6 +97,9 @@ _SPECS = (
 REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
 
 WEIGHT_FAMILIES = ("matrix", "conv", "pooled", "temporal")
+ACTIVATION_FAMILIES = ("activation", "information")
+# The name under which histograms are stored (one per activation hook point and checkpoint).
+HISTOGRAM_METRIC = "histogram"
 
 # The paper's HMM features per checkpoint, in the published column order.
 PAPER_FEATURES = (

@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+# The metric names live in the registry, which must not import torch.
+
 # The reference sets singular values below this to zero (kept, not dropped).
 SV_ZERO_THRESHOLD = 1e-5
 
@@ -204,29 +206,6 @@ MATRIX_METRICS: dict[str, tuple[MatrixMetric, bool]] = {
     "log_spectral": (_log_spectral, True),
     "effective_rank": (_effective_rank, True),
 }
-
-ANCHOR_MATRIX_METRICS = (
-    "l1",
-    "l2",
-    "trace",
-    "spectral",
-    "code_sparsity",
-    "computational_sparsity",
-    "mean_singular_value",
-    "var_singular_value",
-)
-
-# Spectral extras of a convolution weight reshaped to (O, I*kh*kw): "reshaped_" + matrix metric.
-RESHAPED_PREFIX = "reshaped_"
-RESHAPED_BASES = (
-    "spectral",
-    "mean_singular_value",
-    "var_singular_value",
-    "stable_rank",
-    "log_frobenius",
-    "log_spectral",
-    "effective_rank",
-)
 
 
 def conv_kernel_metrics(stack: torch.Tensor) -> dict[str, Column]:

@@ -21,11 +21,10 @@ from dyntools.metrics.pooled import (
     pooled_rows,
 )
 from dyntools.metrics.records import MetricValue, SkippedTensor, TensorSource
-from dyntools.metrics.registry import REGISTRY, WEIGHT_FAMILIES, select_metrics
+from dyntools.metrics.registry import REGISTRY, RESHAPED_PREFIX, WEIGHT_FAMILIES, select_metrics
 from dyntools.metrics.spectrum import (
     CONV_KERNEL_METRICS,
     MATRIX_METRICS,
-    RESHAPED_PREFIX,
     Column,
     conv_kernel_metrics,
     matrix_batch,

@@ -6,14 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dyntools.metrics import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM, HistogramSpec
+from dyntools.metrics.histogram_spec import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM, HistogramSpec
+from dyntools.metrics.registry import ACTIVATION_FAMILIES as ACTIVATION_FAMILIES
+from dyntools.metrics.registry import HISTOGRAM_METRIC as HISTOGRAM_METRIC
+from dyntools.metrics.registry import WEIGHT_FAMILIES as WEIGHT_FAMILIES
 from dyntools.metrics.registry import metric_names, select_metrics
 
-WEIGHT_FAMILIES = ("matrix", "conv", "pooled", "temporal")
-ACTIVATION_FAMILIES = ("activation", "information")
 DEVICES = ("cpu", "cuda", "auto")
-# The name under which histograms are stored (one per activation hook point and checkpoint).
-HISTOGRAM_METRIC = "histogram"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import math
 
 import polars as pl
 
-from dyntools.metrics.hsic import VARIANT_METRICS, VARIANTS
+from dyntools.metrics.registry import VARIANT_METRICS, VARIANTS
 
 CURVE_COLUMNS = ("run_id", "hook_point", "metric", "params", "step", "epoch", "value")
 ACTIVATION_STATS = ("act_mean", "act_std", "dead_fraction")

@@ -6,8 +6,12 @@ import polars as pl
 
 from dyntools.hookpoints import HookPointTree
 from dyntools.metrics import REGISTRY
-from dyntools.metrics.registry import metric_names
-from dyntools.pipeline.options import ACTIVATION_FAMILIES, HISTOGRAM_METRIC, WEIGHT_FAMILIES
+from dyntools.metrics.registry import (
+    ACTIVATION_FAMILIES,
+    HISTOGRAM_METRIC,
+    WEIGHT_FAMILIES,
+    metric_names,
+)
 
 TREE_SCHEMA = {
     "hook_point": pl.String,

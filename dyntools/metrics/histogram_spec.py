@@ -1,0 +1,42 @@
+"""Activation defaults and the histogram spec, without torch (the app's pages read them)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_DEAD_THRESHOLD = 1e-6
+Transform = Literal["abs", "identity"]
+TRANSFORMS: tuple[Transform, ...] = ("abs", "identity")
+
+
+@dataclass(frozen=True)
+class HistogramSpec:
+    """Fixed bin edges: ``bins`` equal bins over [low, high) of the transformed values."""
+
+    bins: int = 40
+    low: float = 0.0
+    high: float = 10.0
+    transform: Transform = "abs"
+
+    def __post_init__(self) -> None:
+        if self.bins < 1:
+            raise ValueError(f"a histogram needs at least 1 bin, got {self.bins}")
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise ValueError(
+                f"histogram range must be finite with low < high, got [{self.low}, {self.high})"
+            )
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"unknown transform {self.transform!r}; known: {list(TRANSFORMS)}")
+
+    def edges(self) -> torch.Tensor:
+        import torch
+
+        return torch.linspace(self.low, self.high, self.bins + 1, dtype=torch.float64)
+
+
+DEFAULT_HISTOGRAM = HistogramSpec()
