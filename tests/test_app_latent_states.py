@@ -128,6 +128,12 @@ def test_training_scalars_as_features(analysed_folder: Path) -> None:
     assert by_key(app.multiselect, "latent.scalars").value == ["val_acc", "train_loss"]
     assert app.session_state["dyntools.fit"] == with_scalars.config_hash
     assert "already shown in this session" in app.success[0].value
+    # A new session with the same settings reads the fit back from the store.
+    again = direct("latent-states", analysed_folder)
+    by_key(again.slider, "latent.max_states").set_value(3)
+    by_key(again.multiselect, "latent.scalars").set_value(["val_acc", "train_loss"]).run()
+    assert "read back from the store" in again.success[0].value
+    assert again.session_state["dyntools.fit"] == with_scalars.config_hash
 
 
 def test_scalars_with_hook_point_features(analysed_folder: Path) -> None:
