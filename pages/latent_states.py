@@ -4,6 +4,13 @@ import streamlit as st
 
 from dyntools import charts, ui
 from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
+from dyntools.views.fit_options import (
+    heldout_runs,
+    runs_text,
+    shared_features,
+    shared_scalars,
+    split_heldout,
+)
 from dyntools.views.graph import graph_specs, node_id, state_of
 from dyntools.views.latent import (
     convergence_frame,
@@ -44,9 +51,7 @@ runs = ui.shared_multiselect(
 kind = st.radio("Features", [PAPER, CHOSEN], horizontal=True, key="latent.kind")
 features: tuple[tuple[str, str], ...] = ()
 if kind == CHOSEN:
-    shared_pairs = index.filter(index["run_id"].is_in(runs)).group_by("hook_point", "metric").len()
-    pairs = shared_pairs.filter(shared_pairs["len"] == len(runs)).sort("hook_point", "metric")
-    names = [f"{h}/{m}" for h, m in pairs.select("hook_point", "metric").iter_rows()]
+    names = shared_features(index, runs)
     preferred = [f"{h}/{m}" for h in ui.get_list(ui.HOOK_POINTS) for m in ui.get_list(ui.METRICS)]
     st.session_state.setdefault(
         "latent.features", [n for n in preferred if n in names][:8] or names[:4]
@@ -61,12 +66,33 @@ if kind == CHOSEN:
 if not runs:
     st.info("Choose at least one run.")
     st.stop()
+a, b = st.columns(2)
+with a:
+    scalars = ui.kept_multiselect(
+        "Training scalars as features",
+        shared_scalars(ui.load_scalar_index(state.db, state.version or 0), runs),
+        key="latent.scalars",
+        help="Only scalars that every chosen run logged are offered.",
+    )
+    st.caption(
+        "Scalars such as `val_acc` or `train_loss` measure how training is going: as features "
+        "they make the phases partly supervised (states then follow the learning curve too)."
+    )
+with b:
+    fitted, heldout = split_heldout(
+        runs, ui.kept_multiselect("Held-out runs", runs, key="latent.heldout")
+    )
+    st.caption("Held-out runs are scored (log-likelihood per step), not fitted.")
+if not fitted:
+    st.info("Every chosen run is held out: keep at least one run to fit the model on.")
+    st.stop()
 override = st.selectbox("Number of states", [BIC, *range(1, max_states + 1)], key="latent.n_states")
 
 config = FitConfig(
     runs=tuple(runs),
     features=features,
     paper_features=kind == PAPER,
+    scalar_features=tuple(scalars),
     normalize=normalize,
     max_states=max_states,
     n_states=None if override == BIC else int(override),
@@ -74,6 +100,7 @@ config = FitConfig(
     covariance_type=covariance,
     seed=int(seed),
     convergence_threshold=float(threshold),
+    heldout_runs=heldout,
 )
 with st.spinner("Fitting..."), ui.user_errors("fit"):
     outcome, seen = ui.fit(state.db, state.version or 0, config)
@@ -83,7 +110,7 @@ source = "read back from the store" if outcome.from_store else "fitted and store
 again = " (already shown in this session)" if seen else ""
 st.success(
     f"Fit {outcome.config_hash[:12]}: {source} in {outcome.seconds:.2f} s{again}; "
-    f"{len(result.run_ids)} runs, {sum(result.lengths)} checkpoints, {len(result.columns)} "
+    f"{runs_text(result)}, {sum(result.lengths)} checkpoints, {len(result.columns)} "
     f"features, {result.n_states} states (BIC's choice: {result.bic_choice}).",
     icon=":material/check_circle:",
 )
@@ -100,6 +127,17 @@ with left:
         name="selection",
         data=selection,
     )
+    if heldout_runs(result):
+        st.caption(
+            f"Held-out runs ({', '.join(heldout_runs(result))}): log-likelihood per time step "
+            "under each number of states' best model (higher is better)."
+        )
+        ui.chart(
+            charts.heldout_likelihood(selection, result.n_states),
+            key="latent.heldout_selection",
+            name="heldout_selection",
+            data=selection.select("n_states", "heldout_log_likelihood"),
+        )
 with right:
     st.subheader("States over training")
     points, intervals = state_points(result), state_intervals(result)
@@ -109,6 +147,11 @@ with right:
         name="state_timeline",
         data=points,
     )
+    if heldout_runs(result):
+        st.caption(
+            f"The held-out runs ({', '.join(heldout_runs(result))}) are decoded with the model "
+            "fitted on the others: their states are predictions of that model."
+        )
 
 st.subheader("Transition graph")
 st.caption(

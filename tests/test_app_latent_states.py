@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 from apptest_helpers import by_key, chart_data, direct, routed, texts, vega_charts
+from streamlit.testing.v1 import AppTest
 
-from dyntools.hmm import FitConfig
-from dyntools.latent import fit_or_load
+from dyntools.hmm import FitConfig, FitResult, build_feature_table, fit_result_from_json
+from dyntools.hmm.hmmlearn_backend import log_likelihood
+from dyntools.latent import fit_data, fit_or_load
 from dyntools.store import Store, locate_db
+from dyntools.views.fit_options import fitted_runs
+from dyntools.views.latent import selection_frame
 
 pytestmark = pytest.mark.usefixtures("_config_home")
 RUNS = ("sparse-parity/seed0", "sparse-parity/seed1")
@@ -93,3 +98,96 @@ def test_chosen_features_and_convergence(analysed_folder: Path) -> None:
     # Visit counts per state add up to each run's checkpoints.
     states = [c for c in conv.columns if c.startswith("S")]
     assert conv.select(pl.sum_horizontal(states)).to_series().to_list() == [7, 7]
+
+
+def _stored_fit(app: AppTest, folder: Path) -> FitResult:
+    """The fit the page shows, read back from the store by its config hash."""
+    stored = Store(locate_db(folder).path).load_fit(app.session_state["dyntools.fit"])
+    assert stored is not None
+    return fit_result_from_json(json.loads(stored.result_json))
+
+
+def test_training_scalars_as_features(analysed_folder: Path) -> None:
+    app = direct("latent-states", analysed_folder)
+    by_key(app.slider, "latent.max_states").set_value(3).run()
+    plain = _stored_fit(app, analysed_folder)
+    scalars = by_key(app.multiselect, "latent.scalars")
+    # Offered: the scalars every run logged in the store, nothing else.
+    logged = Store(locate_db(analysed_folder).path).read_scalars(run_ids=list(RUNS))
+    assert scalars.options == sorted(set(logged["name"].to_list()))
+    assert "val_acc" in scalars.options
+    assert "partly supervised" in texts(app)
+    scalars.set_value(["val_acc", "train_loss"]).run()
+    assert not app.exception
+    with_scalars = _stored_fit(app, analysed_folder)
+    assert with_scalars.config.scalar_features == ("val_acc", "train_loss")
+    assert with_scalars.columns == (*plain.columns, "scalars/val_acc", "scalars/train_loss")
+    assert f"{len(plain.columns) + 2} features" in app.success[0].value
+    # The choice survives a rerun, and the same settings are read back, not refitted.
+    app.run()
+    assert by_key(app.multiselect, "latent.scalars").value == ["val_acc", "train_loss"]
+    assert app.session_state["dyntools.fit"] == with_scalars.config_hash
+    assert "already shown in this session" in app.success[0].value
+    # A new session with the same settings reads the fit back from the store.
+    again = direct("latent-states", analysed_folder)
+    by_key(again.slider, "latent.max_states").set_value(3)
+    by_key(again.multiselect, "latent.scalars").set_value(["val_acc", "train_loss"]).run()
+    assert "read back from the store" in again.success[0].value
+    assert again.session_state["dyntools.fit"] == with_scalars.config_hash
+
+
+def test_scalars_with_hook_point_features(analysed_folder: Path) -> None:
+    app = direct("latent-states", analysed_folder)
+    by_key(app.radio, "latent.kind").set_value("Hook point metrics").run()
+    by_key(app.multiselect, "latent.features").set_value(["fc1/l2"])
+    by_key(app.multiselect, "latent.scalars").set_value(["train_loss"])
+    by_key(app.slider, "latent.max_states").set_value(3).run()
+    assert not app.exception
+    assert _stored_fit(app, analysed_folder).columns == ("fc1/l2", "scalars/train_loss")
+
+
+def test_a_heldout_run_is_scored_not_fitted(analysed_folder: Path) -> None:
+    kept, held = RUNS
+    app = direct("latent-states", analysed_folder)
+    by_key(app.slider, "latent.max_states").set_value(3)
+    by_key(app.multiselect, "latent.heldout").set_value([held]).run()
+    assert not app.exception
+    assert "1 run fitted, 1 held out" in app.success[0].value
+    result = _stored_fit(app, analysed_folder)
+    assert result.config.heldout_runs == (held,)
+    assert fitted_runs(result) == (kept,)
+    # The page's held-out series is the selection frame's new column, one value per n.
+    (scored,) = [c for c in vega_charts(app) if "heldout_log_likelihood" in chart_data(c).columns]
+    shown = chart_data(scored).drop_nulls("heldout_log_likelihood").sort("n_states")
+    frame = selection_frame(result)
+    assert shown["n_states"].to_list() == [1, 2, 3]
+    assert shown["heldout_log_likelihood"].to_list() == frame["heldout_log_likelihood"].to_list()
+    # Independently: score the chosen model on each run's normalized features. The held-out
+    # run gives the reported value per step; the kept run alone gives the fitted log-likelihood
+    # (both runs together would not: the model was fitted on the kept run only).
+    data = fit_data(Store(locate_db(analysed_folder).path))
+    table = build_feature_table(
+        data.metrics, paper_features=True, runs=list(RUNS), normalize=result.config.normalize
+    )
+    chosen = frame.row(by_predicate=pl.col("n_states") == result.n_states, named=True)
+    on_held = log_likelihood(result.params, table.subset([held]).values, [7])
+    assert chosen["heldout_log_likelihood"] == pytest.approx(on_held / 7, rel=1e-9)
+    on_kept = log_likelihood(result.params, table.subset([kept]).values, [7])
+    assert chosen["best_log_likelihood"] == pytest.approx(on_kept, rel=1e-9)
+    on_both = log_likelihood(result.params, table.values, table.lengths)
+    assert chosen["best_log_likelihood"] != pytest.approx(on_both, rel=1e-3)
+    # The held-out run is still decoded and shown in the timeline.
+    (timeline,) = [c for c in vega_charts(app) if "start" in chart_data(c).columns]
+    assert set(chart_data(timeline)["run_id"].to_list()) == set(RUNS)
+    assert "decoded with the model fitted on the others" in texts(app)
+    # The choice survives a rerun.
+    app.run()
+    assert by_key(app.multiselect, "latent.heldout").value == [held]
+
+
+def test_holding_out_every_run_asks_to_keep_one(analysed_folder: Path) -> None:
+    app = direct("latent-states", analysed_folder)
+    by_key(app.multiselect, "latent.heldout").set_value(list(RUNS)).run()
+    assert not app.exception
+    assert any("keep at least one run" in info.value for info in app.info)
+    assert not app.success

@@ -56,7 +56,7 @@ def test_selections_follow_page_switches(analysed_folder: Path) -> None:
     # One run of 7 checkpoints cannot take 8 states: a message, then a refit that fits.
     assert "exceeds the 7 time steps" in app.error[0].value
     by_key(app.slider, "latent.max_states").set_value(3).run()
-    assert "1 runs" in app.success[0].value
+    assert "1 run," in app.success[0].value
     app.switch_page("pages/metrics.py").run()
     assert by_key(app.multiselect, "metrics.runs").value == ["sparse-parity/seed1"]
     assert by_key(app.multiselect, "metrics.hooks").value == ["fc2"]

@@ -8,11 +8,13 @@ from hmmlearn import hmm
 from dyntools.hmm.hmmlearn_backend import (
     COVARIANCE_TYPES,
     FitTask,
+    HMMParams,
     fit_many,
     fit_one,
     hmmlearn_n_parameters,
     log_likelihood,
     n_parameters,
+    posteriors,
 )
 
 
@@ -94,3 +96,24 @@ def test_a_restart_that_cannot_start_is_reported_as_failed() -> None:
     out = fit_one(values, [2], FitTask(3, 0))
     assert out.params is None and out.log_likelihood == -np.inf and not out.converged
     assert "n_samples=2" in out.error
+
+
+def test_rows_far_from_every_state_are_scored_in_the_log_domain() -> None:
+    # A held-out run unlike the fitted ones: hmmlearn's scaled forward pass underflows on the
+    # outlier (the emission probability exp(-5e7) is 0); the score must still be exact.
+    one = HMMParams("diag", np.ones(1), np.ones((1, 1)), np.zeros((1, 1)), np.ones((1, 1)))
+    values = np.array([[0.5], [1e4], [-1.0]])
+    expected = float(np.sum(-0.5 * np.log(2 * np.pi) - values**2 / 2))
+    assert log_likelihood(one, values, [3]) == pytest.approx(expected, rel=1e-12)
+    two = HMMParams(
+        "diag",
+        np.array([0.5, 0.5]),
+        np.array([[0.9, 0.1], [0.1, 0.9]]),
+        np.array([[0.0], [5.0]]),
+        np.ones((2, 1)),
+    )
+    reference = hmm.GaussianHMM(2, covariance_type="diag", implementation="log", init_params="")
+    reference.startprob_, reference.transmat_ = two.startprob, two.transmat
+    reference.means_, reference.covars_ = two.means, two.covars
+    assert posteriors(two, values, [3]) == pytest.approx(reference.predict_proba(values, [3]))
+    assert log_likelihood(two, values, [3]) == pytest.approx(reference.score(values, [3]))

@@ -23,15 +23,43 @@ def model_selection(selection: pl.DataFrame, chosen: int) -> alt.LayerChart:
         color=alt.Color("criterion:N", title=None),
         tooltip=["n_states:O", "criterion:N", alt.Tooltip("value:Q", format=".1f")],
     )
+    return _with_rule(base.mark_line(point=True), chosen, height=260)
+
+
+def heldout_likelihood(selection: pl.DataFrame, chosen: int) -> alt.LayerChart:
+    """The held-out runs' log-likelihood per time step for each number of states (higher is
+    better): on its own axis, since it is per step while the criteria are totals."""
+    scored = selection.select("n_states", "heldout_log_likelihood").drop_nulls()
+    line = (
+        alt.Chart(scored.to_arrow())
+        .mark_line(point=True, color="#59a14f")
+        .encode(
+            x=alt.X("n_states:O", title="number of states"),
+            y=alt.Y(
+                "heldout_log_likelihood:Q",
+                title="held-out log-likelihood per step",
+                scale=alt.Scale(zero=False),
+            ),
+            tooltip=[
+                "n_states:O",
+                alt.Tooltip("heldout_log_likelihood:Q", title="per step", format=".3f"),
+            ],
+        )
+    )
+    return _with_rule(line, chosen, height=180)
+
+
+def _with_rule(chart: alt.Chart, chosen: int, *, height: int) -> alt.LayerChart:
+    """``chart`` with a dashed rule at the number of states used."""
     rule = (
         alt.Chart(pl.DataFrame({"n_states": [chosen]}).to_arrow())
         .mark_rule(strokeDash=[4, 3], color="black")
         .encode(x="n_states:O")
     )
-    chart = alt.layer(base.mark_line(point=True), rule).properties(height=260, width="container")
-    if not isinstance(chart, alt.LayerChart):  # properties() keeps the chart's type
-        raise TypeError(f"expected a layer chart, got {type(chart).__name__}")
-    return chart
+    layered = alt.layer(chart, rule).properties(height=height, width="container")
+    if not isinstance(layered, alt.LayerChart):  # properties() keeps the chart's type
+        raise TypeError(f"expected a layer chart, got {type(layered).__name__}")
+    return layered
 
 
 def state_timeline(points: pl.DataFrame, intervals: pl.DataFrame, n_states: int) -> alt.Chart:

@@ -21,10 +21,10 @@ import logging
 import multiprocessing
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -161,8 +161,7 @@ def fit_many(
 
 def log_likelihood(params: HMMParams, values: np.ndarray, lengths: Sequence[int]) -> float:
     """Total log-likelihood of runs under a fitted model."""
-    with _quiet():
-        return float(_model_of(params).score(values, lengths=np.asarray(lengths)))
+    return float(_scored(params, lambda model: model.score(values, lengths=np.asarray(lengths))))
 
 
 def viterbi(params: HMMParams, values: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
@@ -174,8 +173,22 @@ def viterbi(params: HMMParams, values: np.ndarray, lengths: Sequence[int]) -> np
 
 def posteriors(params: HMMParams, values: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
     """Smoothed posterior p(state | whole run) of every row, shape (n_rows, n_states)."""
+    return np.asarray(
+        _scored(params, lambda model: model.predict_proba(values, lengths=np.asarray(lengths)))
+    )
+
+
+def _scored(params: HMMParams, score: Callable[[hmm.GaussianHMM], Any]) -> Any:
+    """``score(model)`` with the fast scaled forward pass, else in the log domain: rows far
+    from every state (a held-out run unlike the fitted ones) underflow the scaled pass, which
+    hmmlearn reports as a ValueError."""
     with _quiet():
-        return np.asarray(_model_of(params).predict_proba(values, lengths=np.asarray(lengths)))
+        try:
+            return score(_model_of(params))
+        except ValueError as error:
+            if "underflow" not in str(error):
+                raise
+            return score(_model_of(params, implementation="log"))
 
 
 def _initial_model(values: np.ndarray, task: FitTask) -> hmm.GaussianHMM:
@@ -217,13 +230,13 @@ def _sticky_transmat(n: int) -> np.ndarray:
     return transmat
 
 
-def _model_of(params: HMMParams) -> hmm.GaussianHMM:
+def _model_of(params: HMMParams, implementation: str = "scaling") -> hmm.GaussianHMM:
     from hmmlearn import hmm
 
     model = hmm.GaussianHMM(
         n_components=params.n_states,
         covariance_type=params.covariance_type,
-        implementation="scaling",
+        implementation=implementation,
         init_params="",
     )
     model.startprob_ = params.startprob

@@ -125,6 +125,13 @@ def load_metric_index(db: str, version: int) -> pl.DataFrame:
     )
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def load_scalar_index(db: str, version: int) -> pl.DataFrame:
+    """Which training scalars (run_id, name) the store holds: what a fit can use as features
+    (fits read scalars from the store, not from the run folders)."""
+    return Store(db).read_scalars().select("run_id", "name").unique().sort("run_id", "name")
+
+
 @st.cache_data(max_entries=4, show_spinner=False)
 def load_fit_data(db: str, version: int) -> FitData:
     """The frames every fit reads, and their fingerprint, once per data version."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -53,6 +53,18 @@ def downloads(frame: pl.DataFrame, name: str, *, key: str) -> None:
     """CSV and Parquet downloads of the frame behind a view, in one row."""
     with st.container(horizontal=True):
         _download_buttons(frame, name, key)
+
+
+def kept_multiselect(
+    label: str, options: Sequence[str], *, key: str, help: str | None = None
+) -> list[str]:
+    """A multiselect whose choice (in ``st.session_state[key]``) survives reruns; choices that
+    are no longer offered (other runs chosen) are dropped instead of failing the widget."""
+    current = st.session_state.get(key)
+    if current is not None:
+        st.session_state[key] = [name for name in current if name in set(options)]
+    chosen: list[str] = st.multiselect(label, list(options), key=key, help=help)
+    return chosen
 
 
 AnyChart = (

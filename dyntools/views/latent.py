@@ -52,7 +52,11 @@ def _when(result: FitResult) -> np.ndarray:
 
 
 def selection_frame(result: FitResult) -> pl.DataFrame:
-    """One row per number of states: log-likelihoods, AIC, BIC, and which n is used."""
+    """One row per number of states: log-likelihoods, AIC, BIC, and which n is used.
+
+    ``heldout_log_likelihood`` is the held-out runs' log-likelihood per time step under that
+    n's best model (null without held-out runs, or where every restart failed).
+    """
     return pl.DataFrame(
         [
             {
@@ -62,6 +66,7 @@ def selection_frame(result: FitResult) -> pl.DataFrame:
                 "std_log_likelihood": row.std_log_likelihood,
                 "aic": row.aic,
                 "bic": row.bic,
+                "heldout_log_likelihood": row.heldout_log_likelihood,
                 "converged": row.converged,
                 "failed": row.failed,
                 "restarts": row.restarts,
@@ -69,7 +74,8 @@ def selection_frame(result: FitResult) -> pl.DataFrame:
                 "used": row.n_states == result.n_states,
             }
             for row in result.selection
-        ]
+        ],
+        schema_overrides={"heldout_log_likelihood": pl.Float64},  # all None without held-out
     )
 
 

@@ -1,0 +1,63 @@
+"""What the Latent states page offers to fit on: features, training scalars and held-out runs.
+
+Every choice must hold for each chosen run (a feature missing from one run would make the fit
+drop that run or fail), so the page offers only names that every chosen run has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from dyntools.hmm import FitResult
+
+
+def in_every_run(index: pl.DataFrame, runs: Sequence[str], columns: Sequence[str]) -> pl.DataFrame:
+    """The distinct ``columns`` values that each of ``runs`` has in ``index`` (which holds a
+    ``run_id`` column), sorted; empty when no run is chosen."""
+    if not runs:
+        return index.select(columns).clear()
+    wanted = list(dict.fromkeys(runs))
+    present = index.filter(pl.col("run_id").is_in(wanted)).select("run_id", *columns).unique()
+    counts = present.group_by(columns).agg(pl.len().alias("runs"))
+    return counts.filter(pl.col("runs") == len(wanted)).select(columns).sort(columns)
+
+
+def shared_features(index: pl.DataFrame, runs: Sequence[str]) -> list[str]:
+    """``hook_point/metric`` names computed for every one of ``runs`` (from the metric index)."""
+    pairs = in_every_run(index, runs, ["hook_point", "metric"])
+    return [f"{hook}/{metric}" for hook, metric in pairs.iter_rows()]
+
+
+def shared_scalars(scalars: pl.DataFrame, runs: Sequence[str]) -> list[str]:
+    """Training scalar names (loss, accuracy, ...) logged by every one of ``runs``."""
+    return in_every_run(scalars, runs, ["name"])["name"].to_list()
+
+
+def split_heldout(
+    runs: Sequence[str], heldout: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(fitted, held out) runs of ``runs``, each in the order of ``runs``; held-out names that
+    are not among ``runs`` are ignored (they belong to an earlier choice of runs)."""
+    out = set(heldout)
+    fitted = tuple(r for r in runs if r not in out)
+    return fitted, tuple(r for r in runs if r in out)
+
+
+def fitted_runs(result: FitResult) -> tuple[str, ...]:
+    """The runs a fit was trained on: its runs minus the held-out ones (which it only scores
+    and decodes)."""
+    return split_heldout(result.run_ids, result.config.heldout_runs)[0]
+
+
+def heldout_runs(result: FitResult) -> tuple[str, ...]:
+    """The runs a fit scored but did not train on, in the fit's run order."""
+    return split_heldout(result.run_ids, result.config.heldout_runs)[1]
+
+
+def runs_text(result: FitResult) -> str:
+    """``"2 runs"``, or with held-out runs ``"1 run fitted, 1 held out"``."""
+    fitted, heldout = fitted_runs(result), heldout_runs(result)
+    text = f"{len(fitted)} {'run' if len(fitted) == 1 else 'runs'}"
+    return f"{text} fitted, {len(heldout)} held out" if heldout else text
