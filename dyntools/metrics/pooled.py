@@ -24,9 +24,8 @@ from dyntools.metrics.records import (
     POOLED_TENSOR,
     MetricValue,
 )
-from dyntools.metrics.registry import PAPER_FEATURES
+from dyntools.metrics.registry import PAPER_FEATURES, POOLED_METRICS
 
-POOLED_METRICS = ("mean_w", "median_w", "var_w", "mean_b", "median_b", "var_b")
 DEFAULT_IN_MEMORY_BYTES = 64 * 2**20
 # One value in SAMPLE_EVERY is sampled to bracket the median of a large set.
 SAMPLE_EVERY = 64

@@ -101,16 +101,11 @@ ACTIVATION_FAMILIES = ("activation", "information")
 # The name under which histograms are stored (one per activation hook point and checkpoint).
 HISTOGRAM_METRIC = "histogram"
 
+# Pooled statistics of all selected weights (_w) and biases (_b).
+POOLED_METRICS = ("mean_w", "median_w", "var_w", "mean_b", "median_b", "var_b")
+
 # The paper's HMM features per checkpoint, in the published column order.
-PAPER_FEATURES = (
-    *ANCHOR_MATRIX_METRICS,
-    "mean_w",
-    "median_w",
-    "var_w",
-    "mean_b",
-    "median_b",
-    "var_b",
-)
+PAPER_FEATURES = (*ANCHOR_MATRIX_METRICS, *POOLED_METRICS)
 
 
 def metric_names(*families: str) -> tuple[str, ...]:
