@@ -10,7 +10,7 @@ incremental, so only the first ``make bench`` pays for it), then one warm-up vis
 - first render: a fresh ``streamlit run`` per page (Streamlit's caches empty), the browser opens
   the page's URL; timed from navigation until the page's heading shows, the script has finished
   and every chart is drawn. Goal: under 2 s.
-- refit served from the store / fresh refit: ``dyntools.latent.fit_or_load`` on the paper's
+- refit served from the store / fresh refit: ``dyntools.pipeline.fits.fit_or_load`` on the paper's
   features of all 10 sample runs (what ``dyntools fit sample_runs`` does); fresh means on a copy
   of the database without stored fits. Goals: 0.3 s and 3 s.
 - the same two through the Latent states page: from choosing "Number of states" to idle.
@@ -29,7 +29,7 @@ from playwright.sync_api import Page
 
 from bench.report import Row
 from dyntools.hmm import FitConfig
-from dyntools.latent import fit_or_load
+from dyntools.pipeline.fits import fit_or_load
 from dyntools.store import Store, default_db_path
 from e2e import widgets
 from e2e.browser import chromium, first_visit, new_page, page_url, wait_for_app, wait_for_rerun

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from dyntools.hmm import FitConfig
-from dyntools.latent import FitOutcome, fit_or_load
 from dyntools.pipeline import ComputeOptions, ComputeSummary, compute
+from dyntools.pipeline.fits import ServedFit, fit_or_load
 from dyntools.store import Store, default_db_path
 from e2e.server import REPO_ROOT
 
@@ -50,7 +50,7 @@ def compute_all(folder: Path, activation_select: str | None = SMALL_ACTIVATIONS)
     return summary
 
 
-def fit_default(folder: Path) -> FitOutcome:
+def fit_default(folder: Path) -> ServedFit:
     """The fit ``dyntools fit FOLDER`` makes (the paper's features), stored for the pages."""
     return fit_or_load(Store(default_db_path(folder)), FitConfig(paper_features=True))
 

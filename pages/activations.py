@@ -4,7 +4,7 @@ import streamlit as st
 
 from dyntools import charts, ui
 from dyntools.metrics.histogram_spec import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM
-from dyntools.views.curves import ACTIVATION_STATS, activation_stats_frame, heatmap_frame
+from dyntools.views.activations import ACTIVATION_STATS, activation_stats_frame, heatmap_frame
 
 page = ui.open_metrics_page("Activations", activations=True)
 folder, state, index = page.folder, page.state, page.index

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dyntools import ui
 from dyntools.hookpoints import select_paths
-from dyntools.views.hookpoints import (
+from dyntools.views.hook_points import (
     activation_metric_names,
     computed_table,
     metric_catalogue,

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dyntools import charts, ui
 from dyntools.metrics.registry import VARIANT_METRICS
-from dyntools.views.curves import information_frame
+from dyntools.views.information_plane import information_frame
 
 VARIANTS = {
     "normalized": "Normalized HSIC, Y = one-hot labels (default)",

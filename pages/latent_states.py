@@ -4,15 +4,7 @@ import streamlit as st
 
 from dyntools import charts, ui
 from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
-from dyntools.views.fit_options import (
-    heldout_runs,
-    runs_text,
-    shared_features,
-    shared_scalars,
-    split_heldout,
-)
-from dyntools.views.graph import graph_specs, node_id, state_of
-from dyntools.views.latent import (
+from dyntools.views.latent_states.frames import (
     convergence_frame,
     edges_frame,
     regression_frame,
@@ -21,6 +13,14 @@ from dyntools.views.latent import (
     state_intervals,
     state_points,
     state_summary,
+)
+from dyntools.views.latent_states.graph import graph_specs, node_id, state_of
+from dyntools.views.latent_states.options import (
+    heldout_runs,
+    runs_text,
+    shared_features,
+    shared_scalars,
+    split_heldout,
 )
 
 PAPER = "The paper's 14 features (whole network)"

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from dyntools import charts, ui
-from dyntools.views.curves import brushed_range, curve_frame, epoch_range, range_summary
-from dyntools.views.latent import state_intervals
+from dyntools.views.latent_states.frames import state_intervals
+from dyntools.views.metrics import brushed_range, curve_frame, epoch_range, range_summary
 
 page = ui.open_metrics_page("Metrics")
 folder, state, index = page.folder, page.state, page.index

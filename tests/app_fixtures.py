@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dyntools.pipeline.compute import compute
+from dyntools.pipeline.runner import compute
 from dyntools.pipeline.options import ComputeOptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

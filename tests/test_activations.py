@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dyntools.activations import activation_hook_points, rebuild_model
+from dyntools.capture import activation_hook_points, rebuild_model
 from dyntools.models import register_model
 
 

@@ -59,7 +59,7 @@ def test_layer_choice_is_shared_and_runs_compare_side_by_side(analysed_folder: P
 
 
 def test_weights_only_folder_says_how_to_get_activations(fresh_folder: Path) -> None:
-    from dyntools.pipeline.compute import compute
+    from dyntools.pipeline.runner import compute
     from dyntools.pipeline.options import ComputeOptions
 
     compute(fresh_folder, ComputeOptions(metrics=("l2",)), workers=1)

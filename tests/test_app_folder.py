@@ -10,7 +10,7 @@ from apptest_helpers import APP, by_key, chart_data, chart_spec, direct, routed,
 from streamlit.testing.v1 import AppTest
 
 from dyntools.checkpoints import CheckpointWriter
-from dyntools.recent import read_recent
+from dyntools.ui.recent import read_recent
 
 pytestmark = pytest.mark.usefixtures("_config_home")
 

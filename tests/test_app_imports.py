@@ -48,7 +48,7 @@ def test_the_lazy_names_still_resolve() -> None:
     from dyntools import checkpoints, metrics, pipeline
     from dyntools.checkpoints.writer import CheckpointWriter
     from dyntools.metrics.weights import compute_weight_metrics
-    from dyntools.pipeline.compute import compute
+    from dyntools.pipeline.runner import compute
 
     assert checkpoints.CheckpointWriter is CheckpointWriter
     assert metrics.compute_weight_metrics is compute_weight_metrics

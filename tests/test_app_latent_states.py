@@ -12,10 +12,10 @@ from streamlit.testing.v1 import AppTest
 
 from dyntools.hmm import FitConfig, FitResult, build_feature_table, fit_result_from_json
 from dyntools.hmm.hmmlearn_backend import log_likelihood
-from dyntools.latent import fit_data, fit_or_load
+from dyntools.pipeline.fits import fit_data, fit_or_load
 from dyntools.store import Store, locate_db
-from dyntools.views.fit_options import fitted_runs
-from dyntools.views.latent import selection_frame
+from dyntools.views.latent_states.frames import selection_frame
+from dyntools.views.latent_states.options import fitted_runs
 
 pytestmark = pytest.mark.usefixtures("_config_home")
 RUNS = ("sparse-parity/seed0", "sparse-parity/seed1")

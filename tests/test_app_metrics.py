@@ -9,11 +9,11 @@ import pytest
 from apptest_helpers import by_key, chart_data, chart_spec, direct, routed, texts, vega_charts
 
 from dyntools.hmm import FitConfig
-from dyntools.latent import fit_or_load
-from dyntools.pipeline.compute import compute
+from dyntools.pipeline.runner import compute
+from dyntools.pipeline.fits import fit_or_load
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.store import Store, locate_db
-from dyntools.views.curves import brushed_range, curve_frame, epoch_range, range_summary
+from dyntools.views.metrics import brushed_range, curve_frame, epoch_range, range_summary
 
 pytestmark = pytest.mark.usefixtures("_config_home")
 RUNS = ("sparse-parity/seed0", "sparse-parity/seed1")

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntools.graph import transition_graph
 from dyntools.hmm.attribution import EdgeDrivers
-from dyntools.hmm.hmmlearn_backend import HMMParams
+from dyntools.hmm.graph import transition_graph
+from dyntools.hmm.params import HMMParams
 
 
 def params() -> HMMParams:

@@ -13,8 +13,9 @@ from dyntools.hmm.attribution import (
     rank_features,
     transition_drivers,
 )
-from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, FitTask, HMMParams, fit_one
+from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, FitTask, fit_one
 from dyntools.hmm.hmmlearn_backend import posteriors as smoothed_posteriors
+from dyntools.hmm.params import HMMParams
 
 
 def fitted(covariance_type: str) -> HMMParams:

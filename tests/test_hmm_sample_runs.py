@@ -11,8 +11,8 @@ import pytest
 from conftest import SAMPLE_RUNS
 
 from dyntools.hmm import FitConfig
-from dyntools.latent import fit_or_load
 from dyntools.pipeline import ComputeOptions, compute
+from dyntools.pipeline.fits import fit_or_load
 from dyntools.store import Store
 
 MODULAR = SAMPLE_RUNS / "modular-addition"

@@ -12,7 +12,7 @@ import pytest
 import store_fixtures as fx
 from polars.testing import assert_frame_equal
 
-from dyntools.store import Store, config_hash, params_key
+from dyntools.store import Store, params_key
 
 
 @pytest.fixture
@@ -187,16 +187,14 @@ def test_bad_frames_are_refused_with_the_column_named(store: Store) -> None:
 
 def test_hmm_fit_round_trip(store: Store) -> None:
     config = {"features": ["fc1/l2", "fc1/spectral"], "n_states": [1, 2, 3], "covariance": "diag"}
-    key = config_hash(config)
+    key = "a" * 32  # the fitting code hashes its configuration; the store takes the key as given
     assert store.load_fit(key) is None  # no database yet
     result = json.dumps({"chosen": 3, "bic": [10.5, 8.25, 7.0]})
     store.save_fit(key, config, result)
     fit = store.load_fit(key)
     assert fit is not None
     assert (fit.config, fit.result_json) == (config, result)
-    assert store.load_fit(config_hash({**config, "covariance": "full"})) is None
-    # The hash does not depend on key order.
-    assert config_hash(dict(reversed(list(config.items())))) == key
+    assert store.load_fit("b" * 32) is None
 
 
 def test_summary_counts_checkpoints_values_and_nulls(store: Store) -> None:

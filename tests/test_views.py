@@ -9,11 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dyntools.graph import StateNode, TransitionEdge, TransitionGraph
-from dyntools.recent import MAX_RECENT, read_recent, remember_folder
+from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
+from dyntools.ui.recent import MAX_RECENT, read_recent, remember_folder
 from dyntools.views.export import frame_bytes
-from dyntools.views.graph import graph_specs, state_of
-from dyntools.views.latent import state_intervals
+from dyntools.views.latent_states.frames import state_intervals
+from dyntools.views.latent_states.graph import graph_specs, state_of
 from dyntools.views.selection import decode_list, encode_list, reconcile
 
 

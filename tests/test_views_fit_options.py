@@ -10,7 +10,8 @@ import polars as pl
 from dyntools.charts import heldout_likelihood
 from dyntools.hmm import FitConfig
 from dyntools.hmm.selection import SelectionRow
-from dyntools.views.fit_options import (
+from dyntools.views.latent_states.frames import selection_frame
+from dyntools.views.latent_states.options import (
     fitted_runs,
     heldout_runs,
     runs_text,
@@ -18,7 +19,6 @@ from dyntools.views.fit_options import (
     shared_scalars,
     split_heldout,
 )
-from dyntools.views.latent import selection_frame
 
 # a logs loss and val_acc (val_acc at two steps), b adds lr, c logs only loss.
 SCALARS = pl.DataFrame(

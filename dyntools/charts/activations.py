@@ -1,4 +1,4 @@
-"""Activation charts: the colorful dimension, mean/std/dead curves, the information plane."""
+"""Charts of the Activations page: the colorful dimension and the mean/std/dead curves."""
 
 from __future__ import annotations
 
@@ -59,27 +59,5 @@ def activation_stats(stats: pl.DataFrame) -> alt.VConcatChart:
     chart: alt.VConcatChart = alt.vconcat(
         mean.facet(column=alt.Column("hook_point:N", title=None)),
         dead.facet(column=alt.Column("hook_point:N", title=None)),
-    )
-    return chart
-
-
-def information_plane(frame: pl.DataFrame) -> alt.FacetChart:
-    """HSIC(H, X) vs HSIC(H, Y) per layer, one trajectory per hook point ordered by epoch."""
-    base = alt.Chart(frame.to_arrow()).encode(
-        x=alt.X("hsic_x:Q", title="HSIC(H, X)", scale=alt.Scale(zero=False)),
-        y=alt.Y("hsic_y:Q", title="HSIC(H, Y)", scale=alt.Scale(zero=False)),
-        color=alt.Color("hook_point:N", title="layer"),
-        order=alt.Order("epoch:Q"),
-        tooltip=["run_id:N", "hook_point:N", "epoch:Q", "hsic_x:Q", "hsic_y:Q"],
-    )
-    chart: alt.FacetChart = (
-        alt.layer(
-            base.mark_line(opacity=0.6),
-            base.mark_circle().encode(
-                size=alt.Size("epoch:Q", title="epoch", scale=alt.Scale(range=[10, 120]))
-            ),
-        )
-        .properties(height=300, width=300)
-        .facet(column=alt.Column("run_id:N", title=None))
     )
     return chart

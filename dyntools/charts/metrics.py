@@ -6,7 +6,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from dyntools.views.latent import state_domain
+from dyntools.views.latent_states.frames import state_domain
 
 BRUSH = "epochs"  # the interval selection's name: event["selection"]["epochs"]
 

@@ -6,8 +6,7 @@ Reading: ``discover_runs(folder)`` finds every run below a folder in any support
 ``open_checkpoint(ref)`` reads one checkpoint's tensors lazily.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dyntools.checkpoints.discover import LAYOUTS, discover_runs, read_run, run_id_for
 from dyntools.checkpoints.fingerprint import fingerprint_files
@@ -21,9 +20,11 @@ from dyntools.checkpoints.records import (
     TensorInfo,
 )
 from dyntools.checkpoints.run_metadata import read_run_json
+from dyntools.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the real imports, for type checkers only
-    from dyntools.checkpoints.tensors import TensorSource, open_checkpoint
+    from dyntools.checkpoints.probe import Probe, read_probe
+    from dyntools.checkpoints.tensors import CheckpointReader, open_checkpoint
     from dyntools.checkpoints.writer import (
         MAX_PROBE_SAMPLES,
         CheckpointWriter,
@@ -33,7 +34,9 @@ if TYPE_CHECKING:  # the real imports, for type checkers only
 # Reading tensors and writing checkpoints need torch; finding runs does not. These names are
 # loaded on first use, so that ``discover_runs`` (the app's first page) does not import torch.
 _TORCH_EXPORTS: dict[str, str] = {
-    "TensorSource": "tensors",
+    "Probe": "probe",
+    "read_probe": "probe",
+    "CheckpointReader": "tensors",
     "open_checkpoint": "tensors",
     "MAX_PROBE_SAMPLES": "writer",
     "CheckpointWriter": "writer",
@@ -44,28 +47,24 @@ __all__ = [
     "LAYOUTS",
     "MAX_PROBE_SAMPLES",
     "CheckpointError",
+    "CheckpointReader",
     "CheckpointRef",
     "CheckpointWriter",
     "Discovery",
     "Fingerprint",
+    "Probe",
     "Problem",
     "Run",
     "TensorInfo",
-    "TensorSource",
     "discover_runs",
     "fingerprint_files",
     "open_checkpoint",
     "prepare_state_dict",
+    "read_probe",
     "read_run",
     "read_run_json",
     "run_id_for",
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _TORCH_EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+__getattr__ = lazy_exports(__name__, _TORCH_EXPORTS)

@@ -34,7 +34,7 @@ Getter = Callable[[str], torch.Tensor]
 _RESCAN: Final = "scan the folder again (dyntools runs FOLDER) and retry"
 
 
-class TensorSource:
+class CheckpointReader:
     """The tensors of one checkpoint, read on demand. Use it as a context manager."""
 
     def __init__(self, ref: CheckpointRef, getter: Getter, stack: ExitStack) -> None:
@@ -77,7 +77,7 @@ class TensorSource:
     def close(self) -> None:
         self._stack.close()
 
-    def __enter__(self) -> TensorSource:
+    def __enter__(self) -> CheckpointReader:
         return self
 
     def __exit__(
@@ -127,7 +127,7 @@ OPENERS: Final[dict[str, Callable[[CheckpointRef, ExitStack], Getter]]] = {
 }
 
 
-def open_checkpoint(ref: CheckpointRef) -> TensorSource:
+def open_checkpoint(ref: CheckpointRef) -> CheckpointReader:
     """Open one checkpoint for lazy reads; errors name the file and say what to do.
 
     A file deleted, made unreadable or rewritten since the scan raises OSError or
@@ -161,4 +161,4 @@ def open_checkpoint(ref: CheckpointRef) -> TensorSource:
         raise CheckpointError(
             ref.path, f"cannot be opened ({error})", "it changed or is damaged: " + _RESCAN
         ) from None
-    return TensorSource(ref, getter, stack)
+    return CheckpointReader(ref, getter, stack)

@@ -11,7 +11,7 @@ from typing import Any
 
 from dyntools.cli.fit_args import add_fit_arguments, fit_config_from_args
 from dyntools.hmm import fit_result_to_json, format_fit_report
-from dyntools.latent import fit_or_load
+from dyntools.pipeline.fits import fit_or_load
 from dyntools.store import Store, find_existing_db, locate_db
 
 

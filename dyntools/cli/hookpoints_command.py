@@ -109,7 +109,7 @@ def _activations(
     run: Run, select: list[str] | None, factory: str | None
 ) -> tuple[dict[str, Any], list[str]]:
     # Imported here: rebuilding a model needs the model registry, listing weights does not.
-    from dyntools.activations import activation_hook_points
+    from dyntools.capture import activation_hook_points
 
     points = activation_hook_points(run.config, factory=factory)
     if select:

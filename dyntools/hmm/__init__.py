@@ -7,14 +7,14 @@ Typical use (the store gives the tidy frames)::
     print(format_fit_report(result))
 
 Only ``dyntools.hmm.hmmlearn_backend`` imports hmmlearn. The names below are loaded on first
-use, so importing this package is cheap and ``dyntools.graph`` can import its submodules
-without a cycle.
+use, so importing this package is cheap (it imports neither hmmlearn nor scikit-learn).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dyntools.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the real imports, for type checkers only
     from dyntools.hmm.analysis import (
@@ -35,8 +35,9 @@ if TYPE_CHECKING:  # the real imports, for type checkers only
         build_feature_table,
         paper_feature_keys,
     )
-    from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, HMMParams
+    from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
     from dyntools.hmm.normalize import Notice
+    from dyntools.hmm.params import HMMParams
     from dyntools.hmm.report import format_fit_report
     from dyntools.hmm.serialize import fit_result_from_json, fit_result_to_json
 
@@ -57,7 +58,7 @@ _EXPORTS: dict[str, str] = {
     "build_feature_table": "features",
     "paper_feature_keys": "features",
     "COVARIANCE_TYPES": "hmmlearn_backend",
-    "HMMParams": "hmmlearn_backend",
+    "HMMParams": "params",
     "format_fit_report": "report",
     "fit_result_from_json": "serialize",
     "fit_result_to_json": "serialize",
@@ -87,7 +88,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'dyntools.hmm' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"dyntools.hmm.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

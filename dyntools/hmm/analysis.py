@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import polars as pl
 
-from dyntools.graph import TransitionGraph, transition_graph
 from dyntools.hmm.attribution import transition_drivers
 from dyntools.hmm.convergence import ConvergenceAnalysis, convergence_analysis
 from dyntools.hmm.estimator import LatentStateModel
 from dyntools.hmm.features import FeatureTable, align_scalars, build_feature_table
-from dyntools.hmm.hmmlearn_backend import FitOutcome, HMMParams
+from dyntools.hmm.graph import TransitionGraph, transition_graph
+from dyntools.hmm.hmmlearn_backend import RestartFit
 from dyntools.hmm.normalize import Notice
+from dyntools.hmm.params import HMMParams
 from dyntools.hmm.selection import SelectionRow
 
 # Bump when a change of the fitting code changes results, so old stored fits are not reused.
@@ -165,7 +166,7 @@ def _epochs_per_run(table: FeatureTable) -> dict[str, np.ndarray]:
     return _split(table, when)
 
 
-def _summary(outcome: FitOutcome) -> RestartSummary:
+def _summary(outcome: RestartFit) -> RestartSummary:
     return RestartSummary(
         n_states=outcome.task.n_states,
         seed=outcome.task.seed,

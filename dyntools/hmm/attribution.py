@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dyntools.hmm.hmmlearn_backend import HMMParams
+from dyntools.hmm.params import HMMParams
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dyntools.hmm.features import FeatureTable
-from dyntools.hmm.hmmlearn_backend import HMMParams, posteriors, viterbi
+from dyntools.hmm.hmmlearn_backend import posteriors, viterbi
+from dyntools.hmm.params import HMMParams
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import numpy as np
 
 from dyntools.hmm.decode import Decoding, decode, relabel_by_first_visit
 from dyntools.hmm.features import FeatureTable
-from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, HMMParams
+from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
+from dyntools.hmm.params import HMMParams
 from dyntools.hmm.selection import Selection, select_model
 
 

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dyntools.hmm.params import HMMParams
+
 if TYPE_CHECKING:
     from hmmlearn import hmm
 
@@ -43,25 +45,6 @@ START_SELF_TRANSITION = 0.9
 
 
 @dataclass(frozen=True)
-class HMMParams:
-    """A fitted Gaussian HMM; ``covars`` in hmmlearn's per-type shape."""
-
-    covariance_type: str
-    startprob: np.ndarray  # (n,)
-    transmat: np.ndarray  # (n, n)
-    means: np.ndarray  # (n, d)
-    covars: np.ndarray  # diag (n, d) | spherical (n,) | full (n, d, d) | tied (d, d)
-
-    @property
-    def n_states(self) -> int:
-        return int(self.startprob.shape[0])
-
-    @property
-    def n_features(self) -> int:
-        return int(self.means.shape[1])
-
-
-@dataclass(frozen=True)
 class FitTask:
     """One restart: how many states, which seed, and the EM settings."""
 
@@ -74,7 +57,7 @@ class FitTask:
 
 
 @dataclass(frozen=True)
-class FitOutcome:
+class RestartFit:
     """The result of one restart; ``params`` is None when the fit failed."""
 
     task: FitTask
@@ -109,7 +92,7 @@ def hmmlearn_n_parameters(n_states: int, n_features: int, covariance_type: str) 
     return int(sum(model._get_n_fit_scalars_per_param().values()))
 
 
-def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> FitOutcome:
+def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> RestartFit:
     """Fit one restart on stacked runs (``lengths`` = rows per run, never concatenated)."""
     if task.covariance_type not in COVARIANCE_TYPES:
         raise ValueError(
@@ -129,11 +112,11 @@ def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> FitOut
             _, path = model.decode(values, lengths=np.asarray(lengths))
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as error:
             # A state that lost all its mass makes hmmlearn divide by zero: a failed restart.
-            return FitOutcome(task, None, -np.inf, model.monitor_.iter, False, (), str(error))
+            return RestartFit(task, None, -np.inf, model.monitor_.iter, False, (), str(error))
     history = list(model.monitor_.history)
     converged = len(history) >= 2 and history[-1] - history[-2] < task.tol
     counts = np.bincount(path, minlength=task.n_states)
-    return FitOutcome(
+    return RestartFit(
         task=task,
         params=params,
         log_likelihood=log_likelihood,
@@ -145,7 +128,7 @@ def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> FitOut
 
 def fit_many(
     values: np.ndarray, lengths: Sequence[int], tasks: Sequence[FitTask], n_jobs: int = 1
-) -> list[FitOutcome]:
+) -> list[RestartFit]:
     """Fit every task, in ``n_jobs`` worker processes (1: here), results in task order."""
     if n_jobs <= 1 or len(tasks) <= 1:
         from threadpoolctl import threadpool_limits

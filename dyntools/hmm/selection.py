@@ -15,13 +15,13 @@ import numpy as np
 
 from dyntools.hmm.features import FeatureTable
 from dyntools.hmm.hmmlearn_backend import (
-    FitOutcome,
     FitTask,
-    HMMParams,
+    RestartFit,
     fit_many,
     log_likelihood,
     n_parameters,
 )
+from dyntools.hmm.params import HMMParams
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Selection:
     """The sweep: one row per n, the fits behind it, and the chosen n."""
 
     rows: tuple[SelectionRow, ...]
-    outcomes: tuple[FitOutcome, ...]
+    outcomes: tuple[RestartFit, ...]
     best: dict[int, HMMParams]
     bic_choice: int  # the lowest BIC
     chosen: int  # what the user asked for, else bic_choice
@@ -113,7 +113,7 @@ def select_model(
 
 
 def _row(
-    n: int, outcomes: list[FitOutcome], table: FeatureTable, heldout: FeatureTable | None
+    n: int, outcomes: list[RestartFit], table: FeatureTable, heldout: FeatureTable | None
 ) -> tuple[SelectionRow, HMMParams | None]:
     good = [o for o in outcomes if o.params is not None]
     k = n_parameters(n, table.values.shape[1], outcomes[0].task.covariance_type)

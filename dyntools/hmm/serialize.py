@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from dyntools.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.hmm.analysis import FitConfig, FitResult, RestartSummary
 from dyntools.hmm.convergence import ConvergenceAnalysis, DetourState
-from dyntools.hmm.hmmlearn_backend import HMMParams
+from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.hmm.normalize import Notice
+from dyntools.hmm.params import HMMParams
 from dyntools.hmm.selection import SelectionRow
 
 

@@ -5,11 +5,12 @@ temporal metrics, activation statistics and histograms, and HSIC for the informa
 Every metric has a stable snake_case name in ``REGISTRY``.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from dyntools.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the real imports, for type checkers only
-    from dyntools.metrics.activations import (
+    from dyntools.metrics.distribution import (
         DEFAULT_DEAD_THRESHOLD,
         DEFAULT_HISTOGRAM,
         ActivationStats,
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers only
         value_range,
     )
     from dyntools.metrics.hsic import InformationPlane, InformationPoint, pyglow_hsic
+    from dyntools.metrics.matrices import default_hook_point, default_role, split_heads
     from dyntools.metrics.pooled import PooledAccumulator, PooledStats, paper_features
     from dyntools.metrics.records import (
         ALL_HOOK_POINTS,
@@ -40,22 +42,21 @@ if TYPE_CHECKING:  # the real imports, for type checkers only
     )
     from dyntools.metrics.spectrum import SV_ZERO_THRESHOLD, singular_values
     from dyntools.metrics.temporal import cosine_to_init, relative_update
-    from dyntools.metrics.units import default_hook_point, default_role, split_heads
     from dyntools.metrics.weights import WeightMetrics, compute_weight_metrics
 
 # Names are loaded on first use: most modules here need torch (about 1.3 s to import), and
 # ``dyntools.metrics.registry`` (metric names, the paper's features) is read by code that never
 # touches a tensor, such as the app's pages.
 _EXPORTS: dict[str, str] = {
-    "DEFAULT_DEAD_THRESHOLD": "activations",
-    "DEFAULT_HISTOGRAM": "activations",
-    "ActivationStats": "activations",
-    "Histogram": "activations",
-    "HistogramSpec": "activations",
-    "activation_stats": "activations",
-    "histogram": "activations",
-    "shared_spec": "activations",
-    "value_range": "activations",
+    "DEFAULT_DEAD_THRESHOLD": "distribution",
+    "DEFAULT_HISTOGRAM": "distribution",
+    "ActivationStats": "distribution",
+    "Histogram": "distribution",
+    "HistogramSpec": "distribution",
+    "activation_stats": "distribution",
+    "histogram": "distribution",
+    "shared_spec": "distribution",
+    "value_range": "distribution",
     "InformationPlane": "hsic",
     "InformationPoint": "hsic",
     "pyglow_hsic": "hsic",
@@ -78,9 +79,9 @@ _EXPORTS: dict[str, str] = {
     "singular_values": "spectrum",
     "cosine_to_init": "temporal",
     "relative_update": "temporal",
-    "default_hook_point": "units",
-    "default_role": "units",
-    "split_heads": "units",
+    "default_hook_point": "matrices",
+    "default_role": "matrices",
+    "split_heads": "matrices",
     "WeightMetrics": "weights",
     "compute_weight_metrics": "weights",
 }
@@ -125,10 +126,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

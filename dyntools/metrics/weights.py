@@ -14,6 +14,15 @@ import torch
 
 from dyntools.metrics.allocator import MMAP_THRESHOLD_BYTES, return_large_frees
 from dyntools.metrics.finite import all_finite, count_nonfinite
+from dyntools.metrics.matrices import (
+    ROLES,
+    Matrix,
+    TensorRole,
+    default_hook_point,
+    default_role,
+    matrix_views,
+    plan_matrices,
+)
 from dyntools.metrics.pooled import (
     DEFAULT_IN_MEMORY_BYTES,
     PooledAccumulator,
@@ -31,15 +40,6 @@ from dyntools.metrics.spectrum import (
 )
 from dyntools.metrics.temporal import TEMPORAL_METRICS
 from dyntools.metrics.threads import SERIAL_BELOW, single_threaded
-from dyntools.metrics.units import (
-    ROLES,
-    TensorRole,
-    Unit,
-    default_hook_point,
-    default_role,
-    plan_units,
-    unit_matrices,
-)
 
 DEFAULT_MAX_BATCH_BYTES = 32 * 2**20
 # torch.linalg.LinAlgError, which torch's stubs do not export.
@@ -134,12 +134,12 @@ def compute_weight_metrics(
     shapes = {name: tuple(source.shape(name)) for name in names}
     tensor_roles = {name: roles.get(name) or default_role(name, shapes[name]) for name in names}
     need_units = bool(selection.matrix or selection.conv or selection.temporal)
-    units: dict[str, list[Unit]] = {}
+    units: dict[str, list[Matrix]] = {}
     skipped: list[SkippedTensor] = []
     order = 0
     for name in names:
         hook = (hook_points or {}).get(name) or default_hook_point(name)
-        planned, why = plan_units(name, shapes[name], hook, heads.get(name), order)
+        planned, why = plan_matrices(name, shapes[name], hook, heads.get(name), order)
         order += max(len(planned), 1)
         if not need_units:
             continue
@@ -203,7 +203,7 @@ def _read_and_compute(
 
 
 def _chunks(
-    units: Mapping[str, list[Unit]],
+    units: Mapping[str, list[Matrix]],
     shapes: Mapping[str, tuple[int, ...]],
     max_bytes: int,
     *,
@@ -231,7 +231,7 @@ def _chunks(
             yield chunk
 
 
-def _oriented(unit: Unit) -> tuple[int, ...]:
+def _oriented(unit: Matrix) -> tuple[int, ...]:
     """A matrix unit's shape as it is stacked: tall. Every metric here is the same for a matrix
     and its transpose, so a 768 x 3072 and a 3072 x 768 matrix share one batched SVD."""
     if unit.kind == "matrix" and unit.shape[0] < unit.shape[1]:
@@ -253,7 +253,7 @@ class _Run:
         self,
         source: TensorSource,
         selection: _Selection,
-        units: Mapping[str, list[Unit]],
+        units: Mapping[str, list[Matrix]],
         shapes: Mapping[str, tuple[int, ...]],
         previous: TensorSource | None,
         initial: TensorSource | None,
@@ -307,7 +307,7 @@ class _Run:
         skipped: list[SkippedTensor],
     ) -> None:
         """Reads one chunk of same-shape tensors and computes every unit's metrics."""
-        collected: list[tuple[Unit, torch.Tensor]] = []
+        collected: list[tuple[Matrix, torch.Tensor]] = []
         for name in chunk:
             tensor = self.read(name, self.shapes[name], skipped)
             if tensor is None:
@@ -316,7 +316,7 @@ class _Run:
             if accumulator is not None:
                 accumulator.add(tensor)
             units = self.units[name]
-            matrices = unit_matrices(tensor, units)
+            matrices = matrix_views(tensor, units)
             versions = {which: self._other_version(which, name, units) for which in self._needs()}
             for i, (unit, matrix) in enumerate(zip(units, matrices, strict=True)):
                 collected.append((unit, matrix))
@@ -350,7 +350,9 @@ class _Run:
     def _needs(self) -> set[str]:
         return {TEMPORAL_METRICS[metric][1] for metric in self.selection.temporal}
 
-    def _other_version(self, which: str, name: str, units: list[Unit]) -> list[torch.Tensor] | str:
+    def _other_version(
+        self, which: str, name: str, units: list[Matrix]
+    ) -> list[torch.Tensor] | str:
         """This tensor's units in the previous/initial checkpoint, or why there are none."""
         source = self.others[which]
         if source is None:
@@ -364,19 +366,19 @@ class _Run:
         tensor = _as_float(name, source.read(name), None)
         if tensor is None:
             return f"{which} version of {name!r} is not a float tensor"
-        return unit_matrices(tensor, units)
+        return matrix_views(tensor, units)
 
-    def _unit_metrics(self, unit: Unit) -> list[str]:
+    def _unit_metrics(self, unit: Matrix) -> list[str]:
         if unit.kind == "matrix":
             return list(self.selection.matrix)
         kernel = [m for m in self.selection.matrix if m in CONV_KERNEL_METRICS]
         return kernel + list(self.selection.conv)
 
-    def _put(self, unit: Unit, metric: str, value: float | None, reason: str | None) -> None:
+    def _put(self, unit: Matrix, metric: str, value: float | None, reason: str | None) -> None:
         row = MetricValue(unit.hook_point, unit.label, metric, value, reason)
         self.rows.setdefault(unit.order, {})[metric] = row
 
-    def _compute(self, units: list[Unit], stack: torch.Tensor) -> None:
+    def _compute(self, units: list[Matrix], stack: torch.Tensor) -> None:
         if units[0].kind == "matrix":
             self._matrix_columns(units, stack, "", self.selection.matrix, self.selection.matrix_svd)
             return
@@ -391,7 +393,7 @@ class _Run:
             self._matrix_columns(units, reshaped, RESHAPED_PREFIX, bases, True)
 
     def _matrix_columns(
-        self, units: list[Unit], stack: torch.Tensor, prefix: str, bases: list[str], svd: bool
+        self, units: list[Matrix], stack: torch.Tensor, prefix: str, bases: list[str], svd: bool
     ) -> None:
         try:
             batch = matrix_batch(stack, with_svd=svd)
@@ -407,7 +409,7 @@ class _Run:
         for base in bases:
             self._emit(units, prefix + base, MATRIX_METRICS[base][0](batch))
 
-    def _emit(self, units: list[Unit], metric: str, column: Column) -> None:
+    def _emit(self, units: list[Matrix], metric: str, column: Column) -> None:
         # Rows are made here rather than through _put: on small models they are a measurable
         # share of the time per checkpoint.
         values = column.values.tolist()  # Python floats

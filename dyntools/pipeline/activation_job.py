@@ -4,18 +4,13 @@ once, capture the selected modules' outputs, and compute statistics, histograms 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from collections.abc import Sequence
 
 import polars as pl
 import torch
-from safetensors.torch import load_file
 
-from dyntools.activations import rebuild_model
-from dyntools.checkpoints import CheckpointRef, Run, open_checkpoint
+from dyntools.capture import capture, first_tensor, load_weights, rebuild_model
+from dyntools.checkpoints import CheckpointRef, Probe, Run, read_probe
 from dyntools.metrics import InformationPlane, activation_stats, histogram
 from dyntools.pipeline.options import HISTOGRAM_METRIC, ComputeOptions
 from dyntools.pipeline.plan import fingerprint_text
@@ -27,68 +22,6 @@ from dyntools.pipeline.rows import (
     error_frame,
 )
 from dyntools.store import params_key
-
-
-@dataclass(frozen=True)
-class Probe:
-    """The fixed probe batch of a run."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-
-@lru_cache(maxsize=8)
-def load_probe(path: Path) -> Probe:
-    tensors = load_file(str(path))
-    missing = {"x", "y"} - set(tensors)
-    if missing:
-        raise ValueError(f"{path} lacks tensor(s) {sorted(missing)}: a probe needs 'x' and 'y'")
-    return Probe(tensors["x"], tensors["y"])
-
-
-def _first_tensor(output: object) -> torch.Tensor | None:
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    return None
-
-
-@contextmanager
-def capture(model: torch.nn.Module, paths: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the forward output of each named module (the first tensor of a tuple)."""
-    captured: dict[str, torch.Tensor] = {}
-    modules = dict(model.named_modules())
-    handles = []
-    for path in paths:
-
-        def hook(_m: torch.nn.Module, _i: object, output: object, path: str = path) -> None:
-            tensor = _first_tensor(output)
-            if tensor is not None:
-                captured[path] = tensor.detach()
-
-        handles.append(modules[path].register_forward_hook(hook))
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def load_weights(model: torch.nn.Module, ref: CheckpointRef) -> None:
-    """Load a checkpoint into the rebuilt model, strictly: a mismatch is a clear error."""
-    with open_checkpoint(ref) as source:
-        state = source.read_many(source.names())
-    expected = model.state_dict()
-    state = {k: v.to(expected[k].dtype) if k in expected else v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise ValueError(
-            f"{ref.path} does not fit the model rebuilt from run.json ({first}); "
-            "check the run's model description or name a --factory"
-        ) from None
 
 
 def run_activation_units(
@@ -105,13 +38,13 @@ def run_activation_units(
     try:
         if run.probe is None:
             raise ValueError(f"run {run.run_id} has no probe.safetensors: no activation metrics")
-        probe = load_probe(run.probe)
+        probe = read_probe(run.probe)
         model = rebuild_model(run.config, factory=options.factory)
         load_weights(model, ref)
         model.eval()
         paths = sorted({hook for hook, _, _ in units})
         with torch.no_grad(), capture(model, paths) as outputs:
-            model_output = _first_tensor(model(probe.x))
+            model_output = first_tensor(model(probe.x))
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         errors = error_frame(
             [(run.run_id, ref.step, str(ref.path), "activations", "forward pass", str(error))]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -67,9 +66,3 @@ def params_key(params: Mapping[str, Any] | None) -> str:
     if not params:
         return ""
     return json.dumps(dict(params), sort_keys=True, separators=(",", ":"))
-
-
-def config_hash(config: Mapping[str, Any]) -> str:
-    """A stable hash of a JSON-serialisable configuration (the key of a saved HMM fit)."""
-    text = json.dumps(dict(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()

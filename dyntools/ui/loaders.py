@@ -17,11 +17,11 @@ import streamlit as st
 from dyntools.checkpoints import discover_runs
 from dyntools.hmm import FitConfig, FitResult, fit_result_from_json
 from dyntools.hookpoints import HookPointTree, build_tree
-from dyntools.latent import FitData, FitOutcome, fit_data, fit_or_load
-from dyntools.overview import runs_table, scalars_table
+from dyntools.pipeline.fits import FitData, ServedFit, fit_data, fit_or_load
 from dyntools.store import Store, locate_db
 from dyntools.store.store import NoResultsError
-from dyntools.views.latent import latest_fit
+from dyntools.views.folder import runs_table, scalars_table
+from dyntools.views.latent_states.frames import latest_fit
 
 Names = tuple[str, ...] | None
 
@@ -138,10 +138,10 @@ def load_fit_data(db: str, version: int) -> FitData:
     return fit_data(Store(db))
 
 
-def fit(db: str, version: int, config: FitConfig) -> tuple[FitOutcome, bool]:
+def fit(db: str, version: int, config: FitConfig) -> tuple[ServedFit, bool]:
     """The fit for ``config`` (read back from the store when already made), and whether this
     session already had it. Kept per session so reruns of the page do not read it again."""
-    memo: dict[tuple[str, int, FitConfig], FitOutcome] = st.session_state.setdefault(
+    memo: dict[tuple[str, int, FitConfig], ServedFit] = st.session_state.setdefault(
         "dyntools.fit_memo", {}
     )
     key = (db, version, config)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dyntools.recent import read_recent, remember_folder
+from dyntools.ui.recent import read_recent, remember_folder
 from dyntools.views.selection import decode_list, encode_list, reconcile
 
 

@@ -14,7 +14,7 @@ from streamlit_agraph import Config, Edge, Node, agraph
 
 from dyntools.store import SchemaVersionError, StoreBusyError
 from dyntools.views.export import CHART_FORMATS, chart_bytes, frame_bytes
-from dyntools.views.graph import EdgeSpec, NodeSpec
+from dyntools.views.latent_states.graph import EdgeSpec, NodeSpec
 
 # What dyntools raises for bad input or a busy database: shown as a message, never a traceback.
 USER_ERRORS = (ValueError, OSError, LookupError, StoreBusyError, SchemaVersionError)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dyntools.graph import StateNode, TransitionEdge, TransitionGraph
-from dyntools.views.latent import state_color, state_label
+from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
+from dyntools.views.latent_states.frames import state_color, state_label
 
 MIN_NODE_SIZE = 12.0
 MAX_NODE_SIZE = 45.0

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 
 TensorRole = Literal["weight", "bias", "other"]
-UnitKind = Literal["matrix", "conv"]
+MatrixKind = Literal["matrix", "conv"]
 ROLES: tuple[TensorRole, ...] = ("weight", "bias", "other")
 
 
@@ -50,39 +50,39 @@ def head_label(tensor: str, head: int) -> str:
 
 
 @dataclass(frozen=True)
-class Unit:
+class Matrix:
     """One matrix (or conv weight) that gets its own metric rows."""
 
     order: int
     tensor: str
     label: str
     hook_point: str
-    kind: UnitKind
+    kind: MatrixKind
     # Shape of the matrix (m, n), or of the conv weight (O, I, kh, kw).
     shape: tuple[int, ...]
     head: int | None = None
 
 
-def plan_units(
+def plan_matrices(
     name: str, shape: tuple[int, ...], hook_point: str, heads: int | None, first_order: int
-) -> tuple[list[Unit], str | None]:
+) -> tuple[list[Matrix], str | None]:
     """The units of one tensor, or ([], why not) when it has no per-matrix metrics."""
     rank = len(shape)
     if heads is not None and rank not in (2, 3):
         return [], f"cannot split a {rank}-D tensor {list(shape)} per head"
     if rank == 2 and heads is None:
-        return [Unit(first_order, name, name, hook_point, "matrix", shape)], None
+        return [Matrix(first_order, name, name, hook_point, "matrix", shape)], None
     if rank in (2, 3) and heads is not None:
         blocks = head_blocks(shape, heads, name)
         return [
-            Unit(first_order + h, name, head_label(name, h), hook_point, "matrix", blocks, h)
+            Matrix(first_order + h, name, head_label(name, h), hook_point, "matrix", blocks, h)
             for h in range(heads)
         ], None
     if rank == 3:
         merged = (shape[0] * shape[1], shape[2])
-        return [Unit(first_order, name, name, hook_point, "matrix", merged)], None
+        return [Matrix(first_order, name, name, hook_point, "matrix", merged)], None
     if rank == 4:
-        return [Unit(first_order, name, name, hook_point, "conv", shape)], None
+        return [Matrix(first_order, name, name, hook_point, "conv", shape)], None
     return [], f"{rank}-D tensor {list(shape)}: per-matrix metrics need 2-D, 3-D or 4-D weights"
 
 
@@ -111,7 +111,7 @@ def split_heads(tensor: torch.Tensor, heads: int, name: str = "tensor") -> list[
     return list(tensor.reshape(heads, rows, cols).unbind(0))
 
 
-def unit_matrices(tensor: torch.Tensor, units: list[Unit]) -> list[torch.Tensor]:
+def matrix_views(tensor: torch.Tensor, units: list[Matrix]) -> list[torch.Tensor]:
     """The matrices (or conv weights) of ``units``, views into ``tensor`` where possible."""
     first = units[0]
     if first.head is not None:

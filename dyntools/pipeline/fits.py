@@ -30,7 +30,7 @@ WEIGHT_PARAMS = ""  # the default weight-metric parameters (attention heads spli
 
 
 @dataclass(frozen=True)
-class FitOutcome:
+class ServedFit:
     """A fit, whether it was read back from the store, and how long getting it took."""
 
     result: FitResult
@@ -110,7 +110,7 @@ def fit_data(store: Store) -> FitData:
 
 def fit_or_load(
     store: Store, config: FitConfig, *, n_jobs: int = 1, data: FitData | None = None
-) -> FitOutcome:
+) -> ServedFit:
     """The fit for ``config`` on the store's data: read back when stored, else fitted and saved.
 
     ``data``: the store's frames already read by ``fit_data`` (must be of the same store).
@@ -127,7 +127,7 @@ def fit_or_load(
     stored = store.load_fit(key)
     if stored is not None:
         result = fit_result_from_json(json.loads(stored.result_json))
-        return FitOutcome(result, config, key, True, time.monotonic() - started)
+        return ServedFit(result, config, key, True, time.monotonic() - started)
     result = fit_latent_states(metrics, scalars, config, n_jobs=n_jobs)
     store.save_fit(key, dataclasses.asdict(config), json.dumps(fit_result_to_json(result)))
-    return FitOutcome(result, config, key, False, time.monotonic() - started)
+    return ServedFit(result, config, key, False, time.monotonic() - started)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dyntools.hmm.attribution import EdgeDrivers, rank_features
-from dyntools.hmm.hmmlearn_backend import HMMParams
+from dyntools.hmm.params import HMMParams
 
 
 @dataclass(frozen=True)

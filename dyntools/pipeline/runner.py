@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 import torch
 
-from dyntools.activations import list_modules, rebuild_model
+from dyntools.capture import list_modules, rebuild_model
 from dyntools.checkpoints import Run, discover_runs
 from dyntools.hookpoints import select_paths
 from dyntools.pipeline.activation_job import run_activation_units

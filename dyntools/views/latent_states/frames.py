@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from dyntools.graph import StateNode
 from dyntools.hmm import FitResult
+from dyntools.hmm.graph import StateNode
 
 # Stable colours by state label (Tableau 10); more states than colours wrap around.
 STATE_COLORS = (

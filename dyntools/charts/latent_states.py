@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from dyntools.views.latent import state_domain
+from dyntools.views.latent_states.frames import state_domain
 
 CRITERIA = {"bic": "BIC", "aic": "AIC", "neg_log_likelihood": "-log-likelihood"}
 

@@ -1,0 +1,74 @@
+"""Frames behind the Activations page: activation statistics per checkpoint and the colorful
+dimension, from the store's tidy frames (``Store.read_metrics`` / ``read_histograms``)."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from dyntools.metrics.registry import HISTOGRAM_METRIC
+from dyntools.views.metrics import curve_frame, epoch_or_step
+
+ACTIVATION_STATS = ("act_mean", "act_std", "dead_fraction")
+
+
+def activation_stats_frame(metrics: pl.DataFrame) -> pl.DataFrame:
+    """run_id, hook_point, epoch, act_mean, act_std, dead_fraction (one row per checkpoint),
+    with the dead-unit threshold of each value kept as ``threshold`` text."""
+    curves = curve_frame(metrics).filter(pl.col("metric").is_in(ACTIVATION_STATS))
+    if curves.is_empty():
+        return pl.DataFrame(
+            schema={
+                "run_id": pl.String,
+                "hook_point": pl.String,
+                "step": pl.Int64,
+                "epoch": pl.Float64,
+                **{m: pl.Float64 for m in ACTIVATION_STATS},
+            }
+        )
+    wide = curves.drop("params").pivot(
+        on="metric", index=["run_id", "hook_point", "step", "epoch"], values="value"
+    )
+    missing = [m for m in ACTIVATION_STATS if m not in wide.columns]
+    wide = wide.with_columns(pl.lit(None, dtype=pl.Float64).alias(m) for m in missing)
+    return wide.sort("run_id", "hook_point", "step")
+
+
+def heatmap_frame(histograms: pl.DataFrame) -> pl.DataFrame:
+    """The colorful dimension: run_id, hook_point, step, epoch, bin_low, bin_high, bin, count,
+    log1p_count; one row per bin and checkpoint. Values beyond the last edge are the overflow
+    bin (``bin_high`` null) and values below the first the underflow bin (``bin_low`` null,
+    only where there are any), so nothing is silently dropped."""
+    schema = {
+        "run_id": pl.String,
+        "hook_point": pl.String,
+        "step": pl.Int64,
+        "epoch": pl.Float64,
+        "bin_low": pl.Float64,
+        "bin_high": pl.Float64,
+        "bin": pl.String,
+        "count": pl.Int64,
+        "log1p_count": pl.Float64,
+    }
+    rows = histograms.filter(
+        (pl.col("metric") == HISTOGRAM_METRIC) & (pl.col("tensor") == "")
+    ).with_columns(epoch_or_step(histograms).alias("epoch"))
+    records: list[tuple[object, ...]] = []
+    for run, hook, step, epoch, edges, counts, under, over in rows.select(
+        "run_id", "hook_point", "step", "epoch", "edges", "counts", "underflow", "overflow"
+    ).iter_rows():
+        bins = [
+            (low, high, f"[{low:.3g}, {high:.3g})", count)
+            for low, high, count in zip(edges[:-1], edges[1:], counts, strict=True)
+        ]
+        bins.append((edges[-1], None, f">= {edges[-1]:.3g}", over))
+        if under:
+            bins.insert(0, (None, edges[0], f"< {edges[0]:.3g}", under))
+        records += [
+            (run, hook, step, epoch, low, high, label, count, math.log1p(count))
+            for low, high, label, count in bins
+        ]
+    return pl.DataFrame(records, schema=schema, orient="row").sort(
+        "run_id", "hook_point", "step", "bin_low", nulls_last=False
+    )

@@ -1,0 +1,1 @@
+"""Frames and graph specs behind the Latent states page."""

@@ -1,0 +1,74 @@
+"""Frames behind the Metrics page: hook-point curves from the store's tidy metric frame
+(``Store.read_metrics``), epoch ranges and their summary."""
+
+from __future__ import annotations
+
+import polars as pl
+
+CURVE_COLUMNS = ("run_id", "hook_point", "metric", "params", "step", "epoch", "value")
+
+
+def epoch_or_step(frame: pl.DataFrame) -> pl.Expr:
+    # Layouts without epochs (step-only checkpoints) are drawn against the step.
+    return pl.coalesce(pl.col("epoch").cast(pl.Float64), pl.col("step").cast(pl.Float64))
+
+
+def curve_frame(metrics: pl.DataFrame) -> pl.DataFrame:
+    """Hook-point-level values (not per tensor) as run_id, hook_point, metric, params, step,
+    epoch, value, sorted for drawing."""
+    if metrics.is_empty():
+        return pl.DataFrame(
+            schema={
+                "run_id": pl.String,
+                "hook_point": pl.String,
+                "metric": pl.String,
+                "params": pl.String,
+                "step": pl.Int64,
+                "epoch": pl.Float64,
+                "value": pl.Float64,
+            }
+        )
+    return (
+        metrics.filter(pl.col("tensor") == "")
+        .with_columns(epoch_or_step(metrics).alias("epoch"))
+        .select(CURVE_COLUMNS)
+        .sort("run_id", "hook_point", "metric", "params", "step")
+    )
+
+
+def epoch_range(frame: pl.DataFrame, low: float | None, high: float | None) -> pl.DataFrame:
+    """Rows whose epoch lies in [low, high] (an open end when None)."""
+    if low is not None:
+        frame = frame.filter(pl.col("epoch") >= low)
+    if high is not None:
+        frame = frame.filter(pl.col("epoch") <= high)
+    return frame
+
+
+def brushed_range(selection: object, field: str = "epoch") -> tuple[float, float] | None:
+    """The [low, high] of an Altair interval selection event (``{"epoch": [a, b]}``), if any."""
+    if not isinstance(selection, dict):
+        return None
+    values = selection.get(field)
+    if not isinstance(values, list | tuple) or len(values) != 2:
+        return None
+    low, high = (float(v) for v in values)
+    return (min(low, high), max(low, high))
+
+
+def range_summary(curves: pl.DataFrame) -> pl.DataFrame:
+    """Per run, hook point and metric: first, last, min, max and mean value of the rows given."""
+    return (
+        curves.sort("step")
+        .group_by("run_id", "hook_point", "metric", "params", maintain_order=True)
+        .agg(
+            pl.col("epoch").min().alias("from_epoch"),
+            pl.col("epoch").max().alias("to_epoch"),
+            pl.col("value").first().alias("first"),
+            pl.col("value").last().alias("last"),
+            pl.col("value").min().alias("min"),
+            pl.col("value").max().alias("max"),
+            pl.col("value").mean().alias("mean"),
+        )
+        .sort("run_id", "hook_point", "metric")
+    )
