@@ -1,4 +1,4 @@
-"""The CheckpointWriter example in the README runs as written and makes a run."""
+"""The CheckpointWriter example in docs/training.md runs as written and makes a run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from dyntools.checkpoints import read_run
 from dyntools.models import build_model
 
-DOC = Path(__file__).resolve().parent.parent / "README.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "training.md"
 MARKER = "<!-- example: checkpoint-writer -->"
 
 
