@@ -31,10 +31,10 @@ def run() -> list[Row]:
         root = Path(tmp)
         _folder(root)
         start = time.perf_counter()
-        first = compute(root, ComputeOptions(), workers=1)
+        first = compute(root, ComputeOptions(workers=1))
         first_s = time.perf_counter() - start
         start = time.perf_counter()
-        again = compute(root, ComputeOptions(), workers=1)
+        again = compute(root, ComputeOptions(workers=1))
         again_s = time.perf_counter() - start
     n = RUNS * CHECKPOINTS
     return [

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from bench.report import Row, best_of
 from dyntools.metrics import InformationPlane, compute_weight_metrics
 from dyntools.metrics.registry import ANCHOR_MATRIX_METRICS
-from dyntools.metrics.threads import single_threaded
+from dyntools.pipeline.threads import single_threaded
 
 THREADS = 2
 ROOT = Path(__file__).resolve().parent.parent

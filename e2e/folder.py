@@ -42,8 +42,9 @@ def compute_all(folder: Path, activation_select: str | None = SMALL_ACTIVATIONS)
     options = ComputeOptions(
         activations=True,
         activation_select=(activation_select,) if activation_select else (),
+        workers=1,
     )
-    summary = compute(folder, options, workers=1)
+    summary = compute(folder, options)
     if summary.failed:
         reasons = "; ".join(failure.reason for failure in summary.failed[:3])
         raise RuntimeError(f"computing {folder} failed for {len(summary.failed)} units: {reasons}")

@@ -3,12 +3,16 @@
 import streamlit as st
 
 from dyntools import charts, ui
-from dyntools.metrics.histogram_spec import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM
+from dyntools.metrics.builtin import DEFAULT_DEAD_THRESHOLD
+from dyntools.metrics.histogram import DEFAULT_HISTOGRAM
+from dyntools.metrics.kinds import HookKind
 from dyntools.views.activations import ACTIVATION_STATS, activation_stats_frame, heatmap_frame
 
 page = ui.open_metrics_page("Activations", activations=True)
 folder, state, index = page.folder, page.state, page.index
-acts = index.filter(index["metric"].is_in(ACTIVATION_STATS))
+acts = index.filter(
+    (index["kind"] == HookKind.ACTIVATION) & index["metric"].is_in(ACTIVATION_STATS)
+)
 if acts.is_empty():
     st.info(
         f"No activation metrics computed for `{folder}` yet: tick **activation metrics** on the "
@@ -26,7 +30,7 @@ runs = ui.shared_multiselect(
 )
 hooks = ui.shared_multiselect(
     "Layers (activation hook points: module outputs)",
-    ui.HOOK_POINTS,
+    ui.ACTIVATION_HOOKS,
     acts.filter(acts["run_id"].is_in(runs))["hook_point"].unique().sort().to_list(),
     key="acts.hooks",
     default=3,
@@ -38,7 +42,14 @@ if not (runs and hooks):
 with ui.user_errors("reading activations"):
     histograms = ui.load_histograms(state.db, state.version or 0, tuple(runs), tuple(hooks))
     stats = activation_stats_frame(
-        ui.load_metrics(state.db, state.version or 0, tuple(runs), tuple(hooks), ACTIVATION_STATS)
+        ui.load_metrics(
+            state.db,
+            state.version or 0,
+            tuple(runs),
+            tuple(hooks),
+            ACTIVATION_STATS,
+            HookKind.ACTIVATION,
+        )
     )
 
 st.subheader("Colorful dimension")

@@ -4,12 +4,8 @@ import streamlit as st
 
 from dyntools import ui
 from dyntools.hookpoints import select_paths
-from dyntools.views.hook_points import (
-    activation_metric_names,
-    computed_table,
-    metric_catalogue,
-    tree_table,
-)
+from dyntools.metrics.kinds import HookKind
+from dyntools.views.hook_points import computed_table, metric_catalogue, metric_names_of, tree_table
 
 st.title("Hook points")
 ui.load_state()
@@ -52,7 +48,7 @@ matching = [h for h in shown["hook_point"].to_list() if h in natural]
 
 def select_matching() -> None:
     st.session_state["hooks.select"] = matching
-    ui.set_shared(ui.HOOK_POINTS, matching)
+    ui.set_shared(ui.WEIGHT_HOOKS, matching)
 
 
 if pattern.strip():
@@ -64,7 +60,7 @@ if pattern.strip():
     )
 selected = ui.shared_multiselect(
     "Hook points to compute and show",
-    ui.HOOK_POINTS,
+    ui.WEIGHT_HOOKS,
     natural,
     key="hooks.select",
     default=len(natural),
@@ -72,7 +68,7 @@ selected = ui.shared_multiselect(
     "the table; this list is what Compute uses.",
 )
 catalogue = metric_catalogue()
-weight_names = catalogue.filter(catalogue["kind"] == "weights")["metric"].to_list()
+weight_names = metric_names_of(HookKind.WEIGHT)
 st.session_state.setdefault("hooks.metrics", weight_names)
 metrics = st.multiselect("Weight metrics to compute", weight_names, key="hooks.metrics")
 activations = st.checkbox(
@@ -88,19 +84,19 @@ if st.button("Compute", type="primary", key="hooks.compute", disabled=not select
     # Imported here: the compute imports torch (about 1.3 s), which only a compute needs.
     from dyntools.pipeline import ComputeOptions, compute
 
-    chosen = tuple(metrics) + (activation_metric_names() if activations else ())
+    chosen = tuple(metrics) + (tuple(metric_names_of(HookKind.ACTIVATION)) if activations else ())
     with ui.user_errors("compute"):
         # Every layer-level hook point selected means "every model's own layers": a folder can
         # hold runs of several models, and this list shows one run's.
         select = () if set(selected) >= set(natural) else tuple(selected)
-        options_ = ComputeOptions(select=select, metrics=chosen, activations=activations)
+        options_ = ComputeOptions(select=select, metrics=chosen, activations=activations, workers=1)
     bar = st.progress(0.0, text="Planning...")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / total if total else 1.0, text=f"{done}/{total} checkpoints")
 
     with st.status("Computing...", expanded=True) as status, ui.user_errors("compute"):
-        summary = compute(folder, options_, db=state.path, progress=progress, workers=1)
+        summary = compute(folder, options_, db=state.path, progress=progress)
         status.update(
             label=f"Computed {summary.computed} checkpoints, skipped {summary.skipped} already "
             f"up to date, {len(summary.failed)} failed ({summary.values_written} values in "

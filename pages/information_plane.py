@@ -3,7 +3,8 @@
 import streamlit as st
 
 from dyntools import charts, ui
-from dyntools.metrics.registry import VARIANT_METRICS
+from dyntools.metrics.kinds import HookKind
+from dyntools.metrics.registry import variant_metrics
 from dyntools.views.information_plane import information_frame
 
 VARIANTS = {
@@ -15,8 +16,8 @@ page = ui.open_metrics_page("Information plane", activations=True)
 folder, state, index = page.folder, page.state, page.index
 
 variant = st.radio("Variant", list(VARIANTS), format_func=VARIANTS.__getitem__, key="info.variant")
-names = VARIANT_METRICS[variant]
-have = index.filter(index["metric"].is_in(names))
+names = variant_metrics(variant)
+have = index.filter((index["kind"] == HookKind.ACTIVATION) & index["metric"].is_in(names))
 if have.is_empty():
     st.info(
         f"No {variant} HSIC values computed for `{folder}` yet: tick **activation metrics** on "
@@ -29,7 +30,7 @@ runs = ui.shared_multiselect(
 )
 hooks = ui.shared_multiselect(
     "Layers",
-    ui.HOOK_POINTS,
+    ui.ACTIVATION_HOOKS,
     have.filter(have["run_id"].is_in(runs))["hook_point"].unique().sort().to_list(),
     key="info.hooks",
     default=6,
@@ -39,7 +40,10 @@ if not (runs and hooks):
     st.stop()
 with ui.user_errors("reading HSIC values"):
     frame = information_frame(
-        ui.load_metrics(state.db, state.version or 0, tuple(runs), tuple(hooks), names), variant
+        ui.load_metrics(
+            state.db, state.version or 0, tuple(runs), tuple(hooks), names, HookKind.ACTIVATION
+        ),
+        variant,
     )
 if frame.is_empty():
     st.info("No HSIC values for this choice.")

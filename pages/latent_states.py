@@ -4,6 +4,7 @@ import streamlit as st
 
 from dyntools import charts, ui
 from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
+from dyntools.metrics.feature import Feature
 from dyntools.views.latent_states.frames import (
     convergence_frame,
     edges_frame,
@@ -49,17 +50,21 @@ runs = ui.shared_multiselect(
     default=3,
 )
 kind = st.radio("Features", [PAPER, CHOSEN], horizontal=True, key="latent.kind")
-features: tuple[tuple[str, str], ...] = ()
+features: tuple[Feature, ...] = ()
 if kind == CHOSEN:
-    names = shared_features(index, runs)
-    preferred = [f"{h}/{m}" for h in ui.get_list(ui.HOOK_POINTS) for m in ui.get_list(ui.METRICS)]
+    names = [feature.format() for feature in shared_features(index, runs)]
+    preferred = [
+        Feature(hook, metric).format()
+        for hook in ui.get_list(ui.WEIGHT_HOOKS)
+        for metric in ui.get_list(ui.METRICS)
+    ]
     st.session_state.setdefault(
         "latent.features", [n for n in preferred if n in names][:8] or names[:4]
     )
     chosen = st.multiselect(
         "Features (hook point/metric, computed for every chosen run)", names, key="latent.features"
     )
-    features = tuple(tuple(name.rsplit("/", 1)) for name in chosen)  # type: ignore[misc]
+    features = tuple(Feature.parse(name) for name in chosen)
     if not features:
         st.info("Choose at least one feature.")
         st.stop()

@@ -3,28 +3,38 @@
 import streamlit as st
 
 from dyntools import charts, ui
+from dyntools.metrics.kinds import HookKind
 from dyntools.views.latent_states.frames import state_intervals
 from dyntools.views.metrics import brushed_range, curve_frame, epoch_range, range_summary
+
+KIND_LABELS = {HookKind.WEIGHT: "weights", HookKind.ACTIVATION: "activations (module outputs)"}
 
 page = ui.open_metrics_page("Metrics")
 folder, state, index = page.folder, page.state, page.index
 if index.is_empty():
     ui.require_metrics(folder, state.__class__(state.path, None, ""))
 
+kinds = [k for k in HookKind if k in set(index["kind"])]
+kind = st.radio(
+    "Hook points of",
+    kinds,
+    format_func=KIND_LABELS.__getitem__,
+    horizontal=True,
+    key="metrics.kind",
+)
+index = index.filter(index["kind"] == kind)
 left, right = st.columns(2)
 with left:
     runs = ui.shared_multiselect(
         "Runs", ui.RUNS, index["run_id"].unique().sort().to_list(), key="metrics.runs", default=3
     )
     hooks_available = index.filter(index["run_id"].is_in(runs))["hook_point"].unique().sort()
-    weight_hooks = index.filter(index["metric"] == "l2")["hook_point"].unique().sort()
     hooks = ui.shared_multiselect(
         "Hook points",
-        ui.HOOK_POINTS,
+        ui.HOOKS_OF_KIND[kind],
         hooks_available.to_list(),
         key="metrics.hooks",
         default=2,
-        preferred=weight_hooks.to_list(),
     )
 with right:
     names_available = (
@@ -49,7 +59,9 @@ if not (runs and hooks and metrics):
 
 with ui.user_errors("reading metrics"):
     curves = curve_frame(
-        ui.load_metrics(state.db, state.version or 0, tuple(runs), tuple(hooks), tuple(metrics))
+        ui.load_metrics(
+            state.db, state.version or 0, tuple(runs), tuple(hooks), tuple(metrics), kind
+        )
     )
 if curves.is_empty():
     st.info(

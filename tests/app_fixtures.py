@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dyntools.pipeline.runner import compute
 from dyntools.pipeline.options import ComputeOptions
+from dyntools.pipeline.runner import compute
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = str(REPO_ROOT / "streamlit_app.py")
@@ -34,7 +34,7 @@ def copy_runs(target: Path, every: int = 2) -> Path:
 def analysed_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Computed once per test session; tests must not write to it (use ``fresh_folder``)."""
     folder = copy_runs(tmp_path_factory.mktemp("app") / "runs")
-    compute(folder, ComputeOptions(activations=True), workers=1)
+    compute(folder, ComputeOptions(activations=True, workers=1))
     return folder
 
 

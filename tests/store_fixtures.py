@@ -12,6 +12,7 @@ def runs() -> pl.DataFrame:
             "path": ["/data/seed0", "/data/seed1"],
             "layout": ["dyntools", "hf_trainer"],
             "config_json": ['{"lr": 0.001}', '{"lr": 0.01}'],
+            "network_selection": ["", ""],
         }
     )
 
@@ -44,8 +45,8 @@ def candidates(
     return (
         ckpts.select("run_id", "step", "fingerprint")
         .join(units, how="cross")
-        .with_columns(params=pl.lit(params))
-        .select("run_id", "step", "hook_point", "metric", "params", "fingerprint")
+        .with_columns(params=pl.lit(params), kind=pl.lit("weight"))
+        .select("run_id", "step", "kind", "hook_point", "metric", "fingerprint", "params")
     )
 
 
@@ -54,5 +55,20 @@ def metrics_for(units: pl.DataFrame, tensors: list[str]) -> pl.DataFrame:
     return (
         units.join(pl.DataFrame({"tensor": [*tensors, ""]}), how="cross")
         .with_columns(value=pl.col("step").cast(pl.Float64) + pl.col("tensor").str.len_chars())
-        .select("run_id", "step", "hook_point", "tensor", "metric", "params", "value")
+        .select("run_id", "step", "kind", "hook_point", "tensor", "metric", "params", "value")
+        .pipe(typed)
     )
+
+
+def typed(frame: pl.DataFrame) -> pl.DataFrame:
+    """A hand-made metrics, histograms or computed frame with the columns every row states:
+    ``kind`` (weight hook points here) and, for metric values, ``scope`` (a tensor's value when
+    ``tensor`` is set, else its hook point's)."""
+    if "kind" not in frame.columns:
+        frame = frame.with_columns(kind=pl.lit("weight"))
+    if "value" in frame.columns and "scope" not in frame.columns:
+        tensor = pl.col("tensor") if "tensor" in frame.columns else pl.lit("")
+        frame = frame.with_columns(
+            scope=pl.when(tensor != "").then(pl.lit("tensor")).otherwise(pl.lit("hook_point"))
+        )
+    return frame

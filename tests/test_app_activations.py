@@ -55,14 +55,15 @@ def test_layer_choice_is_shared_and_runs_compare_side_by_side(analysed_folder: P
     heatmap = chart_data(vega_charts(app)[0])
     assert set(heatmap["hook_point"]) == {"fc2"}
     assert '"column"' in vega_charts(app)[0].proto.spec
-    assert "fc2" in app.session_state["dyntools.hook_points"]
+    assert "fc2" in app.session_state["dyntools.activation_hooks"]
+    assert app.query_params["activations"].startswith("fc2")
 
 
 def test_weights_only_folder_says_how_to_get_activations(fresh_folder: Path) -> None:
-    from dyntools.pipeline.runner import compute
     from dyntools.pipeline.options import ComputeOptions
+    from dyntools.pipeline.runner import compute
 
-    compute(fresh_folder, ComputeOptions(metrics=("l2",)), workers=1)
+    compute(fresh_folder, ComputeOptions(metrics=("l2",), workers=1))
     app = routed("activations", fresh_folder)
     assert not app.exception
     assert "--activations" in app.info[0].value

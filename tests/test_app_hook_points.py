@@ -30,7 +30,7 @@ def test_glob_filter_narrows_the_tree_and_selects_matches(analysed_folder: Path)
     assert pl.from_pandas(app.dataframe[0].value)["hook_point"].to_list() == ["fc2"]
     by_key(app.button, "hooks.select_matching").click().run()
     assert by_key(app.multiselect, "hooks.select").value == ["fc2"]
-    assert app.session_state["dyntools.hook_points"] == ["fc2"]
+    assert app.session_state["dyntools.weight_hooks"] == ["fc2"]
 
 
 def test_unknown_name_in_the_filter_is_an_error_message(analysed_folder: Path) -> None:
@@ -63,7 +63,7 @@ def test_compute_from_the_page_fills_the_store_with_progress(fresh_folder: Path)
     assert "Computed 14 checkpoints" in status.proto.label
     assert app.get("progress")[0].proto.value == 100
     metrics = Store(locate_db(fresh_folder).path).read_metrics()
-    hook_level = metrics.filter(pl.col("tensor") == "")
+    hook_level = metrics.filter(pl.col("scope") == "hook_point")
     assert set(hook_level["hook_point"]) == {"fc2"}
     assert set(hook_level["metric"]) == {"l2", "spectral"}
     computed = pl.from_pandas(app.dataframe[-1].value)

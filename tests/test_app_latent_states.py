@@ -121,7 +121,7 @@ def test_training_scalars_as_features(analysed_folder: Path) -> None:
     assert not app.exception
     with_scalars = _stored_fit(app, analysed_folder)
     assert with_scalars.config.scalar_features == ("val_acc", "train_loss")
-    assert with_scalars.columns == (*plain.columns, "scalars/val_acc", "scalars/train_loss")
+    assert with_scalars.columns == (*plain.columns, "scalar:val_acc", "scalar:train_loss")
     assert f"{len(plain.columns) + 2} features" in app.success[0].value
     # The choice survives a rerun, and the same settings are read back, not refitted.
     app.run()
@@ -143,7 +143,7 @@ def test_scalars_with_hook_point_features(analysed_folder: Path) -> None:
     by_key(app.multiselect, "latent.scalars").set_value(["train_loss"])
     by_key(app.slider, "latent.max_states").set_value(3).run()
     assert not app.exception
-    assert _stored_fit(app, analysed_folder).columns == ("fc1/l2", "scalars/train_loss")
+    assert _stored_fit(app, analysed_folder).columns == ("fc1/l2", "scalar:train_loss")
 
 
 def test_a_heldout_run_is_scored_not_fitted(analysed_folder: Path) -> None:
@@ -167,7 +167,7 @@ def test_a_heldout_run_is_scored_not_fitted(analysed_folder: Path) -> None:
     # (both runs together would not: the model was fitted on the kept run only).
     data = fit_data(Store(locate_db(analysed_folder).path))
     table = build_feature_table(
-        data.metrics, paper_features=True, runs=list(RUNS), normalize=result.config.normalize
+        data.for_fit(None), paper=True, runs=list(RUNS), normalize=result.config.normalize
     )
     chosen = frame.row(by_predicate=pl.col("n_states") == result.n_states, named=True)
     on_held = log_likelihood(result.params, table.subset([held]).values, [7])

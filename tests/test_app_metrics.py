@@ -6,12 +6,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from apptest_helpers import by_key, chart_data, chart_spec, direct, routed, texts, vega_charts
+from apptest_helpers import by_key, chart_data, direct, routed, texts, vega_charts
 
 from dyntools.hmm import FitConfig
-from dyntools.pipeline.runner import compute
 from dyntools.pipeline.fits import fit_or_load
 from dyntools.pipeline.options import ComputeOptions
+from dyntools.pipeline.runner import compute
 from dyntools.store import Store, locate_db
 from dyntools.views.metrics import brushed_range, curve_frame, epoch_range, range_summary
 
@@ -20,7 +20,7 @@ RUNS = ("sparse-parity/seed0", "sparse-parity/seed1")
 
 
 def _values(chart_frame: pl.DataFrame) -> pl.DataFrame:
-    return chart_frame.filter(pl.col("kind") == "value")
+    return chart_frame.filter(pl.col("layer") == "value")
 
 
 def test_curves_are_the_stored_values(analysed_folder: Path) -> None:
@@ -33,7 +33,7 @@ def test_curves_are_the_stored_values(analysed_folder: Path) -> None:
     stored = Store(locate_db(analysed_folder).path).read_metrics(
         hook_points=["fc1"], metrics=["l2"]
     )
-    expected = stored.filter(pl.col("tensor") == "").sort("run_id", "step")
+    expected = stored.filter(pl.col("scope") == "hook_point").sort("run_id", "step")
     got = data.filter((pl.col("hook_point") == "fc1") & (pl.col("metric") == "l2")).sort(
         "run_id", "step"
     )
@@ -62,7 +62,7 @@ def test_background_coloured_by_the_current_fit(analysed_folder: Path) -> None:
     background = by_key(app.selectbox, "metrics.background")
     assert background.value == "sparse-parity/seed0"
     chart = vega_charts(app)[0]
-    states = chart_data(chart).filter(pl.col("kind") == "state")
+    states = chart_data(chart).filter(pl.col("layer") == "state")
     assert set(states["state_run"]) == {"sparse-parity/seed0"}
     assert states["state"].str.starts_with("S").all()
     assert "fill" in chart.proto.spec
@@ -70,11 +70,11 @@ def test_background_coloured_by_the_current_fit(analysed_folder: Path) -> None:
     panel = states.filter(pl.col("panel") == states["panel"][0]).sort("start")
     assert panel["start"][1:].to_list() == panel["end"][:-1].to_list()
     background.set_value("(none)").run()
-    assert chart_data(vega_charts(app)[0]).filter(pl.col("kind") == "state").is_empty()
+    assert chart_data(vega_charts(app)[0]).filter(pl.col("layer") == "state").is_empty()
 
 
 def test_latest_stored_fit_colours_a_new_session(fresh_folder: Path) -> None:
-    compute(fresh_folder, ComputeOptions(metrics=("l2",)), workers=1)
+    compute(fresh_folder, ComputeOptions(metrics=("l2",), workers=1))
     app = routed("metrics", fresh_folder)
     assert "Fit latent states" in texts(app)  # no fit yet
     store = Store(locate_db(fresh_folder).path)
@@ -90,12 +90,18 @@ def test_latest_stored_fit_colours_a_new_session(fresh_folder: Path) -> None:
 
 
 def test_page_runs_on_its_own(analysed_folder: Path) -> None:
-    app = direct("metrics", analysed_folder, runs="sparse-parity/seed1", hooks="fc2")
+    app = direct("metrics", analysed_folder, runs="sparse-parity/seed1", weights="fc2")
     assert not app.exception
     data = _values(chart_data(vega_charts(app)[0]))
     assert set(data["run_id"]) == {"sparse-parity/seed1"}
-    assert set(data["hook_point"]) == {"fc2"}
-    assert "metrics.chart" in [c.key for c in vega_charts(app)] or chart_spec(vega_charts(app)[0])
+    assert set(data["hook_point"]) == {"fc2"} and set(data["kind"]) == {"weight"}
+    # The page on its own draws the stored values, as it does through the router.
+    stored = Store(locate_db(analysed_folder).path).read_metrics(
+        run_ids=["sparse-parity/seed1"], hook_points=["fc2"], metrics=["l2"]
+    )
+    expected = stored.filter(pl.col("scope") == "hook_point").sort("step")["value"]
+    got = data.filter(pl.col("metric") == "l2").sort("step")["value"]
+    assert got.to_list() == pytest.approx(expected.to_list())
 
 
 def test_brush_selection_narrows_the_summary() -> None:
@@ -107,6 +113,8 @@ def test_brush_selection_narrows_the_summary() -> None:
             "run_id": ["a"] * 4,
             "step": [0, 1, 2, 3],
             "epoch": [0, 10, 20, 30],
+            "kind": ["weight"] * 4,
+            "scope": ["hook_point"] * 4,
             "hook_point": ["h"] * 4,
             "tensor": [""] * 4,
             "metric": ["l2"] * 4,

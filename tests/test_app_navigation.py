@@ -62,13 +62,13 @@ def test_selections_follow_page_switches(analysed_folder: Path) -> None:
     assert by_key(app.multiselect, "metrics.hooks").value == ["fc2"]
     # Everything shared is in the URL, so a reload restores it.
     assert app.query_params["runs"] == "sparse-parity/seed1"
-    assert app.query_params["hooks"].startswith("fc2")
+    assert app.query_params["weights"].startswith("fc2")
     assert app.query_params["fit"] == app.session_state["dyntools.fit"]
 
 
 def test_a_reload_restores_selections_from_the_url(analysed_folder: Path) -> None:
     app = routed(
-        "metrics", analysed_folder, runs="sparse-parity/seed0", hooks="fc1", metrics="spectral"
+        "metrics", analysed_folder, runs="sparse-parity/seed0", weights="fc1", metrics="spectral"
     )
     assert by_key(app.multiselect, "metrics.runs").value == ["sparse-parity/seed0"]
     assert by_key(app.multiselect, "metrics.hooks").value == ["fc1"]

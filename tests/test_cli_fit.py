@@ -31,7 +31,7 @@ def test_fit_reads_a_parent_database_and_is_read_back(
 ) -> None:
     write_runs(tmp_path / "task-a", range(2))
     write_runs(tmp_path / "task-b", range(1))
-    compute(tmp_path, ComputeOptions(), workers=1)
+    compute(tmp_path, ComputeOptions(workers=1))
     args = ["fit", str(tmp_path / "task-a"), "--max-states", "3", "--restarts", "2", "--json"]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)

@@ -17,6 +17,7 @@ from dyntools.hmm import (
     fit_result_to_json,
     format_fit_report,
 )
+from dyntools.metrics import Feature
 
 
 def quick_config(**changes: object) -> FitConfig:
@@ -55,7 +56,8 @@ def test_config_hash_is_stable_and_covers_every_field() -> None:
         replace(base, seed=1),
         replace(base, covariance_type="full"),
         replace(base, normalize="per-run"),
-        replace(base, features=(("h", "l2"),)),
+        replace(base, features=(Feature("h", "l2"),)),
+        replace(base, network_selection=("h",)),
         replace(base, n_states=2),
         replace(base, data_fingerprint="abc"),
         replace(base, runs=("run-00",)),

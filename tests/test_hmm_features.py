@@ -4,12 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from dyntools.hmm.features import (
-    PAPER_FEATURES,
-    PAPER_HOOK_POINT,
-    align_scalars,
-    build_feature_table,
-)
+from dyntools.hmm.features import PAPER_FEATURES, align_scalars, build_feature_table
+from dyntools.metrics import Feature
 
 
 def tidy(rows: list[tuple[str, int, str, str, float | None]]) -> pl.DataFrame:
@@ -39,7 +35,8 @@ def grid(runs: dict[str, int], columns: dict[str, object], seed: int = 0) -> pl.
     rows = []
     for run, n in runs.items():
         for name, make in columns.items():
-            hook, metric = name.split("/")
+            feature = Feature.parse(name)
+            hook, metric = feature.hook_point, feature.metric
             values = make(rng, run, n)  # type: ignore[operator]
             rows += [(run, 10 * t, hook, metric, values[t]) for t in range(n)]
     return tidy(rows)
@@ -111,7 +108,7 @@ def test_single_checkpoint_run() -> None:
 
 
 def test_paper_features_and_scalars() -> None:
-    columns = {f"{PAPER_HOOK_POINT}/{m}": noise for m in PAPER_FEATURES}
+    columns = {m: noise for m in PAPER_FEATURES}  # network values: hook point ''
     columns["blocks.0.attn/l2"] = noise
     frame = grid({"a": 6}, columns)
     scalars = pl.DataFrame(
@@ -123,14 +120,9 @@ def test_paper_features_and_scalars() -> None:
             "value": [1.0, 0.8, 0.7, 0.5, 0.4, 0.1],
         }
     )
-    table = build_feature_table(
-        frame, paper_features=True, scalars=scalars, scalar_features=["train_loss"]
-    )
-    assert table.columns == (
-        *(f"{PAPER_HOOK_POINT}/{m}" for m in PAPER_FEATURES),
-        "scalars/train_loss",
-    )
-    picked = build_feature_table(frame, features=[("blocks.0.attn", "l2")])
+    table = build_feature_table(frame, paper=True, scalars=scalars, scalar_features=["train_loss"])
+    assert table.columns == (*PAPER_FEATURES, "scalar:train_loss")
+    picked = build_feature_table(frame, features=[Feature("blocks.0.attn", "l2")])
     assert picked.columns == ("blocks.0.attn/l2",)
     aligned = align_scalars(table, scalars)
     np.testing.assert_allclose(aligned["train_loss"], [1.0, 0.8, 0.7, 0.5, 0.4, 0.1])
@@ -139,7 +131,7 @@ def test_paper_features_and_scalars() -> None:
 def test_errors_name_the_problem() -> None:
     frame = grid({"a": 5}, {"h/x": noise})
     with pytest.raises(LookupError, match="none of the features"):
-        build_feature_table(frame, features=[("h", "nope")])
+        build_feature_table(frame, features=[Feature("h", "nope")])
     with pytest.raises(LookupError, match="runs \\['zz'\\] have no metrics"):
         build_feature_table(frame, runs=["zz"])
     with pytest.raises(ValueError, match="unknown normalization"):

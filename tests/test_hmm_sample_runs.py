@@ -25,7 +25,7 @@ MODULAR = SAMPLE_RUNS / "modular-addition"
 @pytest.mark.slow
 def test_states_change_near_the_grokking_epoch(tmp_path: Path) -> None:
     db = tmp_path / "db.duckdb"
-    summary = compute(MODULAR, ComputeOptions(), db=db, workers=1)
+    summary = compute(MODULAR, ComputeOptions(workers=1), db=db)
     assert summary.failed == () and summary.computed == summary.checkpoints
     config = FitConfig(paper_features=True, max_states=6, restarts=3)
     outcome = fit_or_load(Store(db), config)

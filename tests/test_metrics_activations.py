@@ -8,24 +8,47 @@ import numpy as np
 import pytest
 import torch
 
-from dyntools.metrics import HistogramSpec, activation_stats, histogram, shared_spec, value_range
+from dyntools.metrics import layer_output, shared_spec, value_range
+from dyntools.metrics.histogram import DEFAULT_HISTOGRAM, Histogram, HistogramSpec
+from dyntools.metrics.kinds import ActivationMetric, HistogramMetric, Outcome
+from dyntools.metrics.registry import metric
+
+
+def value(name: str, output: torch.Tensor, **params: float) -> Outcome:
+    """An activation metric of one output, through its registry entry."""
+    entry = metric(name)
+    assert isinstance(entry, ActivationMetric)
+    return entry.compute(layer_output(output), entry.resolve(params))
+
+
+def histogram(output: torch.Tensor, spec: HistogramSpec = DEFAULT_HISTOGRAM) -> Histogram:
+    entry = metric("histogram")
+    assert isinstance(entry, HistogramMetric)
+    return entry.compute(layer_output(output), spec)
 
 
 def test_stats_against_numpy() -> None:
     a = torch.relu(torch.randn(32, 10, generator=torch.Generator().manual_seed(8)))
-    stats = activation_stats(a, dead_threshold=1e-6)
     an = a.double().numpy()
-    assert stats.act_mean == pytest.approx(an.mean())
-    assert stats.act_std == pytest.approx(an.std(ddof=1))
-    assert stats.dead_fraction == pytest.approx((np.abs(an) < 1e-6).mean())
-    assert stats.dead_threshold == 1e-6 and stats.count == 320
-    assert activation_stats(a, dead_threshold=0.5).dead_fraction == pytest.approx((an < 0.5).mean())
+    assert value("act_mean", a) == (pytest.approx(an.mean()), None)
+    assert value("act_std", a) == (pytest.approx(an.std(ddof=1)), None)
+    assert value("dead_fraction", a)[0] == pytest.approx((np.abs(an) < 1e-6).mean())
+    assert metric("dead_fraction").resolve() == {"threshold": 1e-6}
+    assert value("dead_fraction", a, threshold=0.5)[0] == pytest.approx((an < 0.5).mean())
+    std, why = value("act_std", torch.tensor([2.0]))
+    assert math.isnan(std or 0.0) and why is not None and "one value" in why.message
 
 
-def test_nonfinite_output_is_missing_with_counts() -> None:
-    a = torch.tensor([1.0, math.nan, math.inf])
-    stats = activation_stats(a)
-    assert stats.act_mean is None and stats.nonfinite == 2 and "2 of 3" in (stats.reason or "")
+def test_nonfinite_values_are_counted_apart() -> None:
+    layer = layer_output(torch.tensor([1.0, math.nan, math.inf]))
+    assert (layer.count, layer.nonfinite, layer.values.tolist()) == (3, 2, [1.0])
+
+
+def test_parameters_are_checked() -> None:
+    with pytest.raises(ValueError, match="threshold must be >= 0"):
+        metric("dead_fraction").resolve({"threshold": -1.0})
+    with pytest.raises(ValueError, match="has no parameter"):
+        metric("dead_fraction").resolve({"bins": 3})
 
 
 def test_histogram_counts_add_up_including_under_and_overflow() -> None:

@@ -16,6 +16,8 @@ import torch
 
 from dyntools.metrics import hsic as hsic_module
 from dyntools.metrics.hsic import InformationPlane, one_hot, pyglow_hsic, squared_distances
+from dyntools.metrics.records import ReasonCode
+from dyntools.metrics.registry import variant_metrics
 
 REL_TOL = 1e-5
 
@@ -102,7 +104,7 @@ def test_pyglow_variant_matches_pyglow_estimator(scale: float) -> None:
         expected = float(reference.criterion(h.reshape(64, -1), other.reshape(64, -1)))
         assert ours is not None
         assert abs(ours - expected) <= REL_TOL * abs(expected), (ours, expected)
-    assert plane.metric_names == ("hsic_x_pyglow", "hsic_y_pyglow")
+    assert variant_metrics(plane.variant) == ("hsic_x_pyglow", "hsic_y_pyglow")
     expected_x = float(reference.criterion(h.reshape(64, -1), x.reshape(64, -1)))
     assert abs(pyglow_hsic(h, x) - expected_x) <= REL_TOL * abs(expected_x)
 
@@ -144,11 +146,13 @@ def test_degenerate_inputs_give_reasons_not_crashes() -> None:
     plane = InformationPlane(x, labels)
     constant = plane.hsic(torch.ones_like(h))
     assert constant.hsic_x is None and constant.reason is not None
-    assert "same for every probe sample" in constant.reason
+    assert "same for every probe sample" in constant.reason.message
+    assert constant.reason.code is ReasonCode.UNDEFINED
     broken = h.clone()
     broken[0, 0] = float("nan")
     nan_point = plane.hsic(broken)
-    assert nan_point.hsic_x is None and "NaN" in (nan_point.reason or "")
+    assert nan_point.hsic_x is None and nan_point.reason is not None
+    assert nan_point.reason.code is ReasonCode.NONFINITE and "NaN" in nan_point.reason.message
     with pytest.raises(ValueError, match="samples"):
         plane.hsic(h[:10])
     with pytest.raises(ValueError, match="unknown HSIC variant"):

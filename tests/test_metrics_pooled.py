@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from dyntools.metrics import MetricValue, PooledAccumulator, paper_features
+from dyntools.metrics import MetricValue, PooledAccumulator, Reason, ReasonCode, Scope
+from dyntools.metrics.weights import WeightMetrics
 
 
 def _pooled(tensors: list[torch.Tensor], in_memory_bytes: int) -> tuple[float, float, float]:
@@ -55,28 +56,33 @@ def test_nonfinite_values_make_the_statistics_missing() -> None:
     acc.add(torch.tensor([1.0, float("nan"), float("inf")]))
     stats = acc.finish()
     assert stats.mean is None and stats.median is None
-    assert stats.reason == "2 of 3 values are NaN/inf"
-    assert PooledAccumulator().finish().reason == "no tensors selected"
+    assert stats.reason == Reason(ReasonCode.NONFINITE, "2 of 3 values are NaN/inf")
+    assert PooledAccumulator().finish().reason == Reason(ReasonCode.EMPTY, "no tensors selected")
 
 
-def test_paper_features_average_over_matrices_and_pass_pooled_through() -> None:
-    rows = [
-        MetricValue("a", "a.w", "l1", 1.0),
-        MetricValue("a", "a.w2", "l1", 3.0),
-        MetricValue("a", "a.w", "var_singular_value", math.nan, "one singular value"),
-        MetricValue("a", "a.w2", "var_singular_value", 4.0),
-        MetricValue("a", "a.w3", "trace", None, "matrix holds NaN"),
-    ]
-    pooled = [MetricValue("(all)", "(pooled)", "mean_w", 0.5)]
-    features = {row.metric: row for row in paper_features(rows, pooled)}
-    assert list(features)[:2] == ["l1", "l2"] and len(features) == 14
-    assert features["l1"].value == 2.0
-    assert features["var_singular_value"].value == 4.0  # nan-mean
-    assert features["trace"].value is None and "no selected matrix" in (
-        features["trace"].reason or ""
+def _value(tensor: str, metric: str, value: float | None, why: str = "") -> MetricValue:
+    reason = Reason(ReasonCode.UNDEFINED, why) if why else None
+    return MetricValue(Scope.TENSOR, "a", tensor, None, metric, value, reason)
+
+
+def test_network_means_average_over_matrices() -> None:
+    rows = (
+        _value("a.w", "l1", 1.0),
+        _value("a.w2", "l1", 3.0),
+        _value("a.w", "var_singular_value", math.nan, "one singular value"),
+        _value("a.w2", "var_singular_value", 4.0),
+        _value("a.w3", "trace", None, "matrix holds NaN"),
     )
-    assert features["mean_w"].value == 0.5
-    assert features["var_b"].value is None and "not computed" in (features["var_b"].reason or "")
+    computed = WeightMetrics(values=rows, pooled=(), skipped=())
+    means = {
+        row.metric: row for row in computed.network_means(["l1", "var_singular_value", "trace"])
+    }
+    assert {row.scope for row in means.values()} == {Scope.NETWORK}
+    assert means["l1"].value == 2.0
+    assert means["var_singular_value"].value == 4.0  # nan-mean
+    trace = means["trace"]
+    assert trace.value is None and trace.reason is not None
+    assert "no selected matrix" in trace.reason.message
 
 
 def test_finish_twice_and_adding_after_finish_count_every_value_once() -> None:
@@ -116,4 +122,5 @@ def test_nonfinite_values_among_kept_tensors_are_counted() -> None:
     acc.add(torch.randn(10))
     acc.add(torch.tensor([float("nan"), 1.0, float("-inf"), float("nan")]))
     stats = acc.finish()
-    assert stats.mean is None and stats.reason == "3 of 14 values are NaN/inf"
+    assert stats.mean is None and stats.reason is not None
+    assert stats.reason.message == "3 of 14 values are NaN/inf"

@@ -18,17 +18,26 @@ from metrics_reference import (
     write_checkpoint,
 )
 
-from dyntools.metrics import compute_weight_metrics
-from dyntools.metrics.registry import ANCHOR_MATRIX_METRICS
+from dyntools.metrics import MetricValue, Scope, compute_weight_metrics
+from dyntools.metrics.kinds import MetricKind
+from dyntools.metrics.registry import PAPER_FEATURES, metric
 
-ANCHORS = [*ANCHOR_MATRIX_METRICS, "mean_w", "median_w", "var_w", "mean_b", "median_b", "var_b"]
+ANCHORS = list(PAPER_FEATURES)
+ANCHOR_MATRIX_METRICS = [m for m in ANCHORS if metric(m).kind is MetricKind.MATRIX]
+
+
+def _label(row: MetricValue) -> str:
+    """The reference's name of a value: the tensor, ``[head h]`` when split, ``(pooled)``."""
+    if row.scope is Scope.NETWORK:
+        return "(pooled)"
+    return row.tensor if row.head is None else f"{row.tensor}[head {row.head}]"
 
 
 def _ours(
     source: FileSource, names: list[str], heads: dict[str, int]
 ) -> dict[tuple[str, str], float | None]:
     result = compute_weight_metrics(source, names, metrics=ANCHORS, heads=heads)
-    return {(row.tensor, row.metric): row.value for row in result.rows()}
+    return {(_label(row), row.metric): row.value for row in (*result.values, *result.pooled)}
 
 
 def _compare(
@@ -68,20 +77,21 @@ def test_paper_features_match_reference_aggregation(tmp_path: Path) -> None:
     path = write_checkpoint(tmp_path / "run", state)
     names, heads = transformer_selection(state)
     expected = reference_values(state, names, heads)
+    computed = compute_weight_metrics(FileSource(path), names, heads=heads)
     features = {
         row.metric: row.value
-        for row in compute_weight_metrics(FileSource(path), names, heads=heads).paper_features()
+        for row in (*computed.network_means(ANCHOR_MATRIX_METRICS), *computed.pooled)
     }
-    for metric in ANCHOR_MATRIX_METRICS:
-        per_matrix = [v for (label, m), v in expected.items() if m == metric]
+    for name in ANCHOR_MATRIX_METRICS:
+        per_matrix = [v for (label, m), v in expected.items() if m == name]
         assert len(per_matrix) == 14  # 15 matrices, one holding NaN
-        if metric == "var_singular_value":
+        if name == "var_singular_value":
             per_matrix = [v for v in per_matrix if not math.isnan(v)]
-        assert_close(features[metric], sum(per_matrix) / len(per_matrix), metric)
-    for metric in ("mean_w", "median_w", "var_w"):
-        assert features[metric] is None  # W_Q's NaN makes the pooled weight stats missing
-    for metric in ("mean_b", "median_b", "var_b"):
-        assert_close(features[metric], expected[("(pooled)", metric)], metric)
+        assert_close(features[name], sum(per_matrix) / len(per_matrix), name)
+    for name in ("mean_w", "median_w", "var_w"):
+        assert features[name] is None  # W_Q's NaN makes the pooled weight stats missing
+    for name in ("mean_b", "median_b", "var_b"):
+        assert_close(features[name], expected[("(pooled)", name)], name)
 
 
 def _sample_checkpoints() -> list[Path]:

@@ -49,7 +49,7 @@ def metric(frame: pl.DataFrame, **where: object) -> list[float]:
 
 def test_values_match_numpy_and_hook_points_average_their_matrices(tmp_path: Path) -> None:
     _, model = write_run(tmp_path, 0)
-    summary = compute(tmp_path, db=tmp_path / "db.duckdb", workers=1)
+    summary = compute(tmp_path, ComputeOptions(workers=1), db=tmp_path / "db.duckdb")
     assert (summary.computed, summary.skipped, summary.failed) == (3, 0, ())
     metrics = Store(tmp_path / "db.duckdb").read_metrics()
     fc = model.fc.weight.detach().numpy().astype(np.float64)
@@ -62,22 +62,24 @@ def test_values_match_numpy_and_hook_points_average_their_matrices(tmp_path: Pat
     heads = [model.attn.W_Q.detach().numpy()[h].astype(np.float64) for h in range(2)]
     w_o = model.attn.W_O.detach().numpy().astype(np.float64)
     per_matrix = [np.abs(m).sum() for m in [*heads, w_o]]
-    assert metric(metrics, hook_point="attn", tensor="attn.W_Q[head 1]", metric="l1")[0] == (
+    assert metric(metrics, hook_point="attn", tensor="attn.W_Q", head=1, metric="l1")[0] == (
         pytest.approx(per_matrix[1], rel=1e-6)
     )
-    assert metric(metrics, hook_point="attn", tensor="", metric="l1")[0] == pytest.approx(
-        np.mean(per_matrix), rel=1e-6
+    assert metric(metrics, hook_point="attn", scope="hook_point", metric="l1")[0] == (
+        pytest.approx(np.mean(per_matrix), rel=1e-6)
     )
     # cosine_to_init is 1 at the first checkpoint; pooled statistics cover every weight.
     assert metric(metrics, hook_point="fc", metric="cosine_to_init", tensor="fc.weight")[0] == (
         pytest.approx(1.0)
     )
     weights = np.concatenate([m.ravel() for m in [*heads, w_o, fc / 1.1**2]])
-    assert metric(metrics, hook_point="(all)", metric="mean_w")[0] == pytest.approx(
+    assert metric(metrics, scope="network", metric="mean_w")[0] == pytest.approx(
         weights.mean(), rel=1e-5
     )
-    paper = metrics.filter(pl.col("tensor") == "(paper features)")
-    assert paper.filter(pl.col("step") == 0).height == 14
+    network = metrics.filter(pl.col("scope") == "network", pl.col("step") == 0)
+    assert network.height == 14 and set(network["hook_point"]) == {""}
+    assert set(network["params"]) == {'{"hook_points":["attn","fc"]}'}
+    assert set(metrics["kind"]) == {"weight"}
     scalars = Store(tmp_path / "db.duckdb").read_scalars()
     assert metric(scalars, run_id="seed0", name="val_acc") == [0.0, 0.1, 0.2]
 
@@ -87,12 +89,12 @@ def test_second_compute_does_nothing_and_changes_compute_only_what_changed(
 ) -> None:
     writer, model = write_run(tmp_path, 0)
     db = tmp_path / "db.duckdb"
-    compute(tmp_path, db=db, workers=1)
-    again = compute(tmp_path, db=db, workers=1)
+    compute(tmp_path, ComputeOptions(workers=1), db=db)
+    again = compute(tmp_path, ComputeOptions(workers=1), db=db)
     assert (again.computed, again.skipped, again.values_written) == (0, 3, 0)
 
     writer.save(3, train_loss=0.1)  # an added checkpoint is computed alone
-    added = compute(tmp_path, db=db, workers=1)
+    added = compute(tmp_path, ComputeOptions(workers=1), db=db)
     assert (added.computed, added.skipped) == (1, 3)
 
     # A rewritten checkpoint (new contents, new fingerprint) is computed alone.
@@ -100,7 +102,7 @@ def test_second_compute_does_nothing_and_changes_compute_only_what_changed(
     tensors = {k: v.clone() for k, v in model.state_dict().items()}
     tensors["fc.weight"] = torch.ones(4, 6)
     save_file(tensors, str(path), metadata={"epoch": "1", "step": "1"})
-    changed = compute(tmp_path, db=db, workers=1)
+    changed = compute(tmp_path, ComputeOptions(workers=1), db=db)
     assert (changed.computed, changed.skipped) == (1, 3)
     l2 = metric(Store(db).read_metrics(), tensor="fc.weight", metric="l2", step=1)
     assert l2 == [pytest.approx(np.sqrt(24.0))]
@@ -109,9 +111,9 @@ def test_second_compute_does_nothing_and_changes_compute_only_what_changed(
 def test_a_newly_selected_metric_computes_only_that_metric(tmp_path: Path) -> None:
     write_run(tmp_path, 0)
     db = tmp_path / "db.duckdb"
-    compute(tmp_path, ComputeOptions(metrics=("l2",)), db=db, workers=1)
+    compute(tmp_path, ComputeOptions(metrics=("l2",), workers=1), db=db)
     before = Store(db).read_metrics()
-    more = compute(tmp_path, ComputeOptions(metrics=("l2", "stable_rank")), db=db, workers=1)
+    more = compute(tmp_path, ComputeOptions(metrics=("l2", "stable_rank"), workers=1), db=db)
     after = Store(db).read_metrics()
     assert more.computed == 3
     added = after.join(before, on=["run_id", "step", "hook_point", "tensor", "metric"], how="anti")
@@ -122,7 +124,7 @@ def test_a_newly_selected_metric_computes_only_that_metric(tmp_path: Path) -> No
 def test_a_new_hook_point_selection_computes_only_what_is_missing(tmp_path: Path) -> None:
     write_run(tmp_path, 0)
     db = tmp_path / "db.duckdb"
-    first = compute(tmp_path, ComputeOptions(select=("fc",), metrics=("l2",)), db=db, workers=1)
+    first = compute(tmp_path, ComputeOptions(select=("fc",), metrics=("l2",), workers=1), db=db)
     assert first.computed == 3
     assert set(Store(db).read_metrics()["hook_point"]) == {"fc"}
     second = compute(tmp_path, ComputeOptions(select=("fc", "attn"), metrics=("l2",)), db=db)
@@ -136,15 +138,14 @@ def test_nan_weights_give_missing_values_with_a_reason(tmp_path: Path) -> None:
     tensors["fc.weight"][0, 0] = float("nan")
     save_file(tensors, str(tmp_path / "seed0" / "epoch_00005.safetensors"), metadata={"epoch": "5"})
     db = tmp_path / "db.duckdb"
-    summary = compute(tmp_path, db=db, workers=1)
+    summary = compute(tmp_path, ComputeOptions(workers=1), db=db)
     assert summary.failed == () and summary.computed == 2
     metrics = Store(db).read_metrics()
     assert metric(metrics, tensor="fc.weight", metric="l2", step=5) == [None]
     assert metric(metrics, tensor="attn.W_O", metric="l2", step=5)[0] is not None
-    errors = Store(db).read_errors()
-    assert (
-        errors.filter(pl.col("what").str.contains("fc.weight/l2"))["why"].str.contains("NaN").all()
-    )
+    errors = Store(db).read_errors().filter(pl.col("what") == "fc fc.weight l2")
+    assert errors.height == 1 and errors["code"].to_list() == ["nonfinite"]
+    assert "NaN" in errors["why"][0]
 
 
 def test_a_corrupt_checkpoint_is_reported_and_the_rest_computed(tmp_path: Path) -> None:
@@ -153,7 +154,7 @@ def test_a_corrupt_checkpoint_is_reported_and_the_rest_computed(tmp_path: Path) 
     bad = tmp_path / "seed1" / "epoch_00001.safetensors"
     bad.write_bytes(bad.read_bytes()[:40])
     db = tmp_path / "db.duckdb"
-    summary = compute(tmp_path, db=db, workers=1)
+    summary = compute(tmp_path, ComputeOptions(workers=1), db=db)
     assert summary.computed == 5
     assert any(str(bad) in problem for problem in summary.problems)
     assert any(str(bad) == file for file in Store(db).read_errors()["file"])
@@ -168,9 +169,11 @@ def test_activation_metrics_match_torch_on_the_probe(tmp_path: Path) -> None:
     x, y = torch.randn(32, 3), torch.randint(0, 2, (32,))
     writer.save_probe(x, y)
     writer.save(0)
-    options = ComputeOptions(activations=True, factory="tiny_factories:tiny_mlp", select=("0",))
+    options = ComputeOptions(
+        activations=True, factory="tiny_factories:tiny_mlp", select=("0",), workers=1
+    )
     db = tmp_path / "db.duckdb"
-    summary = compute(tmp_path, options, db=db, workers=1)
+    summary = compute(tmp_path, options, db=db)
     assert summary.failed == ()
     metrics = Store(db).read_metrics()
     with torch.no_grad():
@@ -199,9 +202,25 @@ def test_a_selection_from_one_model_skips_runs_of_another(tmp_path: Path) -> Non
     other = torch.nn.Sequential(torch.nn.Linear(3, 3))
     CheckpointWriter(tmp_path / "other", other, {"task": "u"}).save(0)
     db = tmp_path / "db.duckdb"
-    summary = compute(tmp_path, ComputeOptions(select=("fc",), metrics=("l2",)), db=db, workers=1)
+    summary = compute(tmp_path, ComputeOptions(select=("fc",), metrics=("l2",), workers=1), db=db)
     assert summary.failed == () and summary.computed == 3
     assert any("'fc' matches nothing in 1 run(s) (other)" in note for note in summary.notes)
     assert set(Store(db).read_metrics()["run_id"]) == {"seed0"}
     with pytest.raises(ValueError, match="no run has hook point 'fcc'"):
-        compute(tmp_path, ComputeOptions(select=("fcc",)), db=db, workers=1)
+        compute(tmp_path, ComputeOptions(select=("fcc",), workers=1), db=db)
+
+
+def test_computing_in_this_process_leaves_its_settings_alone(tmp_path: Path) -> None:
+    # Thread counts and glibc's allocator are the workers' set-up, not the caller's.
+    from dyntools.pipeline import allocator
+
+    write_run(tmp_path, 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    applied = allocator._applied
+    try:
+        compute(tmp_path, ComputeOptions(workers=1), db=tmp_path / "db.duckdb")
+        assert torch.get_num_threads() == 2
+        assert allocator._applied is applied
+    finally:
+        torch.set_num_threads(before)

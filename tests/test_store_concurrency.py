@@ -87,12 +87,12 @@ store = Store(sys.argv[1])
 rows, start = int(sys.argv[2]), int(sys.argv[3])
 for batch in range(start, start + 10_000):
     metrics = pl.DataFrame({
-        "run_id": "r", "step": batch, "hook_point": "h",
+        "run_id": "r", "step": batch, "kind": "weight", "scope": "tensor", "hook_point": "h",
         "tensor": [f"t{i}" for i in range(rows)], "metric": "m", "value": float(batch),
     })
     computed = pl.DataFrame({
-        "run_id": ["r"], "step": [batch], "hook_point": ["h"], "metric": ["m"],
-        "fingerprint": ["f"],
+        "run_id": ["r"], "step": [batch], "kind": ["weight"], "hook_point": ["h"],
+        "metric": ["m"], "fingerprint": ["f"],
     })
     store.write_results(metrics=metrics, computed=computed)
     print(batch, flush=True)
@@ -136,6 +136,7 @@ def test_kill_9_mid_write_leaves_whole_batches_and_writing_resumes(tmp_path: Pat
             {
                 "run_id": "r",
                 "step": sorted(steps | {max(steps) + 1}),
+                "kind": "weight",
                 "hook_point": "h",
                 "metric": "m",
                 "fingerprint": "f",
@@ -157,12 +158,12 @@ run, batches = sys.argv[2], int(sys.argv[3])
 for step in range(batches):
     store.write_results(
         metrics=pl.DataFrame({
-            "run_id": run, "step": step, "hook_point": "h",
+            "run_id": run, "step": step, "kind": "weight", "scope": "tensor", "hook_point": "h",
             "tensor": [f"t{i}" for i in range(500)], "metric": "m", "value": 1.0,
         }),
         computed=pl.DataFrame({
-            "run_id": [run], "step": [step], "hook_point": ["h"], "metric": ["m"],
-            "fingerprint": ["f"],
+            "run_id": [run], "step": [step], "kind": ["weight"], "hook_point": ["h"],
+            "metric": ["m"], "fingerprint": ["f"],
         }),
     )
 """

@@ -10,9 +10,24 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from dyntools.cli import main
-from dyntools.store import Store, default_db_path, export, params_key
+from dyntools.metrics import params_key
+from dyntools.store import Store, default_db_path, export
 
-COLUMNS = ["kind", "run_id", "step", "epoch", "hook_point", "tensor", "name", "params", "value"]
+COLUMNS = [
+    "source",
+    "run_id",
+    "step",
+    "epoch",
+    "kind",
+    "scope",
+    "hook_point",
+    "tensor",
+    "head",
+    "name",
+    "params",
+    "value",
+]
+TEXT = ("kind", "scope", "hook_point", "tensor", "params")
 
 
 def fill(store: Store) -> None:
@@ -35,8 +50,11 @@ def fill(store: Store) -> None:
             {
                 "run_id": ["seed0"] * 4,
                 "step": [0, 500, 500, 500],
+                "kind": ["weight"] * 3 + ["activation"],
+                "scope": ["tensor", "tensor", "hook_point", "hook_point"],
                 "hook_point": ["blocks.0.attn"] * 3 + ["blocks.0.mlp"],
                 "tensor": ["blocks.0.attn.W_Q", "blocks.0.attn.W_Q", "", ""],
+                "head": [2, 2, None, None],
                 "metric": ["l2", "l2", "spectral", "dead_fraction"],
                 "params": ["", "", "", params_key({"threshold": 0.0})],
                 "value": [1.0 / 3.0, 2.0, None, math.nan],
@@ -60,12 +78,11 @@ def read_back(path: Path, fmt: str) -> pl.DataFrame:
     schema = {c: pl.String for c in COLUMNS} | {
         "step": pl.Int64,
         "epoch": pl.Float64,
+        "head": pl.Int64,
         "value": pl.Float64,
     }
     # Empty text fields mean '' (not NULL) in the text columns.
-    return pl.read_csv(path, schema=schema).with_columns(
-        pl.col("hook_point", "tensor", "params").fill_null("")
-    )
+    return pl.read_csv(path, schema=schema).with_columns(pl.col(*TEXT).fill_null(""))
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -77,9 +94,11 @@ def test_export_round_trip(tmp_path: Path, fmt: str) -> None:
     got = read_back(out, fmt)
     assert got.columns == COLUMNS
     assert_frame_equal(got, store.tidy_table())
-    scalar = got.filter(kind="scalar", step=250).row(0, named=True)
+    scalar = got.filter(source="scalar", step=250).row(0, named=True)
     assert (scalar["name"], scalar["value"], scalar["epoch"]) == ("train_loss", 1e-300, 0.5)
     assert got.filter(name="dead_fraction")["params"].to_list() == ['{"threshold":0.0}']
+    assert got.filter(name="l2")["head"].to_list() == [2, 2]
+    assert set(got.filter(name="dead_fraction")["kind"]) == {"activation"}
     assert not list(tmp_path.glob(".*partial"))
 
 

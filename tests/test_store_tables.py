@@ -12,7 +12,8 @@ import pytest
 import store_fixtures as fx
 from polars.testing import assert_frame_equal
 
-from dyntools.store import Store, params_key
+from dyntools.metrics import params_key
+from dyntools.store import Store
 
 
 @pytest.fixture
@@ -24,7 +25,8 @@ def test_runs_and_checkpoints_round_trip(store: Store) -> None:
     store.upsert_runs(fx.runs())
     store.upsert_checkpoints(fx.checkpoints())
     assert_frame_equal(store.read_runs(), fx.runs())
-    assert_frame_equal(store.read_checkpoints(), fx.checkpoints().sort("run_id", "step"))
+    got = store.read_checkpoints()
+    assert_frame_equal(got, fx.checkpoints().select(got.columns).sort("run_id", "step"))
     assert store.read_checkpoints(run_ids=["seed1"])["run_id"].unique().to_list() == ["seed1"]
 
 
@@ -40,24 +42,28 @@ def test_metrics_round_trip_with_tensor_params_and_null(store: Store) -> None:
             "params": ["", "", params_key({"threshold": 0.0}), ""],
             "value": [1.5, 2.5, None, math.nan],
         }
-    )
+    ).pipe(fx.typed)
     store.write_results(metrics=metrics)
     got = store.read_metrics()
     assert got.columns == [
         "run_id",
         "step",
         "epoch",
+        "kind",
+        "scope",
         "hook_point",
         "tensor",
+        "head",
         "metric",
         "params",
         "value",
     ]
+    metrics = metrics.with_columns(head=pl.lit(None, dtype=pl.Int64))
     expected = metrics.join(
         fx.checkpoints().select("run_id", "step", "epoch"), on=["run_id", "step"]
     )
     assert_frame_equal(
-        got.sort(got.columns[:7]), expected.select(got.columns).sort(got.columns[:7])
+        got.sort(got.columns[:10]), expected.select(got.columns).sort(got.columns[:10])
     )
     only = store.read_metrics(run_ids=["seed0"], hook_points=["blocks.0.attn"], metrics=["l2"])
     assert only["tensor"].sort().to_list() == ["", "blocks.0.attn.W_Q"]
@@ -67,7 +73,7 @@ def test_tensor_and_params_default_to_empty(store: Store) -> None:
     store.write_results(
         metrics=pl.DataFrame(
             {"run_id": ["r"], "step": [1], "hook_point": ["fc1"], "metric": ["l1"], "value": [3.0]}
-        )
+        ).pipe(fx.typed)
     )
     row = store.read_metrics().row(0, named=True)
     assert (row["tensor"], row["params"], row["epoch"]) == ("", "", None)
@@ -82,7 +88,7 @@ def test_duplicate_keys_in_one_batch_keep_the_last_row(store: Store) -> None:
             "metric": ["l2", "l2", "l1"],
             "value": [1.0, 2.0, 3.0],
         }
-    )
+    ).pipe(fx.typed)
     store.write_results(metrics=metrics)
     got = store.read_metrics().select("metric", "value").sort("metric")
     assert got.rows() == [("l1", 3.0), ("l2", 2.0)]
@@ -106,7 +112,8 @@ def test_scalars_round_trip(store: Store) -> None:
         }
     )
     store.write_results(scalars=scalars)
-    assert_frame_equal(store.read_scalars(), scalars.sort("run_id", "name", "step"))
+    got = store.read_scalars()
+    assert_frame_equal(got, scalars.select(got.columns).sort("run_id", "name", "step"))
     assert store.read_scalars(names=["val_accuracy"])["value"].to_list() == [0.1]
 
 
@@ -123,13 +130,13 @@ def test_histograms_round_trip(store: Store) -> None:
             "underflow": [1, 0],
             "overflow": [0, 5],
         }
-    )
+    ).pipe(fx.typed)
     store.write_results(histograms=histograms)
     got = store.read_histograms()
     assert got["counts"].to_list() == [[4, 0, 7], [1, 2, 3]]
     assert got["edges"].to_list()[0] == [-1.0, 0.0, 0.5, 1.0]
     assert got.select("underflow", "overflow").rows() == [(1, 0), (0, 5)]
-    assert got["tensor"].to_list() == ["", ""]
+    assert got["kind"].to_list() == ["weight", "weight"]
 
 
 def test_histogram_with_wrong_number_of_counts_is_refused(store: Store) -> None:
@@ -142,7 +149,7 @@ def test_histogram_with_wrong_number_of_counts_is_refused(store: Store) -> None:
             "edges": [[0.0, 1.0]],
             "counts": [[1, 2]],
         }
-    )
+    ).pipe(fx.typed)
     with pytest.raises(ValueError, match=r"len\(edges\) == len\(counts\) \+ 1.*'fc1'"):
         store.write_results(histograms=bad)
     assert not store.exists
@@ -156,6 +163,7 @@ def test_errors_round_trip_and_replace_the_same_error(store: Store) -> None:
             "file": ["/data/junk.safetensors", "/data/seed0/epoch_00001.safetensors"],
             "stage": ["discover", "metric"],
             "what": ["header", "blocks.0.attn spectral"],
+            "code": ["unreadable", "svd-failed"],
             "why": ["header length 2**40 is larger than the file", "SVD did not converge"],
         }
     )
@@ -163,6 +171,7 @@ def test_errors_round_trip_and_replace_the_same_error(store: Store) -> None:
     store.write_results(errors=error.head(1).with_columns(why=pl.lit("still broken")))
     got = store.read_errors().sort("file")
     assert got.height == 2
+    assert got["code"].to_list() == ["unreadable", "svd-failed"]
     assert got["why"].to_list() == ["still broken", "SVD did not converge"]
     assert isinstance(got["logged_at"][0], datetime)
     assert store.read_errors(run_ids=["seed0"]).height == 1
@@ -172,7 +181,15 @@ def test_bad_frames_are_refused_with_the_column_named(store: Store) -> None:
     with pytest.raises(ValueError, match=r"missing columns \['value'\], unknown columns \['val'\]"):
         store.write_results(
             metrics=pl.DataFrame(
-                {"run_id": ["r"], "step": [1], "hook_point": ["h"], "metric": ["l2"], "val": [1.0]}
+                {
+                    "run_id": ["r"],
+                    "step": [1],
+                    "kind": ["weight"],
+                    "scope": ["hook_point"],
+                    "hook_point": ["h"],
+                    "metric": ["l2"],
+                    "val": [1.0],
+                }
             )
         )
     with pytest.raises(ValueError, match="wrong type"):

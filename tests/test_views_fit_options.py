@@ -10,6 +10,7 @@ import polars as pl
 from dyntools.charts import heldout_likelihood
 from dyntools.hmm import FitConfig
 from dyntools.hmm.selection import SelectionRow
+from dyntools.metrics import Feature
 from dyntools.views.latent_states.frames import selection_frame
 from dyntools.views.latent_states.options import (
     fitted_runs,
@@ -48,10 +49,15 @@ def test_shared_features_name_hook_point_and_metric() -> None:
             "run_id": ["a", "a", "a", "b", "b"],
             "hook_point": ["fc2", "fc1", "fc1", "fc1", "fc2"],
             "metric": ["l2", "l2", "spectral", "l2", "spectral"],
+            "params": ["", "", "", "", ""],
         }
     )
-    assert shared_features(index, ["a", "b"]) == ["fc1/l2"]
-    assert shared_features(index, ["a"]) == ["fc1/l2", "fc1/spectral", "fc2/l2"]
+    assert shared_features(index, ["a", "b"]) == [Feature("fc1", "l2")]
+    assert [f.format() for f in shared_features(index, ["a"])] == [
+        "fc1/l2",
+        "fc1/spectral",
+        "fc2/l2",
+    ]
 
 
 def test_split_heldout_keeps_the_run_order_and_ignores_unchosen_runs() -> None:

@@ -24,7 +24,7 @@ def metric_curves(
     panel by the states of the one run they hold.
     """
     panel = curves.with_columns(
-        (pl.col("hook_point") + " · " + pl.col("metric")).alias("panel"), kind=pl.lit("value")
+        (pl.col("hook_point") + " · " + pl.col("metric")).alias("panel"), layer=pl.lit("value")
     )
     layers_data = panel
     if intervals is not None and not intervals.is_empty():
@@ -32,14 +32,14 @@ def metric_curves(
             panel.select("panel")
             .unique()
             .join(intervals.rename({"run_id": "state_run"}), how="cross")
-            .with_columns(kind=pl.lit("state"))
+            .with_columns(layer=pl.lit("state"))
         )
         layers_data = pl.concat([panel, backdrop], how="diagonal")
     base = alt.Chart(layers_data.to_arrow())
     y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False)
     brush = alt.selection_interval(encodings=["x"], name=BRUSH)
     lines = (
-        base.transform_filter(alt.datum.kind == "value")
+        base.transform_filter(alt.datum.layer == "value")
         .mark_line(point=alt.OverlayMarkDef(size=12))
         .encode(
             x=alt.X("epoch:Q", title="epoch"),
@@ -59,7 +59,7 @@ def metric_curves(
     if intervals is not None and not intervals.is_empty():
         labels, colors = state_domain(max(n_states, 1))
         states = (
-            base.transform_filter(alt.datum.kind == "state")
+            base.transform_filter(alt.datum.layer == "state")
             .mark_rect(opacity=0.18)
             .encode(
                 x="start:Q",

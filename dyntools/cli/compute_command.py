@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dyntools.metrics import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM, HistogramSpec
+from dyntools.metrics.builtin import DEFAULT_DEAD_THRESHOLD
+from dyntools.metrics.histogram import DEFAULT_HISTOGRAM
+from dyntools.metrics.kinds import ParamValue
+from dyntools.metrics.registry import REGISTRY
 from dyntools.pipeline import ComputeOptions, ComputeSummary, compute, parse_patterns
 from dyntools.pipeline.progress import ProgressBar
+from dyntools.pipeline.workers import configure_process
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,6 +23,8 @@ def add_parser(subparsers: Any) -> None:
         help="compute weight (and activation) metrics of every run into the DuckDB store",
         description="Compute metrics for every run below FOLDER. Incremental: what is already "
         "computed from unchanged files is skipped.",
+        epilog=metric_glossary(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("folder", type=Path, metavar="FOLDER")
     parser.add_argument(
@@ -60,21 +66,16 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--dead-threshold",
         type=float,
-        default=DEFAULT_DEAD_THRESHOLD,
         help=f"|a| below this counts as dead (default {DEFAULT_DEAD_THRESHOLD:g})",
     )
     parser.add_argument(
-        "--bins",
-        type=int,
-        default=DEFAULT_HISTOGRAM.bins,
-        help=f"histogram bins (default {DEFAULT_HISTOGRAM.bins})",
+        "--bins", type=int, help=f"histogram bins (default {DEFAULT_HISTOGRAM.bins})"
     )
     parser.add_argument(
         "--range",
         type=float,
         nargs=2,
         metavar=("LOW", "HIGH"),
-        default=(DEFAULT_HISTOGRAM.low, DEFAULT_HISTOGRAM.high),
         help="histogram range of |a| (default 0 10, as fast.ai)",
     )
     parser.add_argument(
@@ -87,11 +88,22 @@ def add_parser(subparsers: Any) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="worker processes (default: all cores when there is enough work)",
+        help="parallel workers; 1 computes in this process (default: all cores when there is "
+        "enough work, else 1)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=handler)
+
+
+def metric_glossary() -> str:
+    """Every metric of the registry with its kind and description, for --help."""
+    width = max(len(name) for name in REGISTRY)
+    lines = [
+        f"  {entry.name:<{width}}  {entry.hook_kind.value:<10}  {entry.description}"
+        for entry in REGISTRY.values()
+    ]
+    return "metrics (name, kind of hook point, definition):\n" + "\n".join(lines)
 
 
 def print_summary(summary: ComputeSummary) -> None:
@@ -110,6 +122,21 @@ def print_summary(summary: ComputeSummary) -> None:
             print(f"  {problem}")
 
 
+def metric_params(args: argparse.Namespace) -> dict[str, dict[str, ParamValue]]:
+    """The metric parameters the options set (the registry's defaults for the rest)."""
+    params: dict[str, dict[str, ParamValue]] = {}
+    if args.dead_threshold is not None:
+        params["dead_fraction"] = {"threshold": args.dead_threshold}
+    histogram: dict[str, ParamValue] = {}
+    if args.bins is not None:
+        histogram["bins"] = args.bins
+    if args.range is not None:
+        histogram["low"], histogram["high"] = args.range
+    if histogram:
+        params["histogram"] = histogram
+    return params
+
+
 def handler(args: argparse.Namespace) -> int:
     if not args.folder.exists():
         raise FileNotFoundError(f"{args.folder} does not exist: check the path")
@@ -120,11 +147,12 @@ def handler(args: argparse.Namespace) -> int:
         activation_select=parse_patterns(args.activation_select),
         factory=args.factory,
         split_heads=not args.no_split_heads,
-        dead_threshold=args.dead_threshold,
-        histogram=HistogramSpec(bins=args.bins, low=args.range[0], high=args.range[1]),
-        workers=args.workers or 1,
+        params=metric_params(args),
+        workers=args.workers,
         device=args.device,
     )
+    # This process computes and nothing else: it gets the workers' settings too.
+    configure_process()
     bar: ProgressBar | None = None
 
     def progress(done: int, total: int) -> None:
@@ -134,7 +162,7 @@ def handler(args: argparse.Namespace) -> int:
         else:
             bar.advance(done - bar.done)
 
-    summary = compute(args.folder, options, db=args.db, progress=progress, workers=args.workers)
+    summary = compute(args.folder, options, db=args.db, progress=progress)
     if bar is not None:
         bar.close()
     if args.json:

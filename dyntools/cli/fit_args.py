@@ -11,6 +11,7 @@ import argparse
 from dyntools.hmm.analysis import FitConfig
 from dyntools.hmm.features import NORMALIZATIONS
 from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
+from dyntools.metrics.feature import Feature
 
 
 def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,8 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="HOOK/METRIC",
         default=[],
-        help="features as hook point/metric, e.g. blocks.0.attn/l2 (default: all computed)",
+        help="features as hook point/metric, e.g. blocks.0.attn/l2, or a network-wide metric "
+        "such as l2 (default: the paper's 14 features)",
     )
     parser.add_argument(
         "--paper-features", action="store_true", help="add the 14 features of the paper"
@@ -54,19 +56,11 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def parse_feature(text: str) -> tuple[str, str]:
-    """``"blocks.0.attn/l2"`` -> ``("blocks.0.attn", "l2")``."""
-    hook, sep, metric = text.rpartition("/")
-    if not sep or not hook or not metric:
-        raise ValueError(f"feature {text!r} is not HOOK/METRIC: write e.g. blocks.0.attn/l2")
-    return hook, metric
-
-
 def fit_config_from_args(args: argparse.Namespace, data_fingerprint: str = "") -> FitConfig:
     """The ``FitConfig`` the parsed options describe."""
     return FitConfig(
         runs=tuple(args.runs) if args.runs else None,
-        features=tuple(parse_feature(f) for f in args.features),
+        features=tuple(Feature.parse(f) for f in args.features),
         paper_features=bool(args.paper_features),
         scalar_features=tuple(args.scalars),
         normalize=args.normalize,

@@ -29,11 +29,10 @@ if TYPE_CHECKING:  # the real imports, for type checkers only
     from dyntools.hmm.features import (
         NORMALIZATIONS,
         PAPER_FEATURES,
-        PAPER_HOOK_POINT,
         FeatureTable,
         align_scalars,
         build_feature_table,
-        paper_feature_keys,
+        paper_features,
     )
     from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
     from dyntools.hmm.normalize import Notice
@@ -51,12 +50,11 @@ _EXPORTS: dict[str, str] = {
     "LatentStateModel": "estimator",
     "NORMALIZATIONS": "features",
     "PAPER_FEATURES": "features",
-    "PAPER_HOOK_POINT": "features",
     "FeatureTable": "features",
     "Notice": "normalize",
     "align_scalars": "features",
     "build_feature_table": "features",
-    "paper_feature_keys": "features",
+    "paper_features": "features",
     "COVARIANCE_TYPES": "hmmlearn_backend",
     "HMMParams": "params",
     "format_fit_report": "report",
@@ -69,7 +67,6 @@ __all__ = [
     "FIT_FORMAT_VERSION",
     "NORMALIZATIONS",
     "PAPER_FEATURES",
-    "PAPER_HOOK_POINT",
     "FeatureTable",
     "FitConfig",
     "FitResult",
@@ -84,7 +81,7 @@ __all__ = [
     "fit_result_from_json",
     "fit_result_to_json",
     "format_fit_report",
-    "paper_feature_keys",
+    "paper_features",
 ]
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -24,9 +26,11 @@ from dyntools.hmm.hmmlearn_backend import RestartFit
 from dyntools.hmm.normalize import Notice
 from dyntools.hmm.params import HMMParams
 from dyntools.hmm.selection import SelectionRow
+from dyntools.metrics.feature import Feature
 
 # Bump when a change of the fitting code changes results, so old stored fits are not reused.
-FIT_FORMAT_VERSION = 1
+# 2: features are ``Feature``s (the paper's are named by their metric).
+FIT_FORMAT_VERSION = 2
 VAL_ACC = "val_acc"
 
 
@@ -35,10 +39,12 @@ class FitConfig:
     """Everything that determines a fit (defaults are dyntools's, not hmmlearn's)."""
 
     runs: tuple[str, ...] | None = None  # None: every run, sorted by id
-    features: tuple[tuple[str, str], ...] = ()  # (hook point, metric); () with no paper: all
+    features: tuple[Feature, ...] = ()  # () with no paper features: every stored feature
     paper_features: bool = False
+    # The hook points the paper features were computed over; None: each run's default compute.
+    network_selection: tuple[str, ...] | None = None
     scalar_features: tuple[str, ...] = ()
-    normalize: str = "global"  # see the README (latent states): per-run z-scores split phases
+    normalize: str = "global"  # docs/latent-states.md: per-run z-scores split phases
     max_states: int = 8
     n_states: int | None = None  # overrides the BIC choice
     restarts: int = 5
@@ -90,9 +96,28 @@ class FitResult:
         return {run: self.states[bounds[k] : bounds[k + 1]] for k, run in enumerate(self.run_ids)}
 
 
+def config_json(config: FitConfig) -> dict[str, Any]:
+    """The configuration as JSON-able values (features in their text form)."""
+    data = asdict(config)
+    data["features"] = [feature.format() for feature in config.features]
+    return data
+
+
+def config_from_json(data: Mapping[str, Any]) -> FitConfig:
+    """The inverse of ``config_json``."""
+    tuples = ("runs", "scalar_features", "heldout_runs", "network_selection")
+    return FitConfig(
+        **{
+            **data,
+            **{k: None if data.get(k) is None else tuple(data[k]) for k in tuples if k in data},
+            "features": tuple(Feature.parse(text) for text in data.get("features", ())),
+        }
+    )
+
+
 def config_hash(config: FitConfig) -> str:
     """A stable hex digest of the full configuration (and the fit format version)."""
-    payload = {"version": FIT_FORMAT_VERSION, **asdict(config)}
+    payload = {"version": FIT_FORMAT_VERSION, **config_json(config)}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -105,7 +130,7 @@ def fit_latent_states(
     table = build_feature_table(
         metrics,
         features=list(config.features),
-        paper_features=config.paper_features,
+        paper=config.paper_features,
         runs=list(config.runs) if config.runs is not None else None,
         scalars=scalars,
         scalar_features=config.scalar_features,

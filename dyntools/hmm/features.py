@@ -3,14 +3,13 @@
 Input frames (as the store gives them):
 
 - metrics: ``run_id: Utf8, step: Int64, epoch: Int64 (nullable), hook_point: Utf8,
-  metric: Utf8, value: Float64 (nullable)``
+  metric: Utf8, params: Utf8 (optional, '' for none), value: Float64 (nullable)``; network
+  values have hook point ''.
 - scalars: ``run_id: Utf8, step: Int64, epoch: Int64 (nullable), name: Utf8, value: Float64``
 
-A feature is a (hook point, metric) pair; its column is named ``"{hook_point}/{metric}"``
-(``"blocks.0.attn/l2"``). Convention for the 14 features of the paper (whole-network
-statistics): they are stored under the hook point ``PAPER_HOOK_POINT`` (``"__paper__"``) and
-named by their metric (``"__paper__/l2"``). Training scalars used as features are named
-``"scalars/{name}"``.
+A feature is a ``Feature`` (hook point, metric, params); its column is named by its text form
+(``"blocks.0.attn/l2"``; ``"l2"`` for the network-wide mean the paper uses). Training scalars
+used as features are named ``"scalar:{name}"``.
 
 Rows are one per (run, checkpoint), runs in the order asked for (sorted run ids by default),
 checkpoints sorted by their real step. Nothing is dropped silently: a run with too few
@@ -29,10 +28,10 @@ import numpy as np
 import polars as pl
 
 from dyntools.hmm.normalize import Notice, drop_short_runs, usable_columns, zscore
+from dyntools.metrics.feature import Feature
 from dyntools.metrics.registry import PAPER_FEATURES as PAPER_FEATURES
 
-PAPER_HOOK_POINT = "__paper__"
-SCALAR_PREFIX = "scalars"
+SCALAR_PREFIX = "scalar:"
 Normalization = Literal["per-run", "global"]
 NORMALIZATIONS: tuple[str, ...] = ("per-run", "global")
 
@@ -98,21 +97,21 @@ class FeatureTable:
         )
 
 
-def feature_name(hook_point: str, metric: str) -> str:
-    """The column name of a (hook point, metric) feature."""
-    return f"{hook_point}/{metric}"
+def scalar_column(name: str) -> str:
+    """The column name of a training scalar used as a feature."""
+    return SCALAR_PREFIX + name
 
 
-def paper_feature_keys() -> list[tuple[str, str]]:
-    """The 14 paper features as (hook point, metric) pairs."""
-    return [(PAPER_HOOK_POINT, name) for name in PAPER_FEATURES]
+def paper_features() -> list[Feature]:
+    """The 14 features of the paper: network-wide means and pooled statistics."""
+    return [Feature("", name) for name in PAPER_FEATURES]
 
 
 def build_feature_table(
     metrics: pl.DataFrame,
     *,
-    features: Sequence[tuple[str, str]] | None = None,
-    paper_features: bool = False,
+    features: Sequence[Feature] | None = None,
+    paper: bool = False,
     runs: Sequence[str] | None = None,
     scalars: pl.DataFrame | None = None,
     scalar_features: Sequence[str] = (),
@@ -120,14 +119,14 @@ def build_feature_table(
 ) -> FeatureTable:
     """Pivot tidy metrics (and optionally training scalars) into a normalized feature table.
 
-    ``features`` picks (hook point, metric) pairs; ``paper_features`` adds the 14 paper
-    features; with neither, every (hook point, metric) in ``metrics`` is used.
+    ``features`` picks features; ``paper`` adds the 14 paper features; with neither, every
+    feature in ``metrics`` is used.
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {normalize!r}; choose one of {NORMALIZATIONS}")
     wanted = list(features or [])
-    if paper_features:
-        wanted += [key for key in paper_feature_keys() if key not in wanted]
+    if paper:
+        wanted += [key for key in paper_features() if key not in wanted]
     tidy = _tidy_features(metrics, wanted, scalars, scalar_features)
     run_order = _run_order(tidy, runs)
     tidy = tidy.filter(pl.col("run_id").is_in(run_order))
@@ -178,20 +177,28 @@ def build_feature_table(
 
 def _tidy_features(
     metrics: pl.DataFrame,
-    wanted: list[tuple[str, str]],
+    wanted: list[Feature],
     scalars: pl.DataFrame | None,
     scalar_features: Sequence[str],
 ) -> pl.DataFrame:
     """One long frame run_id, step, epoch, feature, value of everything asked for."""
-    frame = metrics.select(
+    if "params" not in metrics.columns:
+        metrics = metrics.with_columns(params=pl.lit(""))
+    keys = metrics.select("hook_point", "metric", "params").unique()
+    names_of = keys.with_columns(
+        feature=pl.Series(
+            [Feature(h, m, p).format() for h, m, p in keys.iter_rows()], dtype=pl.String
+        )
+    )
+    frame = metrics.join(names_of, on=["hook_point", "metric", "params"]).select(
         "run_id",
         "step",
         pl.col("epoch").cast(pl.Int64),
-        (pl.col("hook_point") + "/" + pl.col("metric")).alias("feature"),
+        "feature",
         pl.col("value").cast(pl.Float64),
     )
     if wanted:
-        names = [feature_name(h, m) for h, m in wanted]
+        names = [f.format() for f in wanted]
         present = set(frame["feature"].unique().to_list())
         missing = [n for n in names if n not in present]
         if len(missing) == len(names):
@@ -213,7 +220,7 @@ def _tidy_features(
                 "run_id",
                 "step",
                 pl.col("epoch").cast(pl.Int64),
-                (pl.lit(SCALAR_PREFIX + "/") + pl.col("name")).alias("feature"),
+                (pl.lit(SCALAR_PREFIX) + pl.col("name")).alias("feature"),
                 pl.col("value").cast(pl.Float64),
             )
         )
@@ -237,13 +244,14 @@ def _run_order(tidy: pl.DataFrame, runs: Sequence[str] | None) -> list[str]:
 
 
 def _column_order(
-    tidy: pl.DataFrame, wanted: list[tuple[str, str]], scalar_features: Sequence[str]
+    tidy: pl.DataFrame, wanted: list[Feature], scalar_features: Sequence[str]
 ) -> list[str]:
+    scalar_names = [scalar_column(s) for s in scalar_features]
     if wanted:
-        names = [feature_name(h, m) for h, m in wanted]
+        names = [f.format() for f in wanted]
     else:
-        names = sorted(n for n in set(tidy["feature"].to_list()) if not n.startswith("scalars/"))
-    return names + [f"{SCALAR_PREFIX}/{s}" for s in scalar_features]
+        names = sorted(set(tidy["feature"].to_list()) - set(scalar_names))
+    return names + scalar_names
 
 
 def align_scalars(table: FeatureTable, scalars: pl.DataFrame | None) -> dict[str, np.ndarray]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from dyntools.hmm.analysis import FitConfig, FitResult, RestartSummary
+from dyntools.hmm.analysis import FitResult, RestartSummary, config_from_json, config_json
 from dyntools.hmm.convergence import ConvergenceAnalysis, DetourState
 from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.hmm.normalize import Notice
@@ -25,6 +25,7 @@ def fit_result_to_json(result: FitResult) -> dict[str, Any]:
     plain = _plain(result)
     if not isinstance(plain, dict):  # pragma: no cover - a dataclass always gives a dict
         raise TypeError("a FitResult must serialize to a dict")
+    plain["config"] = config_json(result.config)
     plain["format"] = "dyntools-hmm-fit"
     return plain
 
@@ -37,15 +38,7 @@ def fit_result_from_json(data: dict[str, Any]) -> FitResult:
     conv = data["convergence"]
     params = data["params"]
     return FitResult(
-        config=FitConfig(
-            **{
-                **config,
-                "runs": None if config["runs"] is None else tuple(config["runs"]),
-                "features": tuple(tuple(f) for f in config["features"]),
-                "scalar_features": tuple(config["scalar_features"]),
-                "heldout_runs": tuple(config["heldout_runs"]),
-            }
-        ),
+        config=config_from_json(config),
         config_hash=data["config_hash"],
         columns=tuple(data["columns"]),
         run_ids=tuple(data["run_ids"]),

@@ -1,123 +1,73 @@
 """Pure metric functions: tensors in, numbers out. A leaf: imports nothing else of dyntools.
 
-Weight metrics (``compute_weight_metrics``), pooled statistics and the paper's 14 features,
-temporal metrics, activation statistics and histograms, and HSIC for the information plane.
-Every metric has a stable snake_case name in ``REGISTRY``.
+Every metric is one registry entry (``dyntools.metrics.registry``): its name, kind, parameters,
+description and the function that computes it from its kind's input record. The tensor work
+behind them: ``compute_weight_metrics`` (matrices, convolutions, pooled and temporal
+statistics of one checkpoint), ``layer_output`` (activations) and ``InformationPlane`` (HSIC).
 """
 
 from typing import TYPE_CHECKING
 
 from dyntools.lazy import lazy_exports
+from dyntools.metrics.feature import Feature
+from dyntools.metrics.kinds import HookKind, Metric, MetricKind, params_key
+from dyntools.metrics.records import (
+    MappingSource,
+    MetricValue,
+    Reason,
+    ReasonCode,
+    Scope,
+    SkippedTensor,
+    TensorSource,
+)
+from dyntools.metrics.registry import PAPER_FEATURES, REGISTRY, metric, register, select_metrics
 
 if TYPE_CHECKING:  # the real imports, for type checkers only
-    from dyntools.metrics.distribution import (
-        DEFAULT_DEAD_THRESHOLD,
-        DEFAULT_HISTOGRAM,
-        ActivationStats,
-        Histogram,
-        HistogramSpec,
-        activation_stats,
-        histogram,
-        shared_spec,
-        value_range,
-    )
-    from dyntools.metrics.hsic import InformationPlane, InformationPoint, pyglow_hsic
-    from dyntools.metrics.matrices import default_hook_point, default_role, split_heads
-    from dyntools.metrics.pooled import PooledAccumulator, PooledStats, paper_features
-    from dyntools.metrics.records import (
-        ALL_HOOK_POINTS,
-        PAPER_FEATURES_TENSOR,
-        POOLED_TENSOR,
-        MappingSource,
-        MetricValue,
-        SkippedTensor,
-        TensorSource,
-    )
-    from dyntools.metrics.registry import (
-        PAPER_FEATURES,
-        REGISTRY,
-        MetricSpec,
-        metric_names,
-        select_metrics,
-    )
-    from dyntools.metrics.spectrum import SV_ZERO_THRESHOLD, singular_values
-    from dyntools.metrics.temporal import cosine_to_init, relative_update
+    from dyntools.metrics.distribution import layer_output, shared_spec, value_range
+    from dyntools.metrics.hsic import InformationPlane, pyglow_hsic
+    from dyntools.metrics.matrices import split_heads
+    from dyntools.metrics.pooled import PooledAccumulator
+    from dyntools.metrics.spectrum import singular_values
     from dyntools.metrics.weights import WeightMetrics, compute_weight_metrics
 
-# Names are loaded on first use: most modules here need torch (about 1.3 s to import), and
-# ``dyntools.metrics.registry`` (metric names, the paper's features) is read by code that never
-# touches a tensor, such as the app's pages.
-_EXPORTS: dict[str, str] = {
-    "DEFAULT_DEAD_THRESHOLD": "distribution",
-    "DEFAULT_HISTOGRAM": "distribution",
-    "ActivationStats": "distribution",
-    "Histogram": "distribution",
-    "HistogramSpec": "distribution",
-    "activation_stats": "distribution",
-    "histogram": "distribution",
+# Names loaded on first use: these modules need torch (about 1.3 s to import), while the
+# registry and the records are read by code that never touches a tensor (the app's pages).
+_TORCH_EXPORTS: dict[str, str] = {
+    "layer_output": "distribution",
     "shared_spec": "distribution",
     "value_range": "distribution",
     "InformationPlane": "hsic",
-    "InformationPoint": "hsic",
     "pyglow_hsic": "hsic",
-    "PooledAccumulator": "pooled",
-    "PooledStats": "pooled",
-    "paper_features": "pooled",
-    "ALL_HOOK_POINTS": "records",
-    "PAPER_FEATURES_TENSOR": "records",
-    "POOLED_TENSOR": "records",
-    "MappingSource": "records",
-    "MetricValue": "records",
-    "SkippedTensor": "records",
-    "TensorSource": "records",
-    "PAPER_FEATURES": "registry",
-    "REGISTRY": "registry",
-    "MetricSpec": "registry",
-    "metric_names": "registry",
-    "select_metrics": "registry",
-    "SV_ZERO_THRESHOLD": "spectrum",
-    "singular_values": "spectrum",
-    "cosine_to_init": "temporal",
-    "relative_update": "temporal",
-    "default_hook_point": "matrices",
-    "default_role": "matrices",
     "split_heads": "matrices",
+    "PooledAccumulator": "pooled",
+    "singular_values": "spectrum",
     "WeightMetrics": "weights",
     "compute_weight_metrics": "weights",
 }
 
 __all__ = [
-    "ALL_HOOK_POINTS",
-    "DEFAULT_DEAD_THRESHOLD",
-    "DEFAULT_HISTOGRAM",
     "PAPER_FEATURES",
-    "PAPER_FEATURES_TENSOR",
-    "POOLED_TENSOR",
     "REGISTRY",
-    "SV_ZERO_THRESHOLD",
-    "ActivationStats",
-    "Histogram",
-    "HistogramSpec",
+    "Feature",
+    "HookKind",
     "InformationPlane",
-    "InformationPoint",
     "MappingSource",
-    "MetricSpec",
+    "Metric",
+    "MetricKind",
     "MetricValue",
     "PooledAccumulator",
-    "PooledStats",
+    "Reason",
+    "ReasonCode",
+    "Scope",
     "SkippedTensor",
     "TensorSource",
     "WeightMetrics",
-    "activation_stats",
     "compute_weight_metrics",
-    "cosine_to_init",
-    "default_hook_point",
-    "default_role",
-    "histogram",
-    "metric_names",
-    "paper_features",
+    "layer_output",
+    "metric",
+    "params_key",
     "pyglow_hsic",
-    "relative_update",
+    "register",
     "select_metrics",
     "shared_spec",
     "singular_values",
@@ -125,5 +75,4 @@ __all__ = [
     "value_range",
 ]
 
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__getattr__ = lazy_exports(__name__, _TORCH_EXPORTS)

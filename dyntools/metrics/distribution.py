@@ -1,108 +1,36 @@
-"""Statistics and histograms of one activation hook point's output on the probe batch.
+"""One activation hook point's output as the activation metrics read it, and shared bin edges.
 
-Defaults: ``dead_fraction`` counts outputs with |a| < 1e-6 (what ReLU leaves at exactly zero;
-the threshold is stored with every value). Histograms follow fast.ai's "colorful dimension":
-40 bins over [0, 10) of |a|; ``shared_spec`` picks edges that fit every checkpoint of a hook
-point instead. Bins are half-open [e_i, e_i+1); values below the first edge are underflow, at or
-above the last edge overflow, NaN/inf are counted apart: the counts always add up to the number
-of values.
+``layer_output`` flattens an output once (float64, finite values only, NaN/inf counted); the
+activation metrics and the histogram (``builtin``) are functions of that record. Histograms
+follow fast.ai's "colorful dimension" (40 bins over [0, 10) of |a| by default); ``shared_spec``
+picks edges that fit every checkpoint of a hook point instead.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import torch
 
-from dyntools.metrics.finite import all_finite, count_nonfinite
-
-# Defaults and the histogram spec live in a torch-free module (the app's pages read them);
-# re-exported here, where they belong.
-from dyntools.metrics.histogram_spec import DEFAULT_DEAD_THRESHOLD as DEFAULT_DEAD_THRESHOLD
-from dyntools.metrics.histogram_spec import DEFAULT_HISTOGRAM as DEFAULT_HISTOGRAM
-from dyntools.metrics.histogram_spec import TRANSFORMS as TRANSFORMS
-from dyntools.metrics.histogram_spec import HistogramSpec as HistogramSpec
-from dyntools.metrics.histogram_spec import Transform as Transform
+from dyntools.metrics.finite import all_finite
+from dyntools.metrics.histogram import HistogramSpec, Transform
+from dyntools.metrics.records import LayerOutput
 
 
-@dataclass(frozen=True)
-class ActivationStats:
-    """``act_mean``, ``act_std`` (unbiased) and ``dead_fraction`` at ``dead_threshold``.
-
-    Values are None (with ``reason``) when the output holds NaN/inf or is empty.
-    """
-
-    count: int
-    act_mean: float | None
-    act_std: float | None
-    dead_fraction: float | None
-    dead_threshold: float
-    nonfinite: int = 0
-    reason: str | None = None
-
-
-def activation_stats(
-    output: torch.Tensor, *, dead_threshold: float = DEFAULT_DEAD_THRESHOLD
-) -> ActivationStats:
-    """Statistics of every value of one layer output (all samples, all positions, all units)."""
-    if not dead_threshold >= 0:
-        raise ValueError(f"dead_threshold must be >= 0, got {dead_threshold}")
-    values = output.detach().reshape(-1)
+def layer_output(output: torch.Tensor) -> LayerOutput:
+    """Every value of one layer output (all samples, positions and units), flattened."""
+    values = output.detach().reshape(-1).to(torch.float64)
     count = values.numel()
-    if count == 0:
-        return ActivationStats(0, None, None, None, dead_threshold, 0, "empty output")
-    nonfinite = 0 if all_finite(values) else sum(count_nonfinite(values))
-    if nonfinite:
-        why = f"{nonfinite} of {count} values are NaN/inf"
-        return ActivationStats(count, None, None, None, dead_threshold, nonfinite, why)
-    wide = values.to(torch.float64)
-    std = float(wide.std()) if count > 1 else math.nan
-    dead = float((wide.abs() < dead_threshold).sum()) / count
-    note = None if count > 1 else "one value: unbiased std undefined (NaN)"
-    return ActivationStats(count, float(wide.mean()), std, dead, dead_threshold, 0, note)
-
-
-@dataclass(frozen=True)
-class Histogram:
-    """Counts per bin plus underflow, overflow and NaN/inf counts; edges kept for display."""
-
-    edges: tuple[float, ...]
-    counts: tuple[int, ...]
-    underflow: int
-    overflow: int
-    nonfinite: int
-    transform: Transform
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts) + self.underflow + self.overflow + self.nonfinite
+    if all_finite(values):
+        return LayerOutput(values, count, 0)
+    finite = values[torch.isfinite(values)]
+    return LayerOutput(finite, count, count - finite.numel())
 
 
 def _transformed(output: torch.Tensor, transform: Transform) -> torch.Tensor:
     values = output.detach().reshape(-1).to(torch.float64)
     return values.abs() if transform == "abs" else values
-
-
-def histogram(output: torch.Tensor, spec: HistogramSpec = DEFAULT_HISTOGRAM) -> Histogram:
-    """Histogram of one layer output with the fixed edges of ``spec``."""
-    values = _transformed(output, spec.transform)
-    finite = torch.isfinite(values)
-    nonfinite = values.numel() - int(finite.sum())
-    values = values[finite]
-    edges = spec.edges()
-    # bucketize(right=True): index 0 = below the first edge, bins + 1 = at or above the last.
-    index = torch.bucketize(values, edges, right=True)
-    counts = torch.bincount(index, minlength=spec.bins + 2).tolist()
-    return Histogram(
-        edges=tuple(edges.tolist()),
-        counts=tuple(int(c) for c in counts[1 : spec.bins + 1]),
-        underflow=int(counts[0]),
-        overflow=int(counts[spec.bins + 1]),
-        nonfinite=nonfinite,
-        transform=spec.transform,
-    )
 
 
 def value_range(output: torch.Tensor, transform: Transform = "abs") -> tuple[float, float] | None:

@@ -1,4 +1,9 @@
-"""Activation defaults and the histogram spec, without torch (the app's pages read them)."""
+"""Histogram bins and counts of layer outputs ("the colorful dimension"), without torch.
+
+fast.ai's choice is the default: 40 bins over [0, 10) of |a|. Bins are half-open
+[e_i, e_i+1); values below the first edge are underflow, at or above the last edge overflow,
+NaN/inf are counted apart: the counts always add up to the number of values.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,6 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_DEAD_THRESHOLD = 1e-6
 Transform = Literal["abs", "identity"]
 TRANSFORMS: tuple[Transform, ...] = ("abs", "identity")
 
@@ -37,6 +41,22 @@ class HistogramSpec:
         import torch
 
         return torch.linspace(self.low, self.high, self.bins + 1, dtype=torch.float64)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts per bin plus underflow, overflow and NaN/inf counts; edges kept for display."""
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+    underflow: int
+    overflow: int
+    nonfinite: int
+    transform: Transform
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts) + self.underflow + self.overflow + self.nonfinite
 
 
 DEFAULT_HISTOGRAM = HistogramSpec()

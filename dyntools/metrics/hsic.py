@@ -27,13 +27,15 @@ from typing import Literal
 
 import torch
 
+from dyntools.metrics.builtin import NORMALIZED, PYGLOW
 from dyntools.metrics.finite import all_finite
-from dyntools.metrics.registry import VARIANT_METRICS as VARIANT_METRICS
-from dyntools.metrics.registry import VARIANTS as VARIANTS
+from dyntools.metrics.records import InformationPoint, Reason, ReasonCode
+
+VARIANTS = (NORMALIZED, PYGLOW)
 
 Sigma = float | Literal["median"]
 PYGLOW_SIGMA = 5.0
-DEFAULT_VARIANT = "normalized"
+DEFAULT_VARIANT = NORMALIZED
 # Float64 column blocks of the representation are at most this large while building the Gram.
 GRAM_BLOCK_BYTES = 4 * 2**20
 
@@ -110,22 +112,13 @@ def one_hot(labels: torch.Tensor, num_classes: int | None = None) -> torch.Tenso
 
 
 @dataclass(frozen=True)
-class InformationPoint:
-    """HSIC(H, X) and HSIC(H, Y) of one layer at one checkpoint; None with ``reason`` if undefined."""
-
-    hsic_x: float | None
-    hsic_y: float | None
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
 class _Reference:
     """A centred kernel and its HSIC with itself (the normalizer), or why it is degenerate."""
 
     raw: torch.Tensor
     centred: torch.Tensor
     self_hsic: float
-    problem: str | None
+    problem: Reason | None
 
 
 class InformationPlane:
@@ -150,46 +143,43 @@ class InformationPlane:
             raise ValueError(f"unknown HSIC variant {variant!r}; known: {list(VARIANTS)}")
         self.variant = variant
         self.sigma: Sigma = sigma if sigma is not None else self._default_sigma(variant)
-        if variant == "pyglow" and not isinstance(self.sigma, float | int):
+        if variant == PYGLOW and not isinstance(self.sigma, float | int):
             raise ValueError("the pyglow variant takes a fixed sigma (PyGlow's default is 5.0)")
         self.m = _samples(x, y)
-        targets = one_hot(y, num_classes) if variant == "normalized" else y
+        targets = one_hot(y, num_classes) if variant == NORMALIZED else y
         self._x = self._reference(x, "input X")
         self._y = self._reference(targets, "target Y")
 
     @staticmethod
     def _default_sigma(variant: str) -> Sigma:
-        return "median" if variant == "normalized" else PYGLOW_SIGMA
+        return "median" if variant == NORMALIZED else PYGLOW_SIGMA
 
-    @property
-    def metric_names(self) -> tuple[str, str]:
-        """The stable metric names of this variant's two values."""
-        return VARIANT_METRICS[self.variant]
-
-    def _kernel(self, samples: torch.Tensor) -> tuple[torch.Tensor, str | None]:
+    def _kernel(self, samples: torch.Tensor) -> tuple[torch.Tensor, Reason | None]:
         if not all_finite(samples):
-            return torch.empty(0), "holds NaN/inf"
+            return torch.empty(0), Reason(ReasonCode.NONFINITE, "holds NaN/inf")
         distances = squared_distances(samples)
         if self.sigma == "median":
             sigma2 = median_sigma2(distances)
-        elif self.variant == "pyglow":
+        elif self.variant == PYGLOW:
             sigma2 = float(self.sigma) ** 2
         else:
             width = samples.reshape(samples.shape[0], -1).shape[1]
             sigma2 = float(self.sigma) ** 2 * width
         if sigma2 == 0:
-            return torch.ones_like(distances), "is the same for every probe sample"
+            return torch.ones_like(distances), Reason(
+                ReasonCode.UNDEFINED, "is the same for every probe sample"
+            )
         return gaussian_kernel(distances, sigma2), None
 
     def _reference(self, samples: torch.Tensor, what: str) -> _Reference:
         raw, problem = self._kernel(samples)
         if problem is not None and raw.numel() == 0:
-            return _Reference(raw, raw, math.nan, f"{what} {problem}")
+            return _Reference(raw, raw, math.nan, _about(what, problem))
         centred = center(raw)
         self_hsic = float((centred * centred).sum())
-        if self.variant == "normalized" and self_hsic <= 0:
-            problem = problem or "has a constant kernel"
-            return _Reference(raw, centred, self_hsic, f"{what} {problem}")
+        if self.variant == NORMALIZED and self_hsic <= 0:
+            problem = problem or Reason(ReasonCode.UNDEFINED, "has a constant kernel")
+            return _Reference(raw, centred, self_hsic, _about(what, problem))
         return _Reference(raw, centred, self_hsic, None)
 
     def hsic(self, h: torch.Tensor) -> InformationPoint:
@@ -197,13 +187,12 @@ class InformationPlane:
         if h.shape[0] != self.m:
             raise ValueError(f"layer output has {h.shape[0]} samples, the probe batch has {self.m}")
         layer = self._reference(h, "layer output")
-        values = [self._value(layer, other) for other in (self._x, self._y)]
-        reasons = sorted({why for _, why in values if why is not None})
-        return InformationPoint(values[0][0], values[1][0], "; ".join(reasons) or None)
+        (x, x_why), (y, y_why) = (self._value(layer, other) for other in (self._x, self._y))
+        return InformationPoint(x, y, x_why or y_why)
 
-    def _value(self, layer: _Reference, other: _Reference) -> tuple[float | None, str | None]:
+    def _value(self, layer: _Reference, other: _Reference) -> tuple[float | None, Reason | None]:
         problem = layer.problem or other.problem
-        if self.variant == "pyglow":
+        if self.variant == PYGLOW:
             if layer.raw.numel() == 0 or other.raw.numel() == 0:
                 return None, problem
             return float((layer.centred * other.raw).sum()) / (self.m - 1), None
@@ -219,3 +208,7 @@ def _samples(a: torch.Tensor, b: torch.Tensor) -> int:
     if a.shape[0] < 2:
         raise ValueError(f"HSIC needs at least 2 samples, got {a.shape[0]}")
     return int(a.shape[0])
+
+
+def _about(what: str, problem: Reason) -> Reason:
+    return Reason(problem.code, f"{what} {problem.message}")

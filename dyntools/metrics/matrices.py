@@ -10,8 +10,8 @@
 - Other ranks get no per-matrix metrics (they are reported as skipped) but still count in the
   pooled statistics when their role is weight or bias.
 
-A split head is named ``<tensor>[head <h>]``; every unit keeps its hook point, so nothing is
-averaged away except in the paper-features aggregate.
+A split head keeps its tensor's name and carries its head index; every matrix keeps its hook
+point, so nothing is averaged away except in the hook-point and network means.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+
+from dyntools.metrics.records import Reason, ReasonCode
 
 TensorRole = Literal["weight", "bias", "other"]
 MatrixKind = Literal["matrix", "conv"]
@@ -45,17 +47,12 @@ def default_hook_point(name: str) -> str:
     return name.rpartition(".")[0] or name
 
 
-def head_label(tensor: str, head: int) -> str:
-    return f"{tensor}[head {head}]"
-
-
 @dataclass(frozen=True)
 class Matrix:
     """One matrix (or conv weight) that gets its own metric rows."""
 
     order: int
     tensor: str
-    label: str
     hook_point: str
     kind: MatrixKind
     # Shape of the matrix (m, n), or of the conv weight (O, I, kh, kw).
@@ -65,25 +62,26 @@ class Matrix:
 
 def plan_matrices(
     name: str, shape: tuple[int, ...], hook_point: str, heads: int | None, first_order: int
-) -> tuple[list[Matrix], str | None]:
-    """The units of one tensor, or ([], why not) when it has no per-matrix metrics."""
+) -> tuple[list[Matrix], Reason | None]:
+    """The matrices of one tensor, or ([], why not) when it has no per-matrix metrics."""
     rank = len(shape)
     if heads is not None and rank not in (2, 3):
-        return [], f"cannot split a {rank}-D tensor {list(shape)} per head"
+        why = f"cannot split a {rank}-D tensor {list(shape)} per head"
+        return [], Reason(ReasonCode.HEAD_SPLIT, why)
     if rank == 2 and heads is None:
-        return [Matrix(first_order, name, name, hook_point, "matrix", shape)], None
+        return [Matrix(first_order, name, hook_point, "matrix", shape)], None
     if rank in (2, 3) and heads is not None:
         blocks = head_blocks(shape, heads, name)
         return [
-            Matrix(first_order + h, name, head_label(name, h), hook_point, "matrix", blocks, h)
-            for h in range(heads)
+            Matrix(first_order + h, name, hook_point, "matrix", blocks, h) for h in range(heads)
         ], None
     if rank == 3:
         merged = (shape[0] * shape[1], shape[2])
-        return [Matrix(first_order, name, name, hook_point, "matrix", merged)], None
+        return [Matrix(first_order, name, hook_point, "matrix", merged)], None
     if rank == 4:
-        return [Matrix(first_order, name, name, hook_point, "conv", shape)], None
-    return [], f"{rank}-D tensor {list(shape)}: per-matrix metrics need 2-D, 3-D or 4-D weights"
+        return [Matrix(first_order, name, hook_point, "conv", shape)], None
+    why = f"{rank}-D tensor {list(shape)}: per-matrix metrics need 2-D, 3-D or 4-D weights"
+    return [], Reason(ReasonCode.UNSUPPORTED_SHAPE, why)
 
 
 def head_blocks(shape: tuple[int, ...], heads: int, name: str) -> tuple[int, int]:

@@ -12,36 +12,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from dyntools.metrics.finite import all_finite, count_nonfinite
-from dyntools.metrics.records import (
-    ALL_HOOK_POINTS,
-    PAPER_FEATURES_TENSOR,
-    POOLED_TENSOR,
-    MetricValue,
-)
-from dyntools.metrics.registry import PAPER_FEATURES, POOLED_METRICS
+from dyntools.metrics.records import PooledStats, Reason, ReasonCode
 
 DEFAULT_IN_MEMORY_BYTES = 64 * 2**20
 # One value in SAMPLE_EVERY is sampled to bracket the median of a large set.
 SAMPLE_EVERY = 64
 # Sets of at most this many values get exact float64 moments from a copy (2 MB as float64).
 SMALL_EXACT = 1 << 18
-
-
-@dataclass(frozen=True)
-class PooledStats:
-    """Mean, unbiased variance and lower median of a pooled set; None values carry ``reason``."""
-
-    count: int
-    mean: float | None
-    var: float | None
-    median: float | None
-    reason: str | None = None
 
 
 def as_float(tensor: torch.Tensor) -> torch.Tensor:
@@ -153,7 +135,7 @@ class PooledAccumulator:
 
     def finish(self, reread: Callable[[], Iterable[torch.Tensor]] | None = None) -> PooledStats:
         if self.count == 0:
-            return PooledStats(0, None, None, None, "no tensors selected")
+            return PooledStats(0, None, None, None, Reason(ReasonCode.EMPTY, "no tensors selected"))
         kept = None
         if self._kept is not None:
             kept = _joined(self._kept)
@@ -162,16 +144,20 @@ class PooledAccumulator:
                 self._moments(kept if self._merged == 0 else _joined(self._kept[self._merged :]))
                 self._merged = len(self._kept)
         if self.nonfinite:
-            return PooledStats(
-                self.count, None, None, None, f"{self.nonfinite} of {self.count} values are NaN/inf"
-            )
+            why = f"{self.nonfinite} of {self.count} values are NaN/inf"
+            return PooledStats(self.count, None, None, None, Reason(ReasonCode.NONFINITE, why))
         n = self.count
         var = self._m2 / (n - 1) if n > 1 else math.nan
-        reason = None if n > 1 else "one value: unbiased variance undefined (NaN)"
+        reason = (
+            None
+            if n > 1
+            else Reason(ReasonCode.UNDEFINED, "one value: unbiased variance undefined (NaN)")
+        )
         if kept is not None:
             median = _kth(kept, (n - 1) // 2)
         elif reread is None:
-            return PooledStats(n, self._mean, var, None, "median needs a second pass: no reread")
+            incomplete = Reason(ReasonCode.INCOMPLETE, "median needs a second pass: no reread")
+            return PooledStats(n, self._mean, var, None, incomplete)
         else:
             median = _bracket_median(n, torch.cat(self._samples).sort().values, reread)
         return PooledStats(n, self._mean, var, median, reason)
@@ -262,52 +248,3 @@ def _bracket_median(
         if rank < at_high:
             return high
     raise RuntimeError(f"pooled median not found among {n} values: the set changed between passes")
-
-
-def pooled_rows(weights: PooledStats | None, biases: PooledStats | None) -> list[MetricValue]:
-    """The six pooled rows (mean/median/var of weights and biases) for the stats given."""
-    rows = []
-    for suffix, stats in (("w", weights), ("b", biases)):
-        if stats is None:
-            continue
-        for stat in ("mean", "median", "var"):
-            value = getattr(stats, stat)
-            reason = stats.reason if value is None or math.isnan(value) else None
-            rows.append(
-                MetricValue(ALL_HOOK_POINTS, POOLED_TENSOR, f"{stat}_{suffix}", value, reason)
-            )
-    return rows
-
-
-def paper_features(
-    values: Iterable[MetricValue], pooled: Iterable[MetricValue]
-) -> tuple[MetricValue, ...]:
-    """The paper's 14 HMM features of one checkpoint, as rows in the published column order.
-
-    Per-matrix metrics are averaged (unweighted) over the matrices that have a value, as the
-    reference does: ``var_singular_value`` with a nan-mean, so one-singular-value matrices do
-    not turn the feature into NaN. The six pooled statistics are passed through.
-    """
-    by_metric: dict[str, list[float]] = {}
-    for row in values:
-        if row.value is not None:
-            by_metric.setdefault(row.metric, []).append(row.value)
-    pooled_by_metric = {row.metric: row for row in pooled}
-    rows = []
-    for name in PAPER_FEATURES:
-        if name in POOLED_METRICS:
-            found = pooled_by_metric.get(name)
-            value, reason = (
-                (found.value, found.reason)
-                if found is not None
-                else (None, f"pooled statistic {name} was not computed")
-            )
-            rows.append(MetricValue(ALL_HOOK_POINTS, PAPER_FEATURES_TENSOR, name, value, reason))
-            continue
-        numbers = by_metric.get(name, [])
-        if name == "var_singular_value":
-            numbers = [x for x in numbers if not math.isnan(x)]
-        mean = math.fsum(numbers) / len(numbers) if numbers else None
-        why = None if numbers else f"no selected matrix has a value for {name}"
-        rows.append(MetricValue(ALL_HOOK_POINTS, PAPER_FEATURES_TENSOR, name, mean, why))
-    return tuple(rows)

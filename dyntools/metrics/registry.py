@@ -1,135 +1,114 @@
-"""Every metric dyntools computes, by stable snake_case name, with its family and definition.
+"""The metric registry: every metric dyntools computes, by stable snake_case name.
 
-Callers list and select metrics by name here; an unknown name raises a ValueError that lists
-the known ones. Names only: this module imports no torch, so code that never touches a tensor
-(the app's pages) can read it cheaply.
+One entry per metric (``dyntools.metrics.kinds``): the compute pipeline plans and computes from
+it, the store keeps its kind, the CLI help and the app's glossary print its description. An
+unknown name raises a ValueError that lists the known ones. Names and descriptions only need
+numpy: this module imports no torch, so the app's pages can read it cheaply.
+
+Register a metric of your own (before computing, in every process that computes it)::
+
+    from dyntools.metrics.registry import register
+    from dyntools.metrics.kinds import MatrixMetric
+    from dyntools.metrics.batch import Column
+    register(MatrixMetric(name="l2_squared", description="||W||_F^2",
+                          compute=lambda b: Column(b.l2**2)))
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
 
-# Anchor metrics of a matrix, in the reference's order.
-ANCHOR_MATRIX_METRICS = (
-    "l1",
-    "l2",
-    "trace",
-    "spectral",
-    "code_sparsity",
-    "computational_sparsity",
-    "mean_singular_value",
-    "var_singular_value",
+from dyntools.metrics.builtin import BUILTIN, NORMALIZED, PYGLOW
+from dyntools.metrics.kinds import (
+    Against,
+    HookKind,
+    InformationMetric,
+    Metric,
+    MetricKind,
+    params_key,
 )
 
-# Spectral extras of a convolution weight reshaped to (O, I*kh*kw): "reshaped_" + matrix metric.
-RESHAPED_PREFIX = "reshaped_"
-RESHAPED_BASES = (
-    "spectral",
-    "mean_singular_value",
-    "var_singular_value",
-    "stable_rank",
-    "log_frobenius",
-    "log_spectral",
-    "effective_rank",
-)
+REGISTRY: dict[str, Metric] = {metric.name: metric for metric in BUILTIN}
+
+# The paper's HMM features per checkpoint, in the published column order: the eight matrix
+# metrics averaged over the network, then the six pooled statistics.
+PAPER_FEATURES: tuple[str, ...] = tuple(metric.name for metric in BUILTIN if metric.anchor)
+
+WEIGHT_KINDS = tuple(kind for kind in MetricKind if kind.hook_kind is HookKind.WEIGHT)
+ACTIVATION_KINDS = tuple(kind for kind in MetricKind if kind.hook_kind is HookKind.ACTIVATION)
 
 # The two HSIC variants of the information plane and their (H vs X, H vs Y) metric names.
-VARIANTS = ("normalized", "pyglow")
-VARIANT_METRICS = {
-    "normalized": ("hsic_x", "hsic_y"),
-    "pyglow": ("hsic_x_pyglow", "hsic_y_pyglow"),
-}
+VARIANTS = (NORMALIZED, PYGLOW)
+
+M = TypeVar("M", bound=Metric)
+
+__all__ = ["PAPER_FEATURES", "REGISTRY", "metric", "params_key", "register"]
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """A metric's name, family, one-line definition and whether the reference code has it."""
-
-    name: str
-    family: str
-    definition: str
-    anchor: bool = False
-
-
-# Families: "matrix" (per 2-D matrix, per head when split; l1, l2 and code_sparsity also for
-# 4-D conv weights, per-kernel as in the reference), "conv" (4-D weight reshaped to
-# (O, I*kh*kw)), "pooled" (over all selected weights or biases), "temporal" (against another
-# checkpoint), "activation", "information" (HSIC).
-_SPECS = (
-    MetricSpec("l1", "matrix", "sum |w| (conv: mean over kernels of per-kernel sum |w|)", True),
-    MetricSpec("l2", "matrix", "Frobenius norm (conv: mean of per-kernel Frobenius norms)", True),
-    MetricSpec("trace", "matrix", "sum of the main diagonal, also for rectangular W", True),
-    MetricSpec("spectral", "matrix", "largest singular value", True),
-    MetricSpec("code_sparsity", "matrix", "l1 / l2 (0 when l2 = 0; conv: per-kernel mean)", True),
-    MetricSpec("computational_sparsity", "matrix", "trace / spectral (0 when spectral = 0)", True),
-    MetricSpec("mean_singular_value", "matrix", "mean of singular values (< 1e-5 set to 0)", True),
-    MetricSpec(
-        "var_singular_value", "matrix", "unbiased variance of singular values (NaN if one)", True
-    ),
-    MetricSpec("stable_rank", "matrix", "sum(sigma^2) / max(sigma^2)"),
-    MetricSpec("log_frobenius", "matrix", "log10 sum(sigma^2) = log10 ||W||_F^2"),
-    MetricSpec("log_spectral", "matrix", "log10 max(sigma^2)"),
-    MetricSpec("effective_rank", "matrix", "exp(entropy of sigma / sum(sigma)) (Roy & Vetterli)"),
-    *(
-        MetricSpec(
-            RESHAPED_PREFIX + base, "conv", f"{base} of the conv weight reshaped to (O, I*kh*kw)"
-        )
-        for base in RESHAPED_BASES
-    ),
-    MetricSpec("mean_w", "pooled", "mean of all selected weights, concatenated", True),
-    MetricSpec("median_w", "pooled", "lower median of all selected weights (torch.median)", True),
-    MetricSpec("var_w", "pooled", "unbiased variance of all selected weights", True),
-    MetricSpec("mean_b", "pooled", "mean of all selected biases, concatenated", True),
-    MetricSpec("median_b", "pooled", "lower median of all selected biases (torch.median)", True),
-    MetricSpec("var_b", "pooled", "unbiased variance of all selected biases", True),
-    MetricSpec("relative_update", "temporal", "||W_t - W_prev||_F / ||W_prev||_F"),
-    MetricSpec("cosine_to_init", "temporal", "<W_t, W_0> / (||W_t||_F ||W_0||_F)"),
-    MetricSpec("act_mean", "activation", "mean of the layer's outputs over the probe batch"),
-    MetricSpec("act_std", "activation", "standard deviation (unbiased) of the layer's outputs"),
-    MetricSpec("dead_fraction", "activation", "fraction of outputs with |a| < threshold"),
-    MetricSpec("hsic_x", "information", "normalized HSIC(H, X), Gaussian kernels"),
-    MetricSpec("hsic_y", "information", "normalized HSIC(H, one-hot Y), Gaussian kernels"),
-    MetricSpec("hsic_x_pyglow", "information", "PyGlow's HSIC(H, X), sigma 5, tr(KHLH)/(m-1)"),
-    MetricSpec("hsic_y_pyglow", "information", "PyGlow's HSIC(H, model output), sigma 5"),
-)
-
-REGISTRY: dict[str, MetricSpec] = {spec.name: spec for spec in _SPECS}
-
-WEIGHT_FAMILIES = ("matrix", "conv", "pooled", "temporal")
-ACTIVATION_FAMILIES = ("activation", "information")
-# The name under which histograms are stored (one per activation hook point and checkpoint).
-HISTOGRAM_METRIC = "histogram"
-
-# Pooled statistics of all selected weights (_w) and biases (_b).
-POOLED_METRICS = ("mean_w", "median_w", "var_w", "mean_b", "median_b", "var_b")
-
-# The paper's HMM features per checkpoint, in the published column order.
-PAPER_FEATURES = (*ANCHOR_MATRIX_METRICS, *POOLED_METRICS)
+def register(entry: Metric) -> None:
+    """Add a metric; a name that is taken is a ValueError (names are stored, never reused)."""
+    if entry.name in REGISTRY:
+        raise ValueError(f"a metric named {entry.name!r} is already registered")
+    if not entry.name.isidentifier() or entry.name != entry.name.lower():
+        raise ValueError(f"metric names are snake_case identifiers, got {entry.name!r}")
+    REGISTRY[entry.name] = entry
 
 
-def metric_names(*families: str) -> tuple[str, ...]:
-    """Names of the metrics in the given families (all metrics when none is given)."""
-    unknown = sorted(set(families) - {spec.family for spec in _SPECS})
-    if unknown:
-        known = sorted({spec.family for spec in _SPECS})
-        raise ValueError(f"unknown metric family {unknown}; known families: {known}")
-    return tuple(spec.name for spec in _SPECS if not families or spec.family in families)
+@contextmanager
+def registered(*entries: Metric) -> Iterator[None]:
+    """Metrics registered for the duration of a block (tests, experiments)."""
+    for entry in entries:
+        register(entry)
+    try:
+        yield
+    finally:
+        for entry in entries:
+            REGISTRY.pop(entry.name, None)
 
 
-def select_metrics(names: Iterable[str] | None, *families: str) -> tuple[str, ...]:
-    """Validate a selection of metric names (None selects every metric of ``families``).
+def metric(name: str) -> Metric:
+    """The registry entry of ``name``; an unknown name lists the known ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(REGISTRY)}") from None
 
-    Raises ValueError naming the unknown or out-of-family names and listing the known ones.
+
+def metric_names(*kinds: MetricKind) -> tuple[str, ...]:
+    """Names of the metrics of the given kinds (every metric when none is given)."""
+    return tuple(m.name for m in REGISTRY.values() if not kinds or m.kind in kinds)
+
+
+def of_type(kind: type[M], names: Iterable[str]) -> list[M]:
+    """The entries of ``names`` that are of ``kind`` (a ``kinds`` class), in the given order."""
+    return [entry for name in names if isinstance(entry := metric(name), kind)]
+
+
+def select_metrics(names: Iterable[str] | None, *kinds: MetricKind) -> tuple[str, ...]:
+    """Validate a selection of metric names (None selects every metric of ``kinds``).
+
+    Raises ValueError naming the unknown or out-of-kind names and listing the known ones.
     """
-    allowed = metric_names(*families)
+    allowed = metric_names(*kinds)
     if names is None:
         return allowed
     chosen = list(dict.fromkeys(names))
     bad = [name for name in chosen if name not in allowed]
     if bad:
-        raise ValueError(
-            f"unknown metric name(s) {bad} for {list(families) or 'any family'}; "
-            f"known: {', '.join(allowed)}"
-        )
+        scope = ", ".join(kind.value for kind in kinds) or "any kind"
+        raise ValueError(f"unknown metric name(s) {bad} for {scope}; known: {', '.join(allowed)}")
     return tuple(chosen)
+
+
+def variant_metrics(variant: str) -> tuple[str, str]:
+    """The (HSIC(H, X), HSIC(H, Y)) metric names of an information-plane variant."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown HSIC variant {variant!r}; choose one of {list(VARIANTS)}")
+    planes = [m for m in REGISTRY.values() if isinstance(m, InformationMetric)]
+    x, y = (
+        next(m.name for m in planes if m.variant == variant and m.against is against)
+        for against in (Against.INPUT, Against.TARGET)
+    )
+    return x, y

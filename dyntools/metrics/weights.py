@@ -3,17 +3,30 @@
 Tensors are grouped by matrix shape; each group is read in chunks of at most ``max_batch_bytes``,
 stacked, and given one batched SVD (``torch.linalg.svdvals``), so memory stays bounded by the
 chunk size however large the checkpoint is, and small per-head matrices share one LAPACK call.
+Which metrics, and how each is computed from the batch, comes from the registry.
+
+This function changes nothing in the calling process (thread counts, allocator settings): the
+pipeline's worker set-up decides those (``dyntools.pipeline.workers``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
-from dyntools.metrics.allocator import MMAP_THRESHOLD_BYTES, return_large_frees
+from dyntools.metrics.batch import Column
 from dyntools.metrics.finite import all_finite, count_nonfinite
+from dyntools.metrics.kinds import (
+    Against,
+    MatrixMetric,
+    Pool,
+    PooledMetric,
+    ReshapedConvMetric,
+    TemporalMetric,
+)
 from dyntools.metrics.matrices import (
     ROLES,
     Matrix,
@@ -23,27 +36,24 @@ from dyntools.metrics.matrices import (
     matrix_views,
     plan_matrices,
 )
-from dyntools.metrics.pooled import (
-    DEFAULT_IN_MEMORY_BYTES,
-    PooledAccumulator,
-    paper_features,
-    pooled_rows,
+from dyntools.metrics.pooled import DEFAULT_IN_MEMORY_BYTES, PooledAccumulator
+from dyntools.metrics.records import (
+    MetricValue,
+    PooledStats,
+    Reason,
+    ReasonCode,
+    Scope,
+    SkippedTensor,
+    TensorSource,
 )
-from dyntools.metrics.records import MetricValue, SkippedTensor, TensorSource
-from dyntools.metrics.registry import REGISTRY, RESHAPED_PREFIX, WEIGHT_FAMILIES, select_metrics
-from dyntools.metrics.spectrum import (
-    CONV_KERNEL_METRICS,
-    MATRIX_METRICS,
-    Column,
-    conv_kernel_metrics,
-    matrix_batch,
-)
-from dyntools.metrics.temporal import TEMPORAL_METRICS
-from dyntools.metrics.threads import SERIAL_BELOW, single_threaded
+from dyntools.metrics.registry import WEIGHT_KINDS, of_type, select_metrics
+from dyntools.metrics.spectrum import kernel_batch, matrix_batch
+from dyntools.metrics.temporal import compare, missing
 
 DEFAULT_MAX_BATCH_BYTES = 32 * 2**20
 # torch.linalg.LinAlgError, which torch's stubs do not export.
 _LINALG_ERROR: type[Exception] = torch.linalg.LinAlgError  # type: ignore[attr-defined]
+_POOL_OF_ROLE: dict[TensorRole, Pool] = {"weight": Pool.WEIGHTS, "bias": Pool.BIASES}
 
 
 @dataclass(frozen=True)
@@ -51,34 +61,51 @@ class WeightMetrics:
     """Everything computed for one checkpoint.
 
     ``values``: per-matrix (per head when split) and temporal rows, in selection order;
-    ``pooled``: the mean/median/var rows of all weights and biases; ``skipped``: selected
-    tensors that got no per-matrix metrics, and why.
+    ``pooled``: the network-scope rows of the pooled statistics of all weights and biases;
+    ``skipped``: selected tensors that got no per-matrix metrics, and why.
     """
 
     values: tuple[MetricValue, ...]
     pooled: tuple[MetricValue, ...]
     skipped: tuple[SkippedTensor, ...]
 
-    def paper_features(self) -> tuple[MetricValue, ...]:
-        """The paper's 14 HMM features (see ``pooled.paper_features``)."""
-        return paper_features(self.values, self.pooled)
-
-    def rows(self) -> tuple[MetricValue, ...]:
-        return self.values + self.pooled
+    def network_means(self, metrics: Iterable[str]) -> tuple[MetricValue, ...]:
+        """Network-scope rows of ``metrics``: the unweighted mean over every matrix that has a
+        value, as the reference averages its per-matrix metrics into the paper's features
+        (NaN values, such as ``var_singular_value`` of a one-row matrix, are left out)."""
+        found: dict[str, list[float]] = {}
+        for row in self.values:
+            if row.value is not None and not math.isnan(row.value):
+                found.setdefault(row.metric, []).append(row.value)
+        rows = []
+        for name in metrics:
+            numbers = found.get(name, [])
+            mean = math.fsum(numbers) / len(numbers) if numbers else None
+            why = (
+                None
+                if numbers
+                else Reason(ReasonCode.EMPTY, f"no selected matrix has a value for {name}")
+            )
+            rows.append(MetricValue(Scope.NETWORK, "", "", None, name, mean, why))
+        return tuple(rows)
 
 
 @dataclass
 class _Selection:
-    matrix: list[str]
-    conv: list[str]
-    temporal: list[str]
-    pooled: list[str]
+    """The chosen metrics by kind (registry entries)."""
+
+    matrix: list[MatrixMetric]
+    conv: list[ReshapedConvMetric]
+    temporal: list[TemporalMetric]
+    pooled: list[PooledMetric]
     matrix_svd: bool = field(init=False)
     conv_svd: bool = field(init=False)
+    kernel: list[MatrixMetric] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.matrix_svd = any(MATRIX_METRICS[name][1] for name in self.matrix)
-        self.conv_svd = bool(self.conv)
+        self.matrix_svd = any(m.needs_svd for m in self.matrix)
+        self.conv_svd = any(m.needs_svd for m in self.conv)
+        self.kernel = [m for m in self.matrix if m.per_kernel is not None]
 
 
 def compute_weight_metrics(
@@ -96,29 +123,25 @@ def compute_weight_metrics(
 ) -> WeightMetrics:
     """Weight metrics of the tensors ``names`` of one checkpoint.
 
-    ``metrics``: names from the matrix, conv, pooled and temporal families (default: all, the
+    ``metrics``: names of matrix, conv, pooled and temporal metrics (default: all, the
     temporal ones only when ``previous``/``initial`` is given).
     ``hook_points``: tensor -> hook point (default: the name minus its last component).
     ``heads``: tensor -> number of heads to split it into (W_Q/W_K/W_V per-head option).
     ``roles``: tensor -> "weight" | "bias" | "other" for the pooled statistics (default:
-    ``units.default_role``). ``previous``/``initial``: the previous and the first checkpoint,
+    ``matrices.default_role``). ``previous``/``initial``: the previous and the first checkpoint,
     for ``relative_update`` and ``cosine_to_init``.
     """
-    chosen = select_metrics(metrics, *WEIGHT_FAMILIES)
+    chosen = select_metrics(metrics, *WEIGHT_KINDS)
     if metrics is None:
         # By default a temporal metric is computed only when its other checkpoint is given.
-        given = {"previous": previous is not None, "initial": initial is not None}
-        chosen = tuple(
-            name
-            for name in chosen
-            if name not in TEMPORAL_METRICS or given[TEMPORAL_METRICS[name][1]]
-        )
-    families = {name: REGISTRY[name].family for name in chosen}
+        given = {Against.PREVIOUS: previous is not None, Against.INITIAL: initial is not None}
+        absent = {m.name for m in of_type(TemporalMetric, chosen) if not given[m.against]}
+        chosen = tuple(name for name in chosen if name not in absent)
     selection = _Selection(
-        matrix=[n for n in chosen if families[n] == "matrix"],
-        conv=[n for n in chosen if families[n] == "conv"],
-        temporal=[n for n in chosen if families[n] == "temporal"],
-        pooled=[n for n in chosen if families[n] == "pooled"],
+        matrix=of_type(MatrixMetric, chosen),
+        conv=of_type(ReshapedConvMetric, chosen),
+        temporal=of_type(TemporalMetric, chosen),
+        pooled=of_type(PooledMetric, chosen),
     )
     names = list(dict.fromkeys(names))
     heads = dict(heads or {})
@@ -133,35 +156,31 @@ def compute_weight_metrics(
 
     shapes = {name: tuple(source.shape(name)) for name in names}
     tensor_roles = {name: roles.get(name) or default_role(name, shapes[name]) for name in names}
-    need_units = bool(selection.matrix or selection.conv or selection.temporal)
-    units: dict[str, list[Matrix]] = {}
+    need_matrices = bool(selection.matrix or selection.conv or selection.temporal)
+    matrices: dict[str, list[Matrix]] = {}
     skipped: list[SkippedTensor] = []
     order = 0
     for name in names:
         hook = (hook_points or {}).get(name) or default_hook_point(name)
         planned, why = plan_matrices(name, shapes[name], hook, heads.get(name), order)
         order += max(len(planned), 1)
-        if not need_units:
+        if not need_matrices:
             continue
         if planned:
-            units[name] = planned
+            matrices[name] = planned
         elif why is not None:
             skipped.append(SkippedTensor(name, why))
 
-    run = _Run(source, selection, units, shapes, previous, initial)
-    largest = max((_numel(shape) for shape in shapes.values()), default=0)
-    if 4 * largest >= MMAP_THRESHOLD_BYTES:
-        # Bounded memory needs large freed tensors returned, not kept in a fragmenting heap.
-        return_large_frees()
-    with single_threaded(largest < SERIAL_BELOW):
-        pooled = _read_and_compute(
-            run, names, tensor_roles, skipped, max_batch_bytes, pooled_in_memory_bytes
-        )
-    wanted = set(selection.pooled)
+    run = _Run(source, selection, matrices, shapes, previous, initial)
+    stats = _read_and_compute(
+        run, names, tensor_roles, skipped, max_batch_bytes, pooled_in_memory_bytes
+    )
+    pooled = []
+    for entry in selection.pooled:
+        value, reason = entry.compute(stats[entry.pool])
+        pooled.append(MetricValue(Scope.NETWORK, "", "", None, entry.name, value, reason))
     return WeightMetrics(
-        values=run.ordered_rows(chosen),
-        pooled=tuple(row for row in pooled if row.metric in wanted),
-        skipped=tuple(skipped),
+        values=run.ordered_rows(chosen), pooled=tuple(pooled), skipped=tuple(skipped)
     )
 
 
@@ -172,47 +191,46 @@ def _read_and_compute(
     skipped: list[SkippedTensor],
     max_batch_bytes: int,
     pooled_in_memory_bytes: int,
-) -> list[MetricValue]:
+) -> dict[Pool, PooledStats]:
     """Reads every selected tensor once, computing the per-matrix rows into ``run`` on the way;
-    returns the pooled rows."""
+    returns the pooled statistics of the pools the chosen metrics need."""
     selection = run.selection
     pooled_of = {
-        role: PooledAccumulator(in_memory_bytes=pooled_in_memory_bytes)
-        for role in ("weight", "bias")
-        if any(metric.endswith("_" + role[0]) for metric in selection.pooled)
+        pool: PooledAccumulator(in_memory_bytes=pooled_in_memory_bytes)
+        for pool in {m.pool for m in selection.pooled}
     }
-    chunks = _chunks(run.units, run.shapes, max_batch_bytes, with_temporal=bool(selection.temporal))
+    pool_of = {name: _POOL_OF_ROLE.get(role) for name, role in roles.items()}
+    chunks = _chunks(
+        run.matrices, run.shapes, max_batch_bytes, with_temporal=bool(selection.temporal)
+    )
     for chunk in chunks:
-        run.process(chunk, roles, pooled_of, skipped)
-    # Tensors that are pooled but have no units (biases, or every tensor when no per-matrix
+        run.process(chunk, pool_of, pooled_of, skipped)
+    # Tensors that are pooled but have no matrices (biases, or every tensor when no per-matrix
     # metric is selected) are read here, one at a time.
     for name in names:
-        accumulator = pooled_of.get(roles[name])
+        pool = pool_of[name]
+        accumulator = pooled_of.get(pool) if pool is not None else None
         if accumulator is not None and name not in run.read_names:
             tensor = run.read(name, run.shapes[name], skipped)
             if tensor is not None:
                 accumulator.add(tensor)
-    return pooled_rows(
-        *(
-            pooled_of[role].finish(run.rereader([n for n in names if roles[n] == role]))
-            if role in pooled_of
-            else None
-            for role in ("weight", "bias")
-        )
-    )
+    return {
+        pool: accumulator.finish(run.rereader([n for n in names if pool_of[n] is pool]))
+        for pool, accumulator in pooled_of.items()
+    }
 
 
 def _chunks(
-    units: Mapping[str, list[Matrix]],
+    matrices: Mapping[str, list[Matrix]],
     shapes: Mapping[str, tuple[int, ...]],
     max_bytes: int,
     *,
     with_temporal: bool,
 ) -> Iterator[list[str]]:
-    """Tensor names grouped by unit kind and (oriented) shape, cut into chunks of at most
+    """Tensor names grouped by matrix kind and (oriented) shape, cut into chunks of at most
     ``max_bytes``."""
     groups: dict[tuple[str, tuple[int, ...]], list[str]] = {}
-    for name, planned in units.items():
+    for name, planned in matrices.items():
         groups.setdefault((planned[0].kind, _oriented(planned[0])), []).append(name)
     # A chunk holds the tensors, their stack and LAPACK's copy; temporal metrics add two more
     # versions of each tensor.
@@ -231,12 +249,12 @@ def _chunks(
             yield chunk
 
 
-def _oriented(unit: Matrix) -> tuple[int, ...]:
-    """A matrix unit's shape as it is stacked: tall. Every metric here is the same for a matrix
+def _oriented(matrix: Matrix) -> tuple[int, ...]:
+    """A matrix matrix's shape as it is stacked: tall. Every metric here is the same for a matrix
     and its transpose, so a 768 x 3072 and a 3072 x 768 matrix share one batched SVD."""
-    if unit.kind == "matrix" and unit.shape[0] < unit.shape[1]:
-        return (unit.shape[1], unit.shape[0])
-    return unit.shape
+    if matrix.kind == "matrix" and matrix.shape[0] < matrix.shape[1]:
+        return (matrix.shape[1], matrix.shape[0])
+    return matrix.shape
 
 
 def _numel(shape: tuple[int, ...]) -> int:
@@ -253,17 +271,17 @@ class _Run:
         self,
         source: TensorSource,
         selection: _Selection,
-        units: Mapping[str, list[Matrix]],
+        matrices: Mapping[str, list[Matrix]],
         shapes: Mapping[str, tuple[int, ...]],
         previous: TensorSource | None,
         initial: TensorSource | None,
     ) -> None:
         self.source = source
         self.selection = selection
-        self.units = units
+        self.matrices = matrices
         self.shapes = shapes
-        self.others = {"previous": previous, "initial": initial}
-        # unit order -> metric -> row; ordered by the selection at the end.
+        self.others = {Against.PREVIOUS: previous, Against.INITIAL: initial}
+        # matrix order -> metric -> row; ordered by the selection at the end.
         self.rows: dict[int, dict[str, MetricValue]] = {}
         self.read_names: set[str] = set()
 
@@ -302,128 +320,155 @@ class _Run:
     def process(
         self,
         chunk: list[str],
-        roles: Mapping[str, TensorRole],
-        pooled_of: Mapping[str, PooledAccumulator],
+        pool_of: Mapping[str, Pool | None],
+        pooled_of: Mapping[Pool, PooledAccumulator],
         skipped: list[SkippedTensor],
     ) -> None:
-        """Reads one chunk of same-shape tensors and computes every unit's metrics."""
+        """Reads one chunk of same-shape tensors and computes every matrix's metrics."""
         collected: list[tuple[Matrix, torch.Tensor]] = []
         for name in chunk:
             tensor = self.read(name, self.shapes[name], skipped)
             if tensor is None:
                 continue
-            accumulator = pooled_of.get(roles[name])
+            pool = pool_of[name]
+            accumulator = pooled_of.get(pool) if pool is not None else None
             if accumulator is not None:
                 accumulator.add(tensor)
-            units = self.units[name]
-            matrices = matrix_views(tensor, units)
-            versions = {which: self._other_version(which, name, units) for which in self._needs()}
-            for i, (unit, matrix) in enumerate(zip(units, matrices, strict=True)):
-                collected.append((unit, matrix))
+            planned = self.matrices[name]
+            views = matrix_views(tensor, planned)
+            versions = {
+                against: self._other_version(against, name, planned)
+                for against in {m.against for m in self.selection.temporal}
+            }
+            for i, (matrix, view) in enumerate(zip(planned, views, strict=True)):
+                collected.append((matrix, view))
                 for metric in self.selection.temporal:
-                    function, which = TEMPORAL_METRICS[metric]
-                    other = versions[which]
-                    if isinstance(other, str):
-                        self._put(unit, metric, None, other)
-                    else:
-                        self._put(unit, metric, *function(matrix, other[i]))
+                    other = versions[metric.against]
+                    pair = (
+                        missing(other)
+                        if isinstance(other, Reason)
+                        else compare(view, other[i], metric.against.value)
+                    )
+                    self._put(matrix, metric.name, *metric.compute(pair))
         if not collected:
             return
-        units = [u for u, _ in collected]
-        stack = _stack([m for _, m in collected])
+        matrices = [m for m, _ in collected]
+        stack = _stack([view for _, view in collected])
         # One check per chunk; only a chunk holding NaN/inf is checked matrix by matrix.
         if not all_finite(stack):
             keep = []
-            for i, unit in enumerate(units):
+            for i, matrix in enumerate(matrices):
                 problem = _nonfinite(stack[i])
                 if problem is None:
                     keep.append(i)
                     continue
-                for metric in self._unit_metrics(unit):
-                    self._put(unit, metric, None, f"{unit.kind} {problem}")
+                why = Reason(ReasonCode.NONFINITE, f"{matrix.kind} {problem}")
+                for name in self._metrics_of(matrix):
+                    self._put(matrix, name, None, why)
             if not keep:
                 return
-            units = [units[i] for i in keep]
+            matrices = [matrices[i] for i in keep]
             stack = stack[keep]
-        self._compute(units, stack)
-
-    def _needs(self) -> set[str]:
-        return {TEMPORAL_METRICS[metric][1] for metric in self.selection.temporal}
+        self._compute(matrices, stack)
 
     def _other_version(
-        self, which: str, name: str, units: list[Matrix]
-    ) -> list[torch.Tensor] | str:
-        """This tensor's units in the previous/initial checkpoint, or why there are none."""
-        source = self.others[which]
+        self, against: Against, name: str, planned: list[Matrix]
+    ) -> list[torch.Tensor] | Reason:
+        """This tensor's matrices in the previous/initial checkpoint, or why there are none."""
+        source = self.others[against]
         if source is None:
-            return f"no {which} checkpoint given"
+            code = (
+                ReasonCode.NO_PREVIOUS if against is Against.PREVIOUS else ReasonCode.OTHER_VERSION
+            )
+            return Reason(code, f"no {against.value} checkpoint given")
         try:
             shape = tuple(source.shape(name))
         except KeyError:
-            return f"{name!r} is not in the {which} checkpoint"
+            return Reason(
+                ReasonCode.OTHER_VERSION, f"{name!r} is not in the {against.value} checkpoint"
+            )
         if shape != self.shapes[name]:
-            return f"shape changed from {list(shape)} ({which}) to {list(self.shapes[name])}"
+            why = f"shape changed from {list(shape)} ({against.value}) to {list(self.shapes[name])}"
+            return Reason(ReasonCode.OTHER_VERSION, why)
         tensor = _as_float(name, source.read(name), None)
         if tensor is None:
-            return f"{which} version of {name!r} is not a float tensor"
-        return matrix_views(tensor, units)
+            why = f"{against.value} version of {name!r} is not a float tensor"
+            return Reason(ReasonCode.NOT_FLOAT, why)
+        return matrix_views(tensor, planned)
 
-    def _unit_metrics(self, unit: Matrix) -> list[str]:
-        if unit.kind == "matrix":
-            return list(self.selection.matrix)
-        kernel = [m for m in self.selection.matrix if m in CONV_KERNEL_METRICS]
-        return kernel + list(self.selection.conv)
+    def _metrics_of(self, matrix: Matrix) -> list[str]:
+        if matrix.kind == "matrix":
+            return [m.name for m in self.selection.matrix]
+        return [m.name for m in (*self.selection.kernel, *self.selection.conv)]
 
-    def _put(self, unit: Matrix, metric: str, value: float | None, reason: str | None) -> None:
-        row = MetricValue(unit.hook_point, unit.label, metric, value, reason)
-        self.rows.setdefault(unit.order, {})[metric] = row
+    def _put(self, matrix: Matrix, metric: str, value: float | None, reason: Reason | None) -> None:
+        row = MetricValue(
+            Scope.TENSOR, matrix.hook_point, matrix.tensor, matrix.head, metric, value, reason
+        )
+        self.rows.setdefault(matrix.order, {})[metric] = row
 
-    def _compute(self, units: list[Matrix], stack: torch.Tensor) -> None:
-        if units[0].kind == "matrix":
-            self._matrix_columns(units, stack, "", self.selection.matrix, self.selection.matrix_svd)
+    def _compute(self, matrices: list[Matrix], stack: torch.Tensor) -> None:
+        selection = self.selection
+        if matrices[0].kind == "matrix":
+            self._matrix_columns(matrices, stack, selection.matrix, selection.matrix_svd)
             return
-        kernel = [m for m in self.selection.matrix if m in CONV_KERNEL_METRICS]
-        if kernel:
-            columns = conv_kernel_metrics(stack)
-            for metric in kernel:
-                self._emit(units, metric, columns[metric])
-        if self.selection.conv:
+        if selection.kernel:
+            kernels = kernel_batch(stack)
+            for entry in selection.kernel:
+                if entry.per_kernel is not None:
+                    self._emit(matrices, entry.name, entry.per_kernel(kernels))
+        if selection.conv:
             reshaped = stack.reshape(stack.shape[0], stack.shape[1], -1)
-            bases = [m.removeprefix(RESHAPED_PREFIX) for m in self.selection.conv]
-            self._matrix_columns(units, reshaped, RESHAPED_PREFIX, bases, True)
+            self._matrix_columns(matrices, reshaped, selection.conv, selection.conv_svd)
 
     def _matrix_columns(
-        self, units: list[Matrix], stack: torch.Tensor, prefix: str, bases: list[str], svd: bool
+        self,
+        matrices: list[Matrix],
+        stack: torch.Tensor,
+        entries: Sequence[MatrixMetric | ReshapedConvMetric],
+        svd: bool,
     ) -> None:
         try:
             batch = matrix_batch(stack, with_svd=svd)
         except _LINALG_ERROR as error:
-            if len(units) == 1:
-                for base in bases:
-                    self._put(units[0], prefix + base, None, f"SVD did not converge: {error}")
+            if len(matrices) == 1:
+                why = Reason(ReasonCode.SVD_FAILED, f"SVD did not converge: {error}")
+                for entry in entries:
+                    self._put(matrices[0], entry.name, None, why)
                 return
             # Retry one matrix at a time so that one bad matrix does not sink the batch.
-            for i, unit in enumerate(units):
-                self._matrix_columns([unit], stack[i : i + 1], prefix, bases, svd)
+            for i, matrix in enumerate(matrices):
+                self._matrix_columns([matrix], stack[i : i + 1], entries, svd)
             return
-        for base in bases:
-            self._emit(units, prefix + base, MATRIX_METRICS[base][0](batch))
+        for entry in entries:
+            self._emit(matrices, entry.name, entry.compute(batch))
 
-    def _emit(self, units: list[Matrix], metric: str, column: Column) -> None:
+    def _emit(self, matrices: list[Matrix], metric: str, column: Column) -> None:
         # Rows are made here rather than through _put: on small models they are a measurable
         # share of the time per checkpoint.
         values = column.values.tolist()  # Python floats
         flags = column.undefined.tolist() if column.undefined is not None else None
-        missing = float("nan") if column.keep_nan else None
+        missing_value = float("nan") if column.keep_nan else None
         rows = self.rows
-        for i, unit in enumerate(units):
+        tensor_scope = Scope.TENSOR
+        for i, matrix in enumerate(matrices):
             if flags is not None and flags[i]:
-                row = MetricValue(unit.hook_point, unit.label, metric, missing, column.reason)
+                row = MetricValue(
+                    tensor_scope,
+                    matrix.hook_point,
+                    matrix.tensor,
+                    matrix.head,
+                    metric,
+                    missing_value,
+                    column.reason,
+                )
             else:
-                row = MetricValue(unit.hook_point, unit.label, metric, values[i])
-            slot = rows.get(unit.order)
+                row = MetricValue(
+                    tensor_scope, matrix.hook_point, matrix.tensor, matrix.head, metric, values[i]
+                )
+            slot = rows.get(matrix.order)
             if slot is None:
-                slot = rows[unit.order] = {}
+                slot = rows[matrix.order] = {}
             slot[metric] = row
 
 
@@ -443,7 +488,8 @@ def _as_float(
 ) -> torch.Tensor | None:
     if not tensor.is_floating_point():
         if skipped is not None:
-            skipped.append(SkippedTensor(name, f"{tensor.dtype} tensor: metrics need floats"))
+            why = Reason(ReasonCode.NOT_FLOAT, f"{tensor.dtype} tensor: metrics need floats")
+            skipped.append(SkippedTensor(name, why))
         return None
     # float32 or better: half types are upcast (the SVD needs it; the reference gives the same
     # values on the upcast weights).

@@ -1,143 +1,157 @@
-"""Activation metrics of one checkpoint: rebuild the model, load the weights, run the probe batch
-once, capture the selected modules' outputs, and compute statistics, histograms and HSIC.
-"""
+"""The activation units of one checkpoint: rebuild the model, load the weights, run the probe
+batch once, capture the chosen modules' outputs, and compute each unit's metric from the
+registry (statistics, histograms, information-plane coordinates)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
 
-import polars as pl
 import torch
 
 from dyntools.capture import capture, first_tensor, load_weights, rebuild_model
-from dyntools.checkpoints import CheckpointRef, Probe, Run, read_probe
-from dyntools.metrics import InformationPlane, activation_stats, histogram
-from dyntools.pipeline.options import HISTOGRAM_METRIC, ComputeOptions
-from dyntools.pipeline.plan import fingerprint_text
-from dyntools.pipeline.rows import (
-    ERROR_SCHEMA,
-    HISTOGRAM_SCHEMA,
-    METRIC_SCHEMA,
-    computed_frame,
-    error_frame,
+from dyntools.checkpoints import Probe, read_probe
+from dyntools.metrics import InformationPlane, layer_output
+from dyntools.metrics.builtin import NORMALIZED
+from dyntools.metrics.kinds import (
+    ActivationMetric,
+    HistogramMetric,
+    HookKind,
+    InformationMetric,
+    Metric,
+    Outcome,
 )
-from dyntools.store import params_key
+from dyntools.metrics.records import InformationPoint, LayerOutput, Reason, ReasonCode, Scope
+from dyntools.metrics.registry import metric
+from dyntools.pipeline.jobs import Job, JobResult, done
+from dyntools.pipeline.options import ComputeOptions
+from dyntools.pipeline.plan import WorkUnit, fingerprint_text
+from dyntools.store.schema import ErrorRow, HistogramRow, MetricRow
+
+STAGE = "activations"
 
 
-def run_activation_units(
-    run: Run, ref: CheckpointRef, units: Sequence[tuple[str, str, str]], options: ComputeOptions
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(metrics, histograms, errors, computed) frames for one checkpoint's activation units."""
-    empty = (
-        pl.DataFrame(schema=METRIC_SCHEMA),
-        pl.DataFrame(schema=HISTOGRAM_SCHEMA),
-        pl.DataFrame(schema=ERROR_SCHEMA),
-    )
+def run_activation_units(job: Job, options: ComputeOptions) -> JobResult:
+    """Compute the missing activation units of one checkpoint."""
+    result = JobResult(job.run.run_id, job.ref.step)
+    units = job.activation_units
     if not units:
-        return (*empty, computed_frame([]))
+        return result
+    paths = sorted({unit.hook_point for unit in units})
     try:
-        if run.probe is None:
-            raise ValueError(f"run {run.run_id} has no probe.safetensors: no activation metrics")
-        probe = read_probe(run.probe)
-        model = rebuild_model(run.config, factory=options.factory)
-        load_weights(model, ref)
+        if job.run.probe is None:
+            raise ValueError(
+                f"run {job.run.run_id} has no probe.safetensors: no activation metrics"
+            )
+        probe = read_probe(job.run.probe)
+        model = rebuild_model(job.run.config, factory=options.factory)
+        load_weights(model, job.ref)
         model.eval()
-        paths = sorted({hook for hook, _, _ in units})
         with torch.no_grad(), capture(model, paths) as outputs:
             model_output = first_tensor(model(probe.x))
     except (OSError, ValueError, RuntimeError, KeyError) as error:
-        errors = error_frame(
-            [(run.run_id, ref.step, str(ref.path), "activations", "forward pass", str(error))]
-        )
-        return empty[0], empty[1], errors, computed_frame([])
+        failed = Reason(ReasonCode.FAILED, str(error))
+        result.errors = [_error(job, "forward pass", failed)]
+        result.failure = f"{job.ref.path}: {error}"
+        return result
 
-    wanted = {(hook, metric) for hook, metric, _ in units}
-    metric_rows: list[tuple[str, int, str, str, str, str, float | None]] = []
-    histogram_rows = []
-    error_rows: list[tuple[str, int | None, str, str, str, str]] = []
-    planes = _planes(probe, model_output, {m for _, m, _ in units})
+    planes = _planes(probe, model_output, units)
+    by_hook: dict[str, list[WorkUnit]] = defaultdict(list)
+    for unit in units:
+        by_hook[unit.hook_point].append(unit)
     for hook in paths:
         output = outputs.get(hook)
         if output is None:
-            error_rows.append(
-                (
-                    run.run_id,
-                    ref.step,
-                    str(ref.path),
-                    "activations",
-                    hook,
-                    "the module produced no tensor output in the forward pass",
-                )
+            why = Reason(
+                ReasonCode.NO_OUTPUT, "the module produced no tensor output in the forward pass"
             )
+            result.errors.append(_error(job, hook, why))
             continue
-        stats = activation_stats(output, dead_threshold=options.dead_threshold)
-        values = {
-            "act_mean": stats.act_mean,
-            "act_std": stats.act_std,
-            "dead_fraction": stats.dead_fraction,
+        layer = layer_output(output)
+        points = {
+            variant: plane.hsic(output.reshape(output.shape[0], -1))
+            for variant, plane in planes.items()
         }
-        for variant, plane in planes.items():
-            point = plane.hsic(output.reshape(output.shape[0], -1))
-            names = plane.metric_names
-            values[names[0]], values[names[1]] = point.hsic_x, point.hsic_y
-            if point.reason:
-                error_rows.append(
-                    (
-                        run.run_id,
-                        ref.step,
-                        str(ref.path),
-                        "activations",
-                        f"{hook}/{variant}",
-                        point.reason,
+        for unit in by_hook[hook]:
+            entry = metric(unit.metric)
+            if isinstance(entry, HistogramMetric):
+                counts = entry.compute(layer, entry.spec(options.params.get(entry.name)))
+                result.histograms.append(
+                    HistogramRow(
+                        job.run.run_id,
+                        job.ref.step,
+                        HookKind.ACTIVATION,
+                        hook,
+                        entry.name,
+                        list(counts.edges),
+                        list(counts.counts),
+                        unit.params,
+                        counts.underflow,
+                        counts.overflow,
                     )
                 )
-        if stats.reason and stats.act_mean is None:
-            error_rows.append(
-                (run.run_id, ref.step, str(ref.path), "activations", hook, stats.reason)
-            )
-        for metric, value in values.items():
-            if (hook, metric) in wanted:
-                params = params_key(options.activation_params(metric))
-                metric_rows.append((run.run_id, ref.step, hook, "", metric, params, value))
-        if (hook, HISTOGRAM_METRIC) in wanted:
-            counts = histogram(output, options.histogram)
-            histogram_rows.append(
-                (
-                    run.run_id,
-                    ref.step,
+                continue
+            value, reason = _value(entry, layer, points, options)
+            result.metrics.append(
+                MetricRow(
+                    job.run.run_id,
+                    job.ref.step,
+                    HookKind.ACTIVATION,
+                    Scope.HOOK_POINT,
                     hook,
-                    "",
-                    HISTOGRAM_METRIC,
-                    params_key(options.activation_params(HISTOGRAM_METRIC)),
-                    list(counts.edges),
-                    list(counts.counts),
-                    counts.underflow,
-                    counts.overflow,
+                    entry.name,
+                    value,
+                    params=unit.params,
                 )
             )
-    fingerprint = fingerprint_text(ref)
-    return (
-        pl.DataFrame(metric_rows, schema=METRIC_SCHEMA, orient="row"),
-        pl.DataFrame(histogram_rows, schema=HISTOGRAM_SCHEMA, orient="row"),
-        error_frame(error_rows),
-        computed_frame(
-            [
-                (run.run_id, ref.step, hook, metric, params, fingerprint)
-                for hook, metric, params in units
-            ]
-        ),
+            if value is None and reason is not None and not reason.expected:
+                result.errors.append(_error(job, f"{hook} {entry.name}", reason))
+    result.computed = done(job, units, fingerprint_text(job.ref))
+    return result
+
+
+def _value(
+    entry: Metric,
+    layer: LayerOutput,
+    points: dict[str, InformationPoint],
+    options: ComputeOptions,
+) -> Outcome:
+    if isinstance(entry, InformationMetric):
+        point = points.get(entry.variant)
+        if point is None:
+            return None, Reason(ReasonCode.NO_OUTPUT, "the model produced no tensor output")
+        return entry.compute(point)
+    if not isinstance(entry, ActivationMetric):
+        raise TypeError(f"{entry.name!r} is not an activation metric")
+    if layer.count == 0:
+        return None, Reason(ReasonCode.EMPTY, "empty output")
+    if layer.nonfinite:
+        why = f"{layer.nonfinite} of {layer.count} values are NaN/inf"
+        return None, Reason(ReasonCode.NONFINITE, why)
+    return entry.compute(layer, options.params_of(entry.name))
+
+
+def _error(job: Job, what: str, reason: Reason) -> ErrorRow:
+    return ErrorRow(
+        str(job.ref.path), STAGE, what, reason.code, reason.message, job.run.run_id, job.ref.step
     )
 
 
 def _planes(
-    probe: Probe, model_output: torch.Tensor | None, metrics: set[str]
+    probe: Probe, model_output: torch.Tensor | None, units: tuple[WorkUnit, ...]
 ) -> dict[str, InformationPlane]:
-    """The information planes asked for; X and Y kernels are built once per checkpoint."""
-    planes: dict[str, InformationPlane] = {}
+    """The information planes the units need; X and Y kernels are built once per checkpoint.
+    The default variant compares with the labels, PyGlow's with the model's output."""
+    variants = {
+        entry.variant
+        for unit in units
+        if isinstance(entry := metric(unit.metric), InformationMetric)
+    }
     x = probe.x.reshape(probe.x.shape[0], -1).to(torch.float64)
-    if metrics & {"hsic_x", "hsic_y"}:
-        planes["normalized"] = InformationPlane(x, probe.y, variant="normalized")
-    if metrics & {"hsic_x_pyglow", "hsic_y_pyglow"} and model_output is not None:
-        out = model_output.reshape(model_output.shape[0], -1).to(torch.float64)
-        planes["pyglow"] = InformationPlane(x, out, variant="pyglow")
+    planes: dict[str, InformationPlane] = {}
+    for variant in sorted(variants):
+        if variant == NORMALIZED:
+            planes[variant] = InformationPlane(x, probe.y, variant=variant)
+        elif model_output is not None:
+            out = model_output.reshape(model_output.shape[0], -1).to(torch.float64)
+            planes[variant] = InformationPlane(x, out, variant=variant)
     return planes

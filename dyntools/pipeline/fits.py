@@ -9,13 +9,12 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
 from dyntools.hmm import (
-    PAPER_HOOK_POINT,
     FitConfig,
     FitResult,
     config_hash,
@@ -23,10 +22,10 @@ from dyntools.hmm import (
     fit_result_from_json,
     fit_result_to_json,
 )
-from dyntools.metrics import ALL_HOOK_POINTS, PAPER_FEATURES_TENSOR
+from dyntools.hmm.analysis import config_json
+from dyntools.metrics.kinds import params_key
+from dyntools.metrics.records import Scope
 from dyntools.store import Store
-
-WEIGHT_PARAMS = ""  # the default weight-metric parameters (attention heads split)
 
 
 @dataclass(frozen=True)
@@ -40,46 +39,36 @@ class ServedFit:
     seconds: float
 
 
-def paper_feature_rows(metrics: pl.DataFrame) -> pl.DataFrame:
-    """The 14 paper features under the HMM's hook point name, one selection's worth.
+@dataclass(frozen=True)
+class FitData:
+    """The store's frames for fitting and their fingerprint (the app caches this per data
+    version, so a what-if refit does not read and hash every metric again).
 
-    Paper features are stored per hook-point selection (the ``params`` of the "(all)" rows). The
-    widest selection of each run (most hook points, i.e. the longest params text) is the one
-    used here: per run, since runs of different models in one store have different selections.
+    ``metrics`` holds the hook-point values (every kind, with their params) and the network
+    values of every hook-point selection (their params name it); ``selections`` maps each run
+    to the selection its default compute used.
     """
-    paper = metrics.filter(
-        (pl.col("hook_point") == ALL_HOOK_POINTS) & (pl.col("tensor") == PAPER_FEATURES_TENSOR)
-    )
-    if paper.is_empty():
-        return paper
-    widest = pl.col("params").sort_by(pl.col("params").str.len_chars(), pl.col("params")).last()
-    return paper.filter(pl.col("params") == widest.over("run_id")).with_columns(
-        pl.lit(PAPER_HOOK_POINT).alias("hook_point")
-    )
 
+    metrics: pl.DataFrame
+    scalars: pl.DataFrame
+    selections: Mapping[str, str]
+    fingerprint: str
 
-def hmm_frames(
-    store: Store, runs: Sequence[str] | None = None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(metrics, scalars) tidy frames for the HMM: hook-point values and paper features."""
-    metrics = store.read_metrics(run_ids=list(runs) if runs else None)
-    hook_level = metrics.filter(
-        (pl.col("tensor") == "")
-        & (pl.col("hook_point") != ALL_HOOK_POINTS)
-        & (pl.col("params") == WEIGHT_PARAMS)
-    )
-    frame = pl.concat([hook_level, paper_feature_rows(metrics)]).select(
-        "run_id",
-        "step",
-        pl.col("epoch").cast(pl.Int64, strict=False),
-        "hook_point",
-        "metric",
-        "value",
-    )
-    scalars = store.read_scalars(run_ids=list(runs) if runs else None).select(
-        "run_id", "step", pl.col("epoch").cast(pl.Int64, strict=False), "name", "value"
-    )
-    return frame, scalars
+    def for_fit(self, network_selection: Sequence[str] | None) -> pl.DataFrame:
+        """The metrics a fit sees: hook-point values, and the network values of one
+        hook-point selection per run (``network_selection``, or each run's default) with
+        params '' (features name the network values by metric alone)."""
+        network = pl.col("scope") == Scope.NETWORK
+        if network_selection is not None:
+            wanted = params_key({"hook_points": sorted(network_selection)})
+            keep = pl.col("params") == wanted
+        else:
+            keep = pl.col("params") == pl.col("run_id").replace_strict(
+                dict(self.selections), default=None, return_dtype=pl.String
+            )
+        return self.metrics.filter(~network | keep).with_columns(
+            params=pl.when(network).then(pl.lit("")).otherwise(pl.col("params"))
+        )
 
 
 def data_fingerprint(metrics: pl.DataFrame, scalars: pl.DataFrame) -> str:
@@ -92,20 +81,28 @@ def data_fingerprint(metrics: pl.DataFrame, scalars: pl.DataFrame) -> str:
     return digest.hexdigest()[:32]
 
 
-@dataclass(frozen=True)
-class FitData:
-    """The store's frames for fitting and their fingerprint (the app caches this per data
-    version, so a what-if refit does not read and hash every metric again)."""
-
-    metrics: pl.DataFrame
-    scalars: pl.DataFrame
-    fingerprint: str
-
-
 def fit_data(store: Store) -> FitData:
     """Read the fitting frames of ``store`` and fingerprint them."""
-    metrics, scalars = hmm_frames(store)
-    return FitData(metrics, scalars, data_fingerprint(metrics, scalars))
+    metrics = (
+        store.read_metrics()
+        .filter(pl.col("scope") != Scope.TENSOR)
+        .select(
+            "run_id",
+            "step",
+            pl.col("epoch").cast(pl.Int64, strict=False),
+            "scope",
+            "hook_point",
+            "metric",
+            "params",
+            "value",
+        )
+    )
+    scalars = store.read_scalars().select(
+        "run_id", "step", pl.col("epoch").cast(pl.Int64, strict=False), "name", "value"
+    )
+    runs = store.read_runs()
+    selections = dict(zip(runs["run_id"], runs["network_selection"], strict=True))
+    return FitData(metrics, scalars, selections, data_fingerprint(metrics, scalars))
 
 
 def fit_or_load(
@@ -117,8 +114,7 @@ def fit_or_load(
     """
     started = time.monotonic()
     data = data if data is not None else fit_data(store)
-    metrics, scalars = data.metrics, data.scalars
-    if metrics.is_empty():
+    if data.metrics.is_empty():
         raise LookupError(
             f"no metrics in {store.path}: run `dyntools compute FOLDER` before fitting"
         )
@@ -128,6 +124,7 @@ def fit_or_load(
     if stored is not None:
         result = fit_result_from_json(json.loads(stored.result_json))
         return ServedFit(result, config, key, True, time.monotonic() - started)
-    result = fit_latent_states(metrics, scalars, config, n_jobs=n_jobs)
-    store.save_fit(key, dataclasses.asdict(config), json.dumps(fit_result_to_json(result)))
+    metrics = data.for_fit(config.network_selection)
+    result = fit_latent_states(metrics, data.scalars, config, n_jobs=n_jobs)
+    store.save_fit(key, config_json(config), json.dumps(fit_result_to_json(result)))
     return ServedFit(result, config, key, False, time.monotonic() - started)

@@ -1,30 +1,35 @@
-"""What a compute is asked to do: hook points, metrics, activation settings, workers, device."""
+"""What a compute is asked to do: hook points, metrics and their parameters, workers, device."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from dyntools.metrics.histogram_spec import DEFAULT_DEAD_THRESHOLD, DEFAULT_HISTOGRAM, HistogramSpec
-from dyntools.metrics.registry import ACTIVATION_FAMILIES as ACTIVATION_FAMILIES
-from dyntools.metrics.registry import HISTOGRAM_METRIC as HISTOGRAM_METRIC
-from dyntools.metrics.registry import WEIGHT_FAMILIES as WEIGHT_FAMILIES
-from dyntools.metrics.registry import metric_names, select_metrics
+from dyntools.metrics.kinds import HistogramMetric, ParamValue
+from dyntools.metrics.registry import (
+    ACTIVATION_KINDS,
+    WEIGHT_KINDS,
+    metric,
+    metric_names,
+    select_metrics,
+)
 
 DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True)
 class ComputeOptions:
-    """Everything that decides which numbers a compute produces.
+    """Everything that decides which numbers a compute produces, and how it runs.
 
     ``select``: hook-point patterns (exact, glob or ``re:``; empty = every natural hook point).
     ``metrics``: metric names (empty = every weight metric, plus every activation metric when
-    ``activations``). ``split_heads``: split 3-D attention weights (n_heads, d_head, d_model)
-    into one matrix per head, as the reference does for W_Q/W_K/W_V.
-    ``activation_select``: activation hook-point patterns (empty = every module whose forward
-    runs). ``factory``: model factory for runs that are not dyntools runs.
+    ``activations``). ``params``: per-metric parameters over the registry's defaults, e.g.
+    ``{"dead_fraction": {"threshold": 0.01}, "histogram": {"bins": 80}}`` (stored with each
+    value). ``split_heads``: split 3-D attention weights (n_heads, d_head, d_model) into one
+    matrix per head, as the reference does for W_Q/W_K/W_V. ``activation_select``: activation
+    hook-point patterns (empty = every module whose forward runs). ``factory``: model factory
+    for runs that are not dyntools runs. ``workers``: parallel workers (1: in this process;
+    None: decided from the amount of work).
     """
 
     select: tuple[str, ...] = ()
@@ -33,41 +38,42 @@ class ComputeOptions:
     activation_select: tuple[str, ...] = ()
     factory: str | None = None
     split_heads: bool = True
-    dead_threshold: float = DEFAULT_DEAD_THRESHOLD
-    histogram: HistogramSpec = field(default_factory=lambda: DEFAULT_HISTOGRAM)
-    workers: int = 1
+    params: Mapping[str, Mapping[str, ParamValue]] = field(default_factory=dict, hash=False)
+    workers: int | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1 (or None for automatic), got {self.workers}")
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose one of {list(DEVICES)}")
-        if not self.dead_threshold >= 0:
-            raise ValueError(f"dead threshold must be >= 0, got {self.dead_threshold}")
         # Validates every name (an unknown one raises, listing the known ones).
-        select_metrics([m for m in self.metrics if m != HISTOGRAM_METRIC] or None)
+        select_metrics(self.metrics or None)
+        for name, given in self.params.items():
+            entry = metric(name)
+            entry.resolve(given)  # unknown or out-of-range parameters raise, naming the metric
+            if isinstance(entry, HistogramMetric):
+                entry.spec(given)  # the bin range is checked here, before any work
 
     @property
     def weight_metrics(self) -> tuple[str, ...]:
-        known = metric_names(*WEIGHT_FAMILIES)
+        known = metric_names(*WEIGHT_KINDS)
         return tuple(m for m in self.metrics if m in known) if self.metrics else known
 
     @property
     def activation_metrics(self) -> tuple[str, ...]:
-        known = metric_names(*ACTIVATION_FAMILIES)
+        known = metric_names(*ACTIVATION_KINDS)
         if self.metrics:
             return tuple(m for m in self.metrics if m in known)
-        return (*known, HISTOGRAM_METRIC) if self.activations else ()
+        return known if self.activations else ()
 
-    def activation_params(self, metric: str) -> dict[str, Any]:
-        """The parameters stored with an activation metric's value (part of its key)."""
-        if metric == "dead_fraction":
-            return {"threshold": self.dead_threshold}
-        if metric == HISTOGRAM_METRIC:
-            spec = self.histogram
-            return {"bins": spec.bins, "low": spec.low, "high": spec.high, "on": spec.transform}
-        return {}
+    def params_of(self, name: str) -> dict[str, ParamValue]:
+        """The parameters of metric ``name`` in this compute (defaults where not given)."""
+        return metric(name).resolve(self.params.get(name))
+
+    def params_key(self, name: str) -> str:
+        """The stored ``params`` text of metric ``name`` in this compute."""
+        return metric(name).params_key(self.params.get(name))
 
 
 def parse_patterns(values: Sequence[str] | None) -> tuple[str, ...]:

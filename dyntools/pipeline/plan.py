@@ -1,8 +1,9 @@
-"""From discovered runs to work: store frames for runs/checkpoints/scalars, the hook points and
+"""From discovered runs to work: store rows for runs/checkpoints/scalars, the hook points and
 tensors each run computes, and the candidate units the store is asked about.
 
-A unit of work is (run, step, hook point, metric, params); the store answers which units are
-missing for a checkpoint's current fingerprint, and only those are computed.
+A unit of work (``WorkUnit``) is one metric of one hook point (or of the whole network) with its
+parameters, for one checkpoint; the store answers which units are missing for a checkpoint's
+current fingerprint, and only those are computed.
 """
 
 from __future__ import annotations
@@ -10,19 +11,38 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import polars as pl
 
 from dyntools.checkpoints import CheckpointRef, Run
 from dyntools.hookpoints import build_tree
-from dyntools.metrics import ALL_HOOK_POINTS, PAPER_FEATURES
-from dyntools.metrics.registry import REGISTRY
+from dyntools.metrics.kinds import HookKind, MetricKind, params_key
+from dyntools.metrics.registry import PAPER_FEATURES, metric
 from dyntools.pipeline.options import ComputeOptions
-from dyntools.store import params_key
+from dyntools.store.schema import (
+    CHECKPOINTS,
+    COMPUTED,
+    RUNS,
+    SCALARS,
+    CheckpointRow,
+    ComputedRow,
+    RunRow,
+    ScalarRow,
+)
 
-# The unit under which the paper's 14-feature aggregate is bookkept.
-PAPER_FEATURES_METRIC = "paper_features"
-COMPUTED_COLUMNS = ("run_id", "step", "hook_point", "metric", "params", "fingerprint")
+# The hook point of a network-scope unit (the mean over every selected matrix, a pooled
+# statistic): there is none.
+NETWORK = ""
+
+
+class WorkUnit(NamedTuple):
+    """One metric of one hook point ('' for the whole network) with its stored parameters."""
+
+    kind: HookKind
+    hook_point: str
+    metric: str
+    params: str
 
 
 def fingerprint_text(ref: CheckpointRef) -> str:
@@ -42,7 +62,8 @@ class WeightPlan:
     hook_points: tuple[str, ...]
     tensor_hooks: dict[str, str]
     heads: dict[str, int]
-    pooled_params: str
+    # The params of the network-scope rows: the hook points they were computed over.
+    network_params: str
     # 3-D attention weights (n_heads, d_head, d_model), split per head unless asked not to.
     attention_3d: frozenset[str] = frozenset()
 
@@ -84,109 +105,79 @@ def weight_plan(run: Run, options: ComputeOptions) -> tuple[WeightPlan, dict[str
     attention_3d = frozenset(name for name in tensor_hooks if len(shapes[name]) == 3)
     heads = {name: shapes[name][0] for name in attention_3d} if options.split_heads else {}
     hook_points = tuple(path for path in paths if tree[path].metric_inputs)
-    pooled = params_key({"hook_points": sorted(hook_points)}) if hook_points else ""
-    return WeightPlan(hook_points, tensor_hooks, heads, pooled, attention_3d), unmatched
+    network = params_key({"hook_points": sorted(hook_points)}) if hook_points else ""
+    return WeightPlan(hook_points, tensor_hooks, heads, network, attention_3d), unmatched
 
 
-def weight_units(plan: WeightPlan, options: ComputeOptions) -> list[tuple[str, str, str]]:
-    """(hook point, metric, params) units of a run's weight metrics."""
-    units: list[tuple[str, str, str]] = []
-    per_hook = [m for m in options.weight_metrics if REGISTRY[m].family != "pooled"]
-    pooled = [m for m in options.weight_metrics if REGISTRY[m].family == "pooled"]
-    for hook in plan.hook_points:
-        params = plan.params_for(hook, options.split_heads)
-        units.extend((hook, metric, params) for metric in per_hook)
+def weight_units(plan: WeightPlan, options: ComputeOptions) -> list[WorkUnit]:
+    """The weight units of a run: every chosen metric of every hook point, and the network
+    units (the pooled statistics; the paper's matrix metrics averaged over the network when
+    every paper feature is chosen)."""
+    chosen = options.weight_metrics
+    per_hook = [m for m in chosen if metric(m).kind is not MetricKind.POOLED]
+    network = [m for m in chosen if metric(m).kind is MetricKind.POOLED]
+    if set(PAPER_FEATURES) <= set(chosen):
+        network += [m for m in PAPER_FEATURES if m in per_hook]
+    units = [
+        WorkUnit(HookKind.WEIGHT, hook, name, plan.params_for(hook, options.split_heads))
+        for hook in plan.hook_points
+        for name in per_hook
+    ]
     if plan.hook_points:
-        units.extend((ALL_HOOK_POINTS, metric, plan.pooled_params) for metric in pooled)
-        if wants_paper_features(options):
-            units.append((ALL_HOOK_POINTS, PAPER_FEATURES_METRIC, plan.pooled_params))
+        units += [WorkUnit(HookKind.WEIGHT, NETWORK, name, plan.network_params) for name in network]
     return units
 
 
-def wants_paper_features(options: ComputeOptions) -> bool:
-    return set(PAPER_FEATURES) <= set(options.weight_metrics)
-
-
 def candidates(
-    run: Run, units: Sequence[tuple[str, str, str]], checkpoints: Sequence[CheckpointRef]
+    run: Run, units: Sequence[WorkUnit], checkpoints: Sequence[CheckpointRef]
 ) -> pl.DataFrame:
-    """Every (run, step, hook point, metric, params, fingerprint) unit of the checkpoints."""
-    rows = [
-        (run.run_id, ref.step, hook, metric, params, fingerprint_text(ref))
+    """Every unit of the checkpoints as ``computed`` rows (the store answers which are missing)."""
+    return COMPUTED.frame(
+        ComputedRow(
+            run.run_id,
+            ref.step,
+            unit.kind,
+            unit.hook_point,
+            unit.metric,
+            fingerprint_text(ref),
+            unit.params,
+        )
         for ref in checkpoints
-        for hook, metric, params in units
-    ]
-    return pl.DataFrame(rows, schema=list(COMPUTED_COLUMNS), orient="row")
+        for unit in units
+    )
 
 
 def run_frames(runs: Sequence[Run]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The runs, checkpoints and training scalars of discovered runs, as store frames."""
-    run_rows = [
-        {
-            "run_id": run.run_id,
-            "path": str(run.path),
-            "layout": run.layout,
-            "config_json": json.dumps(dict(run.config), sort_keys=True, default=str),
-        }
+    run_rows = RUNS.frame(
+        RunRow(
+            run.run_id,
+            str(run.path),
+            run.layout,
+            json.dumps(dict(run.config), sort_keys=True, default=str),
+        )
         for run in runs
-    ]
-    checkpoint_rows = [
-        {
-            "run_id": run.run_id,
-            "step": ref.step,
-            "epoch": None if ref.epoch is None else float(ref.epoch),
-            "path": str(ref.path),
-            "size": ref.fingerprint.size,
-            "mtime_ns": ref.fingerprint.mtime_ns,
-            "header_hash": ref.fingerprint.digest,
-            "fingerprint": fingerprint_text(ref),
-        }
+    )
+    checkpoint_rows = CHECKPOINTS.frame(
+        CheckpointRow(
+            run.run_id,
+            ref.step,
+            str(ref.path),
+            ref.fingerprint.size,
+            ref.fingerprint.mtime_ns,
+            ref.fingerprint.digest,
+            fingerprint_text(ref),
+            None if ref.epoch is None else float(ref.epoch),
+        )
         for run in runs
         for ref in run.checkpoints
-    ]
-    scalar_rows = [
-        {
-            "run_id": run.run_id,
-            "step": ref.step,
-            "epoch": None if ref.epoch is None else float(ref.epoch),
-            "name": name,
-            "value": value,
-        }
+    )
+    scalar_rows = SCALARS.frame(
+        ScalarRow(
+            run.run_id, ref.step, name, value, None if ref.epoch is None else float(ref.epoch)
+        )
         for run in runs
         for ref in run.checkpoints
         for name, value in ref.scalars.items()
-    ]
-    return (
-        pl.DataFrame(
-            run_rows,
-            schema={
-                "run_id": pl.String,
-                "path": pl.String,
-                "layout": pl.String,
-                "config_json": pl.String,
-            },
-        ),
-        pl.DataFrame(
-            checkpoint_rows,
-            schema={
-                "run_id": pl.String,
-                "step": pl.Int64,
-                "epoch": pl.Float64,
-                "path": pl.String,
-                "size": pl.Int64,
-                "mtime_ns": pl.Int64,
-                "header_hash": pl.String,
-                "fingerprint": pl.String,
-            },
-        ),
-        pl.DataFrame(
-            scalar_rows,
-            schema={
-                "run_id": pl.String,
-                "step": pl.Int64,
-                "epoch": pl.Float64,
-                "name": pl.String,
-                "value": pl.Float64,
-            },
-        ),
     )
+    return run_rows, checkpoint_rows, scalar_rows

@@ -7,28 +7,29 @@ its ``computed`` rows go in with its values, so the next compute resumes where t
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-import torch
-
 from dyntools.capture import list_modules, rebuild_model
 from dyntools.checkpoints import Run, discover_runs
 from dyntools.hookpoints import select_paths
+from dyntools.metrics.kinds import HookKind
 from dyntools.pipeline.activation_job import run_activation_units
-from dyntools.pipeline.jobs import Job, JobResult, run_weight_units
+from dyntools.pipeline.jobs import Job, JobResult
 from dyntools.pipeline.options import ComputeOptions
-from dyntools.pipeline.plan import candidates, run_frames, weight_plan, weight_units
-from dyntools.pipeline.rows import error_frame
-from dyntools.store import Store, locate_db, params_key
+from dyntools.pipeline.plan import WorkUnit, candidates, run_frames, weight_plan, weight_units
+from dyntools.pipeline.threads import SERIAL_BELOW, single_threaded
+from dyntools.pipeline.weight_job import run_weight_units
+from dyntools.pipeline.workers import auto_workers, run_jobs
+from dyntools.store import Store, locate_db
+from dyntools.store.schema import COMPUTED, ERRORS, HISTOGRAMS, METRICS, ErrorRow
+
+# The error code of a file discovery could not read (the checkpoints layer's problems).
+UNREADABLE = "unreadable"
 
 # Write at least this often (seconds, or checkpoints), so a kill loses little and the app sees
 # progress; each write is one transaction.
@@ -83,7 +84,7 @@ def activation_paths(run: Run, options: ComputeOptions) -> list[str]:
     return paths
 
 
-def _activation_units(run: Run, options: ComputeOptions) -> list[tuple[str, str, str]]:
+def _activation_units(run: Run, options: ComputeOptions) -> list[WorkUnit]:
     metrics = options.activation_metrics
     if not metrics:
         return []
@@ -93,9 +94,9 @@ def _activation_units(run: Run, options: ComputeOptions) -> list[tuple[str, str,
             "with CheckpointWriter.save_probe(x, y)"
         )
     return [
-        (path, metric, params_key(options.activation_params(metric)))
+        WorkUnit(HookKind.ACTIVATION, path, name, options.params_key(name))
         for path in activation_paths(run, options)
-        for metric in metrics
+        for name in metrics
     ]
 
 
@@ -118,16 +119,26 @@ def _unmatched_notes(
     ]
 
 
+@dataclass
+class _Planned:
+    jobs: list[Job]
+    checkpoints: int
+    notes: list[str]
+    network_selections: dict[str, str]  # run id -> the params of its network-scope rows
+
+
 def _plan_jobs(
     runs: Iterable[Run], options: ComputeOptions, store: Store, failures: list[Failure]
-) -> tuple[list[Job], int, list[str]]:
+) -> _Planned:
     jobs: list[Job] = []
     checkpoints = 0
     run_list = list(runs)
     unmatched: dict[str, dict[str, str]] = {}
+    selections: dict[str, str] = {}
     for run in run_list:
         checkpoints += len(run.checkpoints)
         plan, missing_patterns = weight_plan(run, options)
+        selections[run.run_id] = plan.network_params
         for pattern, why in missing_patterns.items():
             unmatched.setdefault(pattern, {})[run.run_id] = why
         units_w = weight_units(plan, options)
@@ -139,11 +150,11 @@ def _plan_jobs(
         missing = store.missing_work(candidates(run, units_w + units_a, run.checkpoints))
         if missing.is_empty():
             continue
-        by_step: dict[int, set[tuple[str, str, str]]] = defaultdict(set)
-        for step, hook, metric, params in missing.select(
-            "step", "hook_point", "metric", "params"
+        by_step: dict[int, set[WorkUnit]] = defaultdict(set)
+        for step, kind, hook, metric, params in missing.select(
+            "step", "kind", "hook_point", "metric", "params"
         ).iter_rows():
-            by_step[step].add((hook, metric, params))
+            by_step[step].add(WorkUnit(HookKind(kind), hook, metric, params))
         activation_set = set(units_a)
         for index, ref in enumerate(run.checkpoints):
             todo = by_step.get(ref.step)
@@ -160,59 +171,32 @@ def _plan_jobs(
                     initial=run.checkpoints[0],
                 )
             )
-    return jobs, checkpoints, _unmatched_notes(unmatched, len(run_list), options)
+    notes = _unmatched_notes(unmatched, len(run_list), options)
+    return _Planned(jobs, checkpoints, notes, selections)
 
 
 def run_job(job: Job, options: ComputeOptions) -> JobResult:
-    """Everything missing for one checkpoint (runs in a worker process)."""
-    result = run_weight_units(job, options)
-    metrics, histograms, errors, computed = run_activation_units(
-        job.run, job.ref, job.activation_units, options
-    )
-    result.metrics = pl.concat([result.metrics, metrics])
-    result.histograms = histograms
-    result.errors = pl.concat([result.errors, errors])
-    result.computed = pl.concat([result.computed, computed])
-    if result.failure is None and computed.is_empty() and job.activation_units and errors.height:
-        result.failure = f"{job.ref.path}: {errors['why'][0]}"
+    """Everything missing for one checkpoint (in this process or a worker)."""
+    # Small checkpoints run on one intra-op thread (restored afterwards): see threads.py.
+    largest = max((info.numel for info in job.ref.tensors), default=0)
+    with single_threaded(largest < SERIAL_BELOW):
+        result = run_weight_units(job, options)
+        activations = run_activation_units(job, options)
+    result.merge(activations)
     return result
-
-
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _results(jobs: list[Job], options: ComputeOptions, workers: int) -> Iterator[JobResult]:
-    if workers <= 1 or len(jobs) < 2:
-        for job in jobs:
-            yield run_job(job, options)
-        return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
-    ) as pool:
-        yield from pool.map(run_job, jobs, [options] * len(jobs), chunksize=1)
 
 
 def _write(store: Store, batch: list[JobResult]) -> int:
     if not batch:
         return 0
-    metrics = pl.concat([r.metrics for r in batch])
+    metrics = METRICS.frame(row for r in batch for row in r.metrics)
     store.write_results(
         metrics=metrics,
-        histograms=pl.concat([r.histograms for r in batch]),
-        errors=pl.concat([r.errors for r in batch]),
-        computed=pl.concat([r.computed for r in batch]),
+        histograms=HISTOGRAMS.frame(row for r in batch for row in r.histograms),
+        errors=ERRORS.frame(row for r in batch for row in r.errors),
+        computed=COMPUTED.frame(row for r in batch for row in r.computed),
     )
     return metrics.height
-
-
-def auto_workers(jobs: int) -> int:
-    """Processes pay a start-up cost (importing torch), so use them only for enough work."""
-    cores = os.cpu_count() or 1
-    return cores if jobs >= 32 * cores else 1
 
 
 def compute(
@@ -221,9 +205,12 @@ def compute(
     *,
     db: str | Path | None = None,
     progress: ProgressCallback | None = None,
-    workers: int | None = None,
 ) -> ComputeSummary:
-    """Compute every missing metric of every run below ``folder`` into its DuckDB store."""
+    """Compute every missing metric of every run below ``folder`` into its DuckDB store.
+
+    Nothing in the calling process changes: work done here runs with torch's thread count
+    restored after each checkpoint, and process-wide settings apply to worker processes only.
+    """
     started = time.monotonic()
     options = options or ComputeOptions()
     discovery = discover_runs(Path(folder))
@@ -242,24 +229,24 @@ def compute(
     problems = discovery.all_problems()
     store.write_results(
         scalars=scalars,
-        errors=error_frame(
-            [(None, None, str(p.path), "discover", p.what, p.hint) for p in problems]
+        errors=ERRORS.frame(
+            ErrorRow(str(p.path), "discover", p.what, UNREADABLE, p.hint) for p in problems
         ),
     )
     failures: list[Failure] = []
-    jobs, total_checkpoints, plan_notes = _plan_jobs(discovery.runs, options, store, failures)
-    notes.extend(plan_notes)
-    chosen_workers = (
-        workers
-        if workers is not None
-        else (options.workers if options.workers > 1 else auto_workers(len(jobs)))
-    )
+    planned = _plan_jobs(discovery.runs, options, store, failures)
+    jobs, total_checkpoints = planned.jobs, planned.checkpoints
+    notes.extend(planned.notes)
+    if not options.select:
+        # A default compute's selection is what fits of the paper features use by default.
+        store.set_network_selection(planned.network_selections)
+    chosen_workers = options.workers if options.workers is not None else auto_workers(len(jobs))
     written = 0
     batch: list[JobResult] = []
     last_write = time.monotonic()
     if progress is not None:
         progress(0, len(jobs))
-    results = _results(jobs, options, chosen_workers)
+    results = run_jobs(jobs, options, chosen_workers, run_job)
     for done, (job, result) in enumerate(zip(jobs, results, strict=True), start=1):
         if result.failure is not None:
             failures.append(Failure(str(job.ref.path), result.failure))

@@ -7,7 +7,6 @@ the file read-write).
 
 from dyntools.store.connection import StoreBusyError
 from dyntools.store.export import export
-from dyntools.store.frames import params_key
 from dyntools.store.location import DbLocation, default_db_path, find_existing_db, locate_db
 from dyntools.store.schema import SCHEMA_VERSION, SchemaVersionError
 from dyntools.store.store import Store, StoredFit
@@ -23,5 +22,4 @@ __all__ = [
     "export",
     "find_existing_db",
     "locate_db",
-    "params_key",
 ]

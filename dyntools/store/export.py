@@ -1,12 +1,15 @@
 """Export metrics and training scalars as one tidy table (CSV or Parquet).
 
 Columns, one value per row:
-    kind        'metric' (a computed metric) or 'scalar' (a training scalar: loss, accuracy, ...)
+    source      'metric' (a computed metric) or 'scalar' (a training scalar: loss, accuracy, ...)
     run_id      the run
     step        the training step of the checkpoint (or of the logged scalar)
     epoch       the epoch of that step, empty when the run does not record it
-    hook_point  the layer ('' for scalars)
-    tensor      the tensor inside the hook point ('' for hook-point-level values and scalars)
+    kind        'weight' or 'activation': the kind of hook point ('' for scalars)
+    scope       'tensor', 'hook_point' or 'network' ('' for scalars)
+    hook_point  the layer ('' for network values and scalars)
+    tensor      the tensor inside the hook point ('' unless scope is 'tensor')
+    head        the attention head of a tensor split per head, else empty
     name        the metric or scalar name (l2, spectral, train_loss, ...)
     params      the metric's parameters as canonical JSON ('' for none)
     value       the number; empty when it could not be computed (NaN stays NaN)

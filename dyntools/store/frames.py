@@ -1,43 +1,44 @@
-"""Check and shape the polars frames written to the store, and the canonical keys callers share."""
+"""Check and shape the polars frames written to the store."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 import polars as pl
 
-from dyntools.store.schema import NULLABLE_KEYS, TABLES
+from dyntools.store.schema import TABLES
 
 
 def conform(frame: pl.DataFrame, table: str, *, dedupe: bool = True) -> pl.DataFrame:
     """``frame`` with the table's columns in order and types, duplicates of a key dropped.
 
     A key that occurs twice keeps its last row (DuckDB would silently keep the first of a batch),
-    unless ``dedupe`` is False.
+    unless ``dedupe`` is False. Columns with a default may be left out.
     Missing or unknown columns, uncastable values and empty keys raise ValueError naming them.
     """
     spec = TABLES[table]
-    unknown = [c for c in frame.columns if c not in spec.columns]
-    missing = [c for c in spec.columns if c not in frame.columns and c not in spec.defaults]
+    columns = spec.columns
+    unknown = [c for c in frame.columns if c not in spec.schema]
+    missing = [c.name for c in columns if c.name not in frame.columns and not c.optional]
     if unknown or missing:
+        optional = [c.name for c in columns if c.optional]
         raise ValueError(
             f"frame for table {table!r}: missing columns {missing}, unknown columns {unknown}; "
-            f"expected {list(spec.columns)} (optional: {list(spec.defaults)})"
+            f"expected {list(spec.schema)} (optional: {optional})"
         )
-    defaults = {c: v for c, v in spec.defaults.items() if c not in frame.columns}
+    defaults = {c.name: c.default for c in columns if c.name not in frame.columns}
     if "logged_at" in defaults:
         defaults["logged_at"] = datetime.now(UTC).replace(tzinfo=None)
-    frame = frame.with_columns(pl.lit(v).alias(c) for c, v in defaults.items())
+    frame = frame.with_columns(
+        pl.lit(value, dtype=spec.schema[name]).alias(name) for name, value in defaults.items()
+    )
     try:
-        frame = frame.select(pl.col(c).cast(t, strict=True) for c, t in spec.columns.items())
+        frame = frame.select(pl.col(c.name).cast(c.dtype, strict=True) for c in columns)
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError) as error:
         raise ValueError(
             f"frame for table {table!r} has a value of the wrong type: {error}"
         ) from None
-    required = [c for c in spec.key if c not in NULLABLE_KEYS.get(table, set())]
+    required = [c for c in spec.key if c not in spec.nullable_keys]
     nulls = {
         c: n for c, n in frame.select(pl.col(required).null_count()).row(0, named=True).items() if n
     }
@@ -59,10 +60,3 @@ def _check_histograms(frame: pl.DataFrame) -> None:
             f"{first['run_id']!r} step {first['step']} {first['hook_point']!r} "
             f"{first['metric']!r}: {len(first['edges'])} edges, {len(first['counts'])} counts"
         )
-
-
-def params_key(params: Mapping[str, Any] | None) -> str:
-    """The canonical text of a metric's parameters ('' for none): the ``params`` column value."""
-    if not params:
-        return ""
-    return json.dumps(dict(params), sort_keys=True, separators=(",", ":"))

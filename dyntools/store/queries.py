@@ -46,12 +46,16 @@ def checkpoints(run_ids: Names) -> Query:
     return f"SELECT * FROM checkpoints c {clause} ORDER BY run_id, step", values
 
 
-def metrics(run_ids: Names, hook_points: Names, names: Names) -> Query:
-    clause, values = where({"run_id": run_ids, "hook_point": hook_points, "metric": names}, "m")
+def metrics(run_ids: Names, hook_points: Names, names: Names, kinds: Names = None) -> Query:
+    clause, values = where(
+        {"run_id": run_ids, "hook_point": hook_points, "metric": names, "kind": kinds}, "m"
+    )
     return (
-        "SELECT m.run_id, m.step, c.epoch, m.hook_point, m.tensor, m.metric, m.params, m.value "
+        "SELECT m.run_id, m.step, c.epoch, m.kind, m.scope, m.hook_point, m.tensor, m.head, "
+        "m.metric, m.params, m.value "
         f"FROM metrics m LEFT JOIN checkpoints c USING (run_id, step) {clause} "
-        "ORDER BY m.run_id, m.hook_point, m.tensor, m.metric, m.params, m.step",
+        "ORDER BY m.run_id, m.kind, m.hook_point, m.tensor, m.head NULLS FIRST, m.metric, "
+        "m.params, m.step",
         values,
     )
 
@@ -66,7 +70,7 @@ def histograms(run_ids: Names, hook_points: Names, names: Names) -> Query:
     return (
         "SELECT h.run_id, h.step, c.epoch, h.* EXCLUDE (run_id, step) "
         f"FROM histograms h LEFT JOIN checkpoints c USING (run_id, step) {clause} "
-        "ORDER BY h.run_id, h.hook_point, h.tensor, h.metric, h.params, h.step",
+        "ORDER BY h.run_id, h.hook_point, h.metric, h.params, h.step",
         values,
     )
 
@@ -78,7 +82,7 @@ def errors(run_ids: Names) -> Query:
 
 SUMMARY = """
     WITH done AS (
-        SELECT run_id, hook_point, metric, params, count(*) AS checkpoints,
+        SELECT run_id, kind, hook_point, metric, params, count(*) AS checkpoints,
                min(step) AS first_step, max(step) AS last_step
         FROM computed GROUP BY ALL),
     vals AS (
@@ -87,15 +91,15 @@ SUMMARY = """
         FROM metrics GROUP BY ALL)
     SELECT d.*, coalesce(v."values", 0) AS "values", coalesce(v.null_values, 0) AS null_values
     FROM done d LEFT JOIN vals v USING (run_id, hook_point, metric, params)
-    ORDER BY run_id, hook_point, metric, params
+    ORDER BY run_id, kind, hook_point, metric, params
 """
 
 # The export format: see dyntools.store.export for the columns.
 TIDY = """
-    SELECT 'metric' AS kind, m.run_id, m.step, c.epoch, m.hook_point, m.tensor,
-           m.metric AS name, m.params, m.value
+    SELECT 'metric' AS source, m.run_id, m.step, c.epoch, m.kind, m.scope, m.hook_point,
+           m.tensor, m.head, m.metric AS name, m.params, m.value
     FROM metrics m LEFT JOIN checkpoints c USING (run_id, step)
     UNION ALL
-    SELECT 'scalar', run_id, step, epoch, '', '', name, '', value FROM scalars
-    ORDER BY run_id, kind, hook_point, tensor, name, params, step
+    SELECT 'scalar', run_id, step, epoch, '', '', '', '', NULL, name, '', value FROM scalars
+    ORDER BY run_id, source, kind, hook_point, tensor, head NULLS FIRST, name, params, step
 """

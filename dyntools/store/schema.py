@@ -1,11 +1,16 @@
-"""The store's tables: their DDL, the polars schema of the frames that go in, and the schema version.
+"""The store's tables and the schema version.
 
-Every table is long ("tidy"): one value per row, keyed by what produced it. Text key columns that do
-not apply hold '' rather than NULL, so that keys compare with plain '=': ``tensor = ''`` marks a
-hook-point-level value, ``params = ''`` a metric without parameters.
+Each table is declared once, as the NamedTuple of its rows (``MetricRow``, ...) and a ``Table``
+naming its key: the DDL, the polars schema of the frames that go in, and the typed rows the
+pipeline builds all come from that declaration.
+
+Every table is long ("tidy"): one value per row, keyed by what produced it. Text key columns that
+do not apply hold '' rather than NULL, so that keys compare with plain '=' (``params = ''`` is a
+metric without parameters); ``scope`` says whether a value is a tensor's, a hook point's or the
+whole network's, and ``kind`` whether its hook point is a weight or an activation hook point.
 
 Only the small tables (meta, runs, checkpoints, hmm_fits) declare a PRIMARY KEY. The result tables
-have a key (TableSpec.key) that the store keeps unique itself: every write deletes the rows with
+have a key (``Table.key``) that the store keeps unique itself: every write deletes the rows with
 the batch's keys and inserts the batch, in one transaction (the file lock makes the store the only
 writer). Measured with 336,000 metric values: a six-column primary key made the file 44.5 MiB
 instead of 2.3 MiB and the first compute's writes 2.3 times slower, and bought nothing else.
@@ -13,157 +18,228 @@ instead of 2.3 MiB and the first compute's writes 2.3 times slower, and bought n
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, get_args, get_type_hints
 
 import duckdb
 import polars as pl
 
-# Bump when the DDL changes, and add a migration from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 1
+# Bump when a table changes, and add a migration from the previous version to MIGRATIONS.
+SCHEMA_VERSION = 2
 
-DDL = """
-CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-CREATE TABLE runs (
-    run_id VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, layout VARCHAR NOT NULL,
-    config_json VARCHAR NOT NULL);
-CREATE TABLE checkpoints (
-    run_id VARCHAR NOT NULL, step BIGINT NOT NULL, epoch DOUBLE, path VARCHAR NOT NULL,
-    size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, header_hash VARCHAR NOT NULL,
-    fingerprint VARCHAR NOT NULL,
-    PRIMARY KEY (run_id, step));
-CREATE TABLE scalars (
-    run_id VARCHAR NOT NULL, step BIGINT NOT NULL, epoch DOUBLE, name VARCHAR NOT NULL,
-    value DOUBLE);
-CREATE TABLE metrics (
-    run_id VARCHAR NOT NULL, step BIGINT NOT NULL, hook_point VARCHAR NOT NULL,
-    tensor VARCHAR NOT NULL, metric VARCHAR NOT NULL, params VARCHAR NOT NULL, value DOUBLE);
-CREATE TABLE histograms (
-    run_id VARCHAR NOT NULL, step BIGINT NOT NULL, hook_point VARCHAR NOT NULL,
-    tensor VARCHAR NOT NULL, metric VARCHAR NOT NULL, params VARCHAR NOT NULL,
-    edges DOUBLE[] NOT NULL, counts BIGINT[] NOT NULL,
-    underflow BIGINT NOT NULL, overflow BIGINT NOT NULL);
-CREATE TABLE errors (
-    run_id VARCHAR, step BIGINT, file VARCHAR NOT NULL, stage VARCHAR NOT NULL,
-    what VARCHAR NOT NULL, why VARCHAR NOT NULL, logged_at TIMESTAMP NOT NULL);
-CREATE TABLE computed (
-    run_id VARCHAR NOT NULL, step BIGINT NOT NULL, hook_point VARCHAR NOT NULL,
-    metric VARCHAR NOT NULL, params VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL);
-CREATE TABLE hmm_fits (
-    config_hash VARCHAR PRIMARY KEY, config_json VARCHAR NOT NULL, result_json VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL);
-"""
+
+# -- the rows of every table: the one declaration the DDL and the polars schemas derive from ---
+
+
+class MetaRow(NamedTuple):
+    key: str
+    value: str
+
+
+class RunRow(NamedTuple):
+    run_id: str
+    path: str
+    layout: str
+    config_json: str = "{}"
+    # The hook-point selection (params of the network-scope rows) of the run's last compute
+    # with the default selection: what a fit of the paper features uses unless told otherwise.
+    network_selection: str = ""
+
+
+class CheckpointRow(NamedTuple):
+    run_id: str
+    step: int
+    path: str
+    size: int
+    mtime_ns: int
+    header_hash: str
+    fingerprint: str
+    epoch: float | None = None
+
+
+class ScalarRow(NamedTuple):
+    run_id: str
+    step: int
+    name: str
+    value: float | None
+    epoch: float | None = None
+
+
+class MetricRow(NamedTuple):
+    """One value: ``kind`` (weight/activation hook point), ``scope`` (tensor, hook_point or
+    network; network rows have hook_point ''), ``head`` for a matrix split per head."""
+
+    run_id: str
+    step: int
+    kind: str
+    scope: str
+    hook_point: str
+    metric: str
+    value: float | None
+    tensor: str = ""
+    head: int | None = None
+    params: str = ""
+
+
+class HistogramRow(NamedTuple):
+    run_id: str
+    step: int
+    kind: str
+    hook_point: str
+    metric: str
+    edges: list[float]
+    counts: list[int]
+    params: str = ""
+    underflow: int = 0
+    overflow: int = 0
+
+
+class ErrorRow(NamedTuple):
+    """A problem met reading or computing: ``code`` is a ``ReasonCode`` value (or
+    ``unreadable`` for a file discovery could not read)."""
+
+    file: str
+    stage: str
+    what: str
+    code: str
+    why: str
+    run_id: str | None = None
+    step: int | None = None
+    logged_at: datetime | None = None
+
+
+class ComputedRow(NamedTuple):
+    """One unit of work done from one version of a checkpoint."""
+
+    run_id: str
+    step: int
+    kind: str
+    hook_point: str
+    metric: str
+    fingerprint: str
+    params: str = ""
+
+
+class FitRow(NamedTuple):
+    config_hash: str
+    config_json: str
+    result_json: str
+    created_at: datetime
+
+
+# Python annotation -> (DuckDB type, polars type)
+_TYPES: dict[object, tuple[str, pl.DataType]] = {
+    str: ("VARCHAR", pl.String()),
+    int: ("BIGINT", pl.Int64()),
+    float: ("DOUBLE", pl.Float64()),
+    datetime: ("TIMESTAMP", pl.Datetime("us")),
+    list[float]: ("DOUBLE[]", pl.List(pl.Float64())),
+    list[int]: ("BIGINT[]", pl.List(pl.Int64())),
+}
+_NO_DEFAULT = object()
 
 
 @dataclass(frozen=True)
-class TableSpec:
-    """The columns a frame written to one table must have, in order, and its key."""
+class TableColumn:
+    """One column: its name, DuckDB and polars types, and the default a frame may omit."""
 
-    columns: Mapping[str, pl.DataType]
+    name: str
+    sql: str
+    dtype: pl.DataType
+    nullable: bool
+    default: object = _NO_DEFAULT
+
+    @property
+    def optional(self) -> bool:
+        """Whether a frame written to the table may leave this column out."""
+        return self.default is not _NO_DEFAULT
+
+    def ddl(self) -> str:
+        text = f"{self.name} {self.sql}" + ("" if self.nullable else " NOT NULL")
+        if isinstance(self.default, str):
+            text += " DEFAULT '" + self.default.replace("'", "''") + "'"
+        elif isinstance(self.default, int | float):
+            text += f" DEFAULT {self.default}"
+        return text
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: its row type, columns (from the row's annotations) and key.
+
+    ``primary_key``: DuckDB enforces the key (INSERT OR REPLACE); otherwise the store keeps it
+    unique itself (DELETE + INSERT in one transaction), which measured far smaller and faster
+    for the result tables (see the module docstring).
+    """
+
+    name: str
+    row: type[tuple[Any, ...]]
     key: tuple[str, ...]
-    # Whether DuckDB enforces the key (INSERT OR REPLACE) or the store does (DELETE + INSERT).
     primary_key: bool = False
-    # Columns the caller may leave out, with the value they get.
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[TableColumn, ...]:
+        hints = get_type_hints(self.row)
+        defaults: dict[str, object] = getattr(self.row, "_field_defaults", {})
+        columns = []
+        for name, hint in hints.items():
+            args = get_args(hint)
+            nullable = type(None) in args
+            base = next(a for a in args if a is not type(None)) if nullable else hint
+            sql, dtype = _TYPES[base]
+            columns.append(TableColumn(name, sql, dtype, nullable, defaults.get(name, _NO_DEFAULT)))
+        return tuple(columns)
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """The polars schema of the table's frames."""
+        return {column.name: column.dtype for column in self.columns}
+
+    @property
+    def nullable_keys(self) -> frozenset[str]:
+        return frozenset(c.name for c in self.columns if c.nullable and c.name in self.key)
+
+    def ddl(self) -> str:
+        lines = [column.ddl() for column in self.columns]
+        if self.primary_key:
+            lines.append(f"PRIMARY KEY ({', '.join(self.key)})")
+        return f"CREATE TABLE {self.name} (\n    " + ",\n    ".join(lines) + ");"
+
+    def frame(self, rows: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
+        """A frame of typed rows (instances of ``row``)."""
+        return pl.DataFrame(list(rows), schema=self.schema, orient="row")
 
 
-TEXT, INT, FLOAT = pl.String(), pl.Int64(), pl.Float64()
+META = Table("meta", MetaRow, key=("key",), primary_key=True)
+RUNS = Table("runs", RunRow, key=("run_id",), primary_key=True)
+CHECKPOINTS = Table("checkpoints", CheckpointRow, key=("run_id", "step"), primary_key=True)
+SCALARS = Table("scalars", ScalarRow, key=("run_id", "step", "name"))
+METRICS = Table(
+    "metrics", MetricRow, key=("run_id", "step", "hook_point", "tensor", "head", "metric", "params")
+)
+HISTOGRAMS = Table(
+    "histograms", HistogramRow, key=("run_id", "step", "hook_point", "metric", "params")
+)
+# A new error replaces an old one with the same (run_id, step, file, stage, what).
+ERRORS = Table("errors", ErrorRow, key=("run_id", "step", "file", "stage", "what"))
+COMPUTED = Table("computed", ComputedRow, key=("run_id", "step", "hook_point", "metric", "params"))
+FITS = Table("hmm_fits", FitRow, key=("config_hash",), primary_key=True)
 
-TABLES: dict[str, TableSpec] = {
-    "runs": TableSpec(
-        {"run_id": TEXT, "path": TEXT, "layout": TEXT, "config_json": TEXT},
-        key=("run_id",),
-        primary_key=True,
-        defaults={"config_json": "{}"},
-    ),
-    "checkpoints": TableSpec(
-        {
-            "run_id": TEXT,
-            "step": INT,
-            "epoch": FLOAT,
-            "path": TEXT,
-            "size": INT,
-            "mtime_ns": INT,
-            "header_hash": TEXT,
-            "fingerprint": TEXT,
-        },
-        key=("run_id", "step"),
-        primary_key=True,
-        defaults={"epoch": None},
-    ),
-    "scalars": TableSpec(
-        {"run_id": TEXT, "step": INT, "epoch": FLOAT, "name": TEXT, "value": FLOAT},
-        key=("run_id", "step", "name"),
-        defaults={"epoch": None},
-    ),
-    "metrics": TableSpec(
-        {
-            "run_id": TEXT,
-            "step": INT,
-            "hook_point": TEXT,
-            "tensor": TEXT,
-            "metric": TEXT,
-            "params": TEXT,
-            "value": FLOAT,
-        },
-        key=("run_id", "step", "hook_point", "tensor", "metric", "params"),
-        defaults={"tensor": "", "params": ""},
-    ),
-    "histograms": TableSpec(
-        {
-            "run_id": TEXT,
-            "step": INT,
-            "hook_point": TEXT,
-            "tensor": TEXT,
-            "metric": TEXT,
-            "params": TEXT,
-            "edges": pl.List(FLOAT),
-            "counts": pl.List(INT),
-            "underflow": INT,
-            "overflow": INT,
-        },
-        key=("run_id", "step", "hook_point", "tensor", "metric", "params"),
-        defaults={"tensor": "", "params": "", "underflow": 0, "overflow": 0},
-    ),
-    # run_id and step may be NULL for a file that names no run; a new error replaces an old one
-    # with the same (run_id, step, file, stage, what).
-    "errors": TableSpec(
-        {
-            "run_id": TEXT,
-            "step": INT,
-            "file": TEXT,
-            "stage": TEXT,
-            "what": TEXT,
-            "why": TEXT,
-            "logged_at": pl.Datetime("us"),
-        },
-        key=("run_id", "step", "file", "stage", "what"),
-        defaults={"run_id": None, "step": None, "logged_at": None},
-    ),
-    "computed": TableSpec(
-        {
-            "run_id": TEXT,
-            "step": INT,
-            "hook_point": TEXT,
-            "metric": TEXT,
-            "params": TEXT,
-            "fingerprint": TEXT,
-        },
-        key=("run_id", "step", "hook_point", "metric", "params"),
-        defaults={"params": ""},
-    ),
+TABLES: dict[str, Table] = {
+    table.name: table
+    for table in (META, RUNS, CHECKPOINTS, SCALARS, METRICS, HISTOGRAMS, ERRORS, COMPUTED, FITS)
 }
 
-# Key columns that may hold NULL (everything else in a key must be filled in).
-NULLABLE_KEYS = {"errors": {"run_id", "step"}}
+
+def ddl() -> str:
+    """CREATE TABLE statements of the current schema."""
+    return "\n".join(table.ddl() for table in TABLES.values())
+
 
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
-
-# from_version -> function that upgrades a file of that version to from_version + 1, inside the
-# caller's transaction. Empty while version 1 is the only one released.
-MIGRATIONS: dict[int, Migration] = {}
 
 
 class SchemaVersionError(ValueError):
@@ -208,7 +284,7 @@ def check_version(version: int, path: Path, migrations: Mapping[int, Migration])
 
 def create(con: duckdb.DuckDBPyConnection, created_by: str) -> None:
     """Create every table of the current schema (inside the caller's transaction)."""
-    con.sql(DDL)
+    con.sql(ddl())
     con.execute(
         "INSERT INTO meta VALUES ('schema_version', ?), ('created_by', ?), ('data_version', '0')",
         [str(SCHEMA_VERSION), created_by],

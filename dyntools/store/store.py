@@ -29,6 +29,7 @@ from dyntools import __version__
 from dyntools.store import queries, schema
 from dyntools.store.connection import connect, transaction
 from dyntools.store.frames import conform
+from dyntools.store.migrations import MIGRATIONS
 from dyntools.store.queries import CHECKPOINT, UNIT, Names, on
 
 DEFAULT_LOCK_TIMEOUT = 10.0
@@ -77,7 +78,7 @@ class Store:
                     if version is None:
                         schema.create(con, created_by=f"dyntools {__version__}")
                     elif version != schema.SCHEMA_VERSION:
-                        schema.migrate(con, version, self.path, schema.MIGRATIONS)
+                        schema.migrate(con, version, self.path, MIGRATIONS)
                 self._ready = True
             with transaction(con):
                 yield con
@@ -100,7 +101,7 @@ class Store:
                     f"dyntools database {self.path} holds no results yet: "
                     "run `dyntools compute FOLDER` first"
                 )
-            schema.check_version(version, self.path, schema.MIGRATIONS)
+            schema.check_version(version, self.path, MIGRATIONS)
             with self._writer():  # migrates the older file, then reads go on read-only
                 pass
         with connect(self.path, read_only=True, lock_timeout=self.lock_timeout) as con:
@@ -138,22 +139,40 @@ class Store:
         name = f"new_{table}"
         con.register(name, frame)
         if spec.primary_key:
-            con.sql(f"INSERT OR REPLACE INTO {table} SELECT * FROM {name}")
+            con.sql(f"INSERT OR REPLACE INTO {table} BY NAME SELECT * FROM {name}")
             return
         if not replaced:
-            nullable = schema.NULLABLE_KEYS.get(table, set())
             match = " AND ".join(
-                f"{table}.{c} {'IS NOT DISTINCT FROM' if c in nullable else '='} k.{c}"
+                f"{table}.{c} {'IS NOT DISTINCT FROM' if c in spec.nullable_keys else '='} k.{c}"
                 for c in spec.key
             )
             con.sql(f"DELETE FROM {table} USING {name} k WHERE {match}")
-        con.sql(f"INSERT INTO {table} SELECT * FROM {name}")
+        con.sql(f"INSERT INTO {table} BY NAME SELECT * FROM {name}")
 
     def upsert_runs(self, runs: pl.DataFrame) -> None:
-        """Insert or replace runs: run_id, path, layout, config_json (optional, JSON text)."""
+        """Insert or update runs: run_id, path, layout, config_json (optional, JSON text).
+
+        A run's recorded network selection (``set_network_selection``) is kept.
+        """
         frame = conform(runs, "runs")
         with self._writer() as con:
-            self._put(con, "runs", frame)
+            con.register("incoming", frame)
+            con.sql(
+                "INSERT INTO runs BY NAME SELECT * EXCLUDE (network_selection) FROM incoming "
+                "ON CONFLICT (run_id) DO UPDATE SET path = excluded.path, "
+                "layout = excluded.layout, config_json = excluded.config_json"
+            )
+
+    def set_network_selection(self, selections: Mapping[str, str]) -> None:
+        """Record, per run id, the hook-point selection (the ``params`` of its network-scope
+        rows) that fits use for the paper features unless told otherwise."""
+        if not selections:
+            return
+        with self._writer() as con:
+            con.executemany(
+                "UPDATE runs SET network_selection = ? WHERE run_id = ?",
+                [[params, run_id] for run_id, params in selections.items()],
+            )
 
     def upsert_checkpoints(self, checkpoints: pl.DataFrame) -> pl.DataFrame:
         """Insert or replace checkpoints; returns the (run_id, step) whose fingerprint changed.
@@ -297,10 +316,15 @@ class Store:
         return self._query(*queries.checkpoints(run_ids))
 
     def read_metrics(
-        self, run_ids: Names = None, hook_points: Names = None, metrics: Names = None
+        self,
+        run_ids: Names = None,
+        hook_points: Names = None,
+        metrics: Names = None,
+        kinds: Names = None,
     ) -> pl.DataFrame:
-        """Tidy metric values: run_id, step, epoch, hook_point, tensor, metric, params, value."""
-        return self._query(*queries.metrics(run_ids, hook_points, metrics))
+        """Tidy metric values: run_id, step, epoch, kind, scope, hook_point, tensor, head,
+        metric, params, value."""
+        return self._query(*queries.metrics(run_ids, hook_points, metrics, kinds))
 
     def read_scalars(self, run_ids: Names = None, names: Names = None) -> pl.DataFrame:
         """Training scalars: run_id, step, epoch, name, value."""
@@ -309,7 +333,7 @@ class Store:
     def read_histograms(
         self, run_ids: Names = None, hook_points: Names = None, metrics: Names = None
     ) -> pl.DataFrame:
-        """run_id, step, epoch, hook_point, tensor, metric, params, edges, counts, underflow,
+        """run_id, step, epoch, kind, hook_point, metric, params, edges, counts, underflow,
         overflow."""
         return self._query(*queries.histograms(run_ids, hook_points, metrics))
 

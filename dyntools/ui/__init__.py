@@ -21,12 +21,14 @@ from dyntools.ui.loaders import (
 )
 from dyntools.ui.page import MetricsPage, open_metrics_page
 from dyntools.ui.state import (
+    ACTIVATION_HOOKS,
     FIT,
     FOLDER,
-    HOOK_POINTS,
+    HOOKS_OF_KIND,
     METRICS,
     RUNS,
     SHARED,
+    WEIGHT_HOOKS,
     Shared,
     choose_folder,
     current_folder,
@@ -52,13 +54,15 @@ from dyntools.ui.widgets import (
 )
 
 __all__ = [
+    "ACTIVATION_HOOKS",
     "FIT",
     "FOLDER",
-    "HOOK_POINTS",
+    "HOOKS_OF_KIND",
     "METRICS",
     "RUNS",
     "SHARED",
     "USER_ERRORS",
+    "WEIGHT_HOOKS",
     "LoadedRuns",
     "MetricsPage",
     "Shared",

@@ -17,9 +17,12 @@ import streamlit as st
 from dyntools.checkpoints import discover_runs
 from dyntools.hmm import FitConfig, FitResult, fit_result_from_json
 from dyntools.hookpoints import HookPointTree, build_tree
+from dyntools.metrics.kinds import HookKind
+from dyntools.metrics.records import Scope
 from dyntools.pipeline.fits import FitData, ServedFit, fit_data, fit_or_load
 from dyntools.store import Store, locate_db
 from dyntools.store.store import NoResultsError
+from dyntools.views.activations import histogram_metrics
 from dyntools.views.folder import runs_table, scalars_table
 from dyntools.views.latent_states.frames import latest_fit
 
@@ -89,17 +92,23 @@ def _names(values: Names) -> list[str] | None:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def load_metrics(
-    db: str, version: int, runs: Names = None, hook_points: Names = None, metrics: Names = None
+    db: str,
+    version: int,
+    runs: Names = None,
+    hook_points: Names = None,
+    metrics: Names = None,
+    kind: HookKind | None = None,
 ) -> pl.DataFrame:
     """Tidy metric values (``Store.read_metrics``); ``version`` is only the cache key."""
-    return Store(db).read_metrics(_names(runs), _names(hook_points), _names(metrics))
+    kinds = None if kind is None else [kind]
+    return Store(db).read_metrics(_names(runs), _names(hook_points), _names(metrics), kinds)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def load_histograms(
     db: str, version: int, runs: Names = None, hook_points: Names = None
 ) -> pl.DataFrame:
-    return Store(db).read_histograms(_names(runs), _names(hook_points), ["histogram"])
+    return Store(db).read_histograms(_names(runs), _names(hook_points), histogram_metrics())
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -114,14 +123,15 @@ def load_errors(db: str, version: int) -> pl.DataFrame:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def load_metric_index(db: str, version: int) -> pl.DataFrame:
-    """Which (run, hook point, metric) hold hook-point-level values: the choices pages offer."""
+    """Which (run, kind, hook point, metric, params) hold hook-point values: the choices the
+    pages offer."""
     return (
         Store(db)
         .read_metrics()
-        .filter(pl.col("tensor") == "")
-        .select("run_id", "hook_point", "metric")
+        .filter(pl.col("scope") == Scope.HOOK_POINT)
+        .select("run_id", "kind", "hook_point", "metric", "params")
         .unique()
-        .sort("run_id", "hook_point", "metric")
+        .sort("run_id", "kind", "hook_point", "metric", "params")
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from dyntools.metrics.kinds import HookKind
 from dyntools.ui.recent import read_recent, remember_folder
 from dyntools.views.selection import decode_list, encode_list, reconcile
 
@@ -29,10 +30,13 @@ class Shared:
 
 FOLDER = Shared("dyntools.folder", "folder", False)
 RUNS = Shared("dyntools.runs", "runs", True)
-HOOK_POINTS = Shared("dyntools.hook_points", "hooks", True)
+# Weight and activation hook points are chosen apart: a name such as fc1 can be both.
+WEIGHT_HOOKS = Shared("dyntools.weight_hooks", "weights", True)
+ACTIVATION_HOOKS = Shared("dyntools.activation_hooks", "activations", True)
 METRICS = Shared("dyntools.metrics", "metrics", True)
 FIT = Shared("dyntools.fit", "fit", False)  # config hash of the current HMM fit
-SHARED = (FOLDER, RUNS, HOOK_POINTS, METRICS, FIT)
+SHARED = (FOLDER, RUNS, WEIGHT_HOOKS, ACTIVATION_HOOKS, METRICS, FIT)
+HOOKS_OF_KIND = {HookKind.WEIGHT: WEIGHT_HOOKS, HookKind.ACTIVATION: ACTIVATION_HOOKS}
 
 FOLDER_INPUT_KEY = "dyntools.folder_input"
 RECENT_KEY = "dyntools.recent_choice"
@@ -115,7 +119,7 @@ def shared_multiselect(
         )
 
     def changed() -> None:
-        # Keep the choices of other pages' kinds (activation vs weight hook points) too.
+        # Keep the choices this page does not offer (other runs' names) too.
         others = [name for name in get_list(shared) if name not in options]
         set_shared(shared, [*st.session_state[key], *others])
 

@@ -7,10 +7,16 @@ import math
 
 import polars as pl
 
-from dyntools.metrics.registry import HISTOGRAM_METRIC
+from dyntools.metrics.kinds import HistogramMetric
+from dyntools.metrics.registry import REGISTRY
 from dyntools.views.metrics import curve_frame, epoch_or_step
 
 ACTIVATION_STATS = ("act_mean", "act_std", "dead_fraction")
+
+
+def histogram_metrics() -> list[str]:
+    """The registry's histogram metrics (the colorful dimension)."""
+    return [name for name, entry in REGISTRY.items() if isinstance(entry, HistogramMetric)]
 
 
 def activation_stats_frame(metrics: pl.DataFrame) -> pl.DataFrame:
@@ -51,9 +57,9 @@ def heatmap_frame(histograms: pl.DataFrame) -> pl.DataFrame:
         "count": pl.Int64,
         "log1p_count": pl.Float64,
     }
-    rows = histograms.filter(
-        (pl.col("metric") == HISTOGRAM_METRIC) & (pl.col("tensor") == "")
-    ).with_columns(epoch_or_step(histograms).alias("epoch"))
+    rows = histograms.filter(pl.col("metric").is_in(histogram_metrics())).with_columns(
+        epoch_or_step().alias("epoch")
+    )
     records: list[tuple[object, ...]] = []
     for run, hook, step, epoch, edges, counts, under, over in rows.select(
         "run_id", "hook_point", "step", "epoch", "edges", "counts", "underflow", "overflow"

@@ -5,13 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from dyntools.hookpoints import HookPointTree
-from dyntools.metrics import REGISTRY
-from dyntools.metrics.registry import (
-    ACTIVATION_FAMILIES,
-    HISTOGRAM_METRIC,
-    WEIGHT_FAMILIES,
-    metric_names,
-)
+from dyntools.metrics.kinds import HookKind
+from dyntools.metrics.registry import REGISTRY
 
 TREE_SCHEMA = {
     "hook_point": pl.String,
@@ -45,30 +40,32 @@ def tree_table(tree: HookPointTree) -> pl.DataFrame:
 
 
 def metric_catalogue() -> pl.DataFrame:
-    """Every metric the compute knows: name, family, kind (weights/activations), definition."""
-    weight = set(metric_names(*WEIGHT_FAMILIES))
-    rows = [
-        {
-            "metric": spec.name,
-            "family": spec.family,
-            "kind": "weights" if spec.name in weight else "activations",
-            "definition": spec.definition,
-        }
-        for spec in REGISTRY.values()
-    ]
-    rows.append(
-        {
-            "metric": HISTOGRAM_METRIC,
-            "family": "activation",
-            "kind": "activations",
-            "definition": "log1p counts of |a| in fixed bins (the colorful dimension)",
-        }
+    """Every metric the compute knows: name, kind of hook point, kind of metric, parameters
+    (with their defaults) and definition, in registry order."""
+    return pl.DataFrame(
+        [
+            {
+                "metric": entry.name,
+                "hook_kind": entry.hook_kind.value,
+                "kind": entry.kind.value,
+                "parameters": ", ".join(f"{p.name}={p.default}" for p in entry.params),
+                "definition": entry.description,
+            }
+            for entry in REGISTRY.values()
+        ],
+        schema={
+            "metric": pl.String,
+            "hook_kind": pl.String,
+            "kind": pl.String,
+            "parameters": pl.String,
+            "definition": pl.String,
+        },
     )
-    return pl.DataFrame(rows)
 
 
-def activation_metric_names() -> tuple[str, ...]:
-    return (*metric_names(*ACTIVATION_FAMILIES), HISTOGRAM_METRIC)
+def metric_names_of(kind: HookKind) -> list[str]:
+    """The registry's metrics of weight or of activation hook points, in registry order."""
+    return [entry.name for entry in REGISTRY.values() if entry.hook_kind is kind]
 
 
 def computed_table(summary: pl.DataFrame) -> pl.DataFrame:
@@ -76,6 +73,7 @@ def computed_table(summary: pl.DataFrame) -> pl.DataFrame:
     if summary.is_empty():
         return pl.DataFrame(
             schema={
+                "kind": pl.String,
                 "hook_point": pl.String,
                 "metric": pl.String,
                 "runs": pl.UInt32,
@@ -85,12 +83,12 @@ def computed_table(summary: pl.DataFrame) -> pl.DataFrame:
             }
         )
     return (
-        summary.group_by("hook_point", "metric")
+        summary.group_by("kind", "hook_point", "metric")
         .agg(
             pl.col("run_id").n_unique().alias("runs"),
             pl.col("checkpoints").sum().cast(pl.Int64),
             pl.col("values").sum().cast(pl.Int64),
             pl.col("null_values").sum().cast(pl.Int64),
         )
-        .sort("hook_point", "metric")
+        .sort("kind", "hook_point", "metric")
     )

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from dyntools.metrics.registry import VARIANT_METRICS, VARIANTS
+from dyntools.metrics.registry import variant_metrics
 from dyntools.views.metrics import curve_frame
 
 
 def information_frame(metrics: pl.DataFrame, variant: str) -> pl.DataFrame:
     """run_id, hook_point, step, epoch, hsic_x, hsic_y for one HSIC variant, ordered by epoch."""
-    if variant not in VARIANT_METRICS:
-        raise ValueError(f"unknown HSIC variant {variant!r}; choose one of {list(VARIANTS)}")
-    x_name, y_name = VARIANT_METRICS[variant]
+    x_name, y_name = variant_metrics(variant)
     curves = curve_frame(metrics).filter(pl.col("metric").is_in([x_name, y_name]))
     schema = {
         "run_id": pl.String,

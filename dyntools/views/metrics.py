@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import polars as pl
 
-CURVE_COLUMNS = ("run_id", "hook_point", "metric", "params", "step", "epoch", "value")
+from dyntools.metrics.records import Scope
+
+CURVE_COLUMNS = ("run_id", "kind", "hook_point", "metric", "params", "step", "epoch", "value")
 
 
-def epoch_or_step(frame: pl.DataFrame) -> pl.Expr:
+def epoch_or_step() -> pl.Expr:
     # Layouts without epochs (step-only checkpoints) are drawn against the step.
     return pl.coalesce(pl.col("epoch").cast(pl.Float64), pl.col("step").cast(pl.Float64))
 
 
 def curve_frame(metrics: pl.DataFrame) -> pl.DataFrame:
-    """Hook-point-level values (not per tensor) as run_id, hook_point, metric, params, step,
-    epoch, value, sorted for drawing."""
+    """Hook-point values (not per tensor, not the network's) as run_id, kind, hook_point,
+    metric, params, step, epoch, value, sorted for drawing."""
     if metrics.is_empty():
         return pl.DataFrame(
             schema={
                 "run_id": pl.String,
+                "kind": pl.String,
                 "hook_point": pl.String,
                 "metric": pl.String,
                 "params": pl.String,
@@ -29,10 +32,10 @@ def curve_frame(metrics: pl.DataFrame) -> pl.DataFrame:
             }
         )
     return (
-        metrics.filter(pl.col("tensor") == "")
-        .with_columns(epoch_or_step(metrics).alias("epoch"))
+        metrics.filter(pl.col("scope") == Scope.HOOK_POINT)
+        .with_columns(epoch_or_step().alias("epoch"))
         .select(CURVE_COLUMNS)
-        .sort("run_id", "hook_point", "metric", "params", "step")
+        .sort("run_id", "kind", "hook_point", "metric", "params", "step")
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from dyntools.hmm import FitResult
+from dyntools.metrics.feature import Feature
 
 
 def in_every_run(index: pl.DataFrame, runs: Sequence[str], columns: Sequence[str]) -> pl.DataFrame:
@@ -24,10 +25,10 @@ def in_every_run(index: pl.DataFrame, runs: Sequence[str], columns: Sequence[str
     return counts.filter(pl.col("runs") == len(wanted)).select(columns).sort(columns)
 
 
-def shared_features(index: pl.DataFrame, runs: Sequence[str]) -> list[str]:
-    """``hook_point/metric`` names computed for every one of ``runs`` (from the metric index)."""
-    pairs = in_every_run(index, runs, ["hook_point", "metric"])
-    return [f"{hook}/{metric}" for hook, metric in pairs.iter_rows()]
+def shared_features(index: pl.DataFrame, runs: Sequence[str]) -> list[Feature]:
+    """The hook-point features computed for every one of ``runs`` (from the metric index)."""
+    keys = in_every_run(index, runs, ["hook_point", "metric", "params"])
+    return [Feature(hook, metric, params) for hook, metric, params in keys.iter_rows()]
 
 
 def shared_scalars(scalars: pl.DataFrame, runs: Sequence[str]) -> list[str]:

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from dyntools.metrics.allocator import return_large_frees
+from dyntools.pipeline.allocator import return_large_frees
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -19,7 +19,7 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 _PROBE = textwrap.dedent(
     """
     import ctypes, sys
-    from dyntools.metrics.allocator import return_large_frees
+    from dyntools.pipeline.allocator import return_large_frees
 
     class Mallinfo2(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in (

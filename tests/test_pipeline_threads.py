@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from dyntools.metrics.threads import single_threaded
+from dyntools.pipeline.threads import single_threaded
 
 
 @pytest.fixture

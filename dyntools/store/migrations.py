@@ -1,0 +1,143 @@
+"""Upgrades of database files written by older dyntools releases, one schema version at a time.
+
+Each migration runs inside the caller's transaction: a file is upgraded whole or not at all.
+Nothing computed is thrown away: a migrated file serves the same values without a recompute.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import polars as pl
+
+from dyntools.metrics.kinds import MetricKind
+from dyntools.metrics.registry import PAPER_FEATURES, REGISTRY
+from dyntools.store.schema import TABLES, Migration
+
+# Schema 1 spelled the network scope with placeholder names, and its paper-feature aggregate as
+# a pseudo-metric.
+_V1_ALL = "(all)"
+_V1_POOLED = "(pooled)"
+_V1_PAPER = "(paper features)"
+_V1_PAPER_UNIT = "paper_features"
+_V1_PAPER_HOOK = "__paper__"
+
+
+def _kinds() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "metric": list(REGISTRY),
+            "kind": [entry.hook_kind.value for entry in REGISTRY.values()],
+        }
+    )
+
+
+def _paper_matrix_metrics() -> pl.DataFrame:
+    pooled = {m.name for m in REGISTRY.values() if m.kind is MetricKind.POOLED}
+    return pl.DataFrame({"metric": [m for m in PAPER_FEATURES if m not in pooled]})
+
+
+def _recreate(con: duckdb.DuckDBPyConnection, table: str, select: str) -> None:
+    """Replace ``table`` by the current declaration, filled by ``select`` over ``old``."""
+    con.sql(f"ALTER TABLE {table} RENAME TO old")
+    con.sql(TABLES[table].ddl())
+    con.sql(f"INSERT INTO {table} BY NAME {select}")
+    con.sql("DROP TABLE old")
+
+
+def v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 2: hook-point kinds, explicit scopes, heads as a column, reason codes.
+
+    - metrics: ``kind`` from the metric registry; ``head`` parsed out of ``TENSOR[head H]``;
+      the network rows (``(all)``/``(pooled)`` and ``(all)``/``(paper features)``) become
+      ``scope = 'network'`` with hook point and tensor '' (the paper features' pooled six were
+      copies of the pooled rows: one is kept);
+    - computed: the ``paper_features`` unit becomes one unit per network-scope matrix metric;
+    - histograms lose their always-empty ``tensor``; errors get a ``code``;
+    - runs get the network selection the v1 fits used (the widest hook-point selection);
+    - stored fits name the paper features by their metric (``__paper__/l1`` -> ``l1``).
+    """
+    con.register("metric_kinds", _kinds())
+    con.register("paper_matrix", _paper_matrix_metrics())
+    head = r"'\[head (\d+)\]$'"
+    _recreate(
+        con,
+        "metrics",
+        f"""
+        SELECT run_id, step, coalesce(k.kind, 'weight') AS kind,
+            CASE WHEN hook_point = '{_V1_ALL}' THEN 'network'
+                 WHEN tensor = '' THEN 'hook_point' ELSE 'tensor' END AS scope,
+            CASE WHEN hook_point = '{_V1_ALL}' THEN '' ELSE hook_point END AS hook_point,
+            metric, value,
+            CASE WHEN hook_point = '{_V1_ALL}' THEN '' ELSE regexp_replace(tensor, {head}, '') END
+                AS tensor,
+            CAST(nullif(regexp_extract(tensor, {head}, 1), '') AS BIGINT) AS head,
+            params
+        FROM old LEFT JOIN metric_kinds k USING (metric)
+        WHERE NOT (hook_point = '{_V1_ALL}' AND tensor = '{_V1_PAPER}'
+                   AND metric NOT IN (SELECT metric FROM paper_matrix))
+        """,
+    )
+    _recreate(
+        con,
+        "computed",
+        f"""
+        SELECT run_id, step, coalesce(k.kind, 'weight') AS kind,
+            CASE WHEN hook_point = '{_V1_ALL}' THEN '' ELSE hook_point END AS hook_point,
+            u.metric, fingerprint, params
+        FROM (
+            SELECT * FROM old WHERE metric <> '{_V1_PAPER_UNIT}'
+            UNION ALL
+            SELECT o.* REPLACE (p.metric AS metric)
+            FROM old o CROSS JOIN paper_matrix p WHERE o.metric = '{_V1_PAPER_UNIT}'
+        ) u LEFT JOIN metric_kinds k USING (metric)
+        """,
+    )
+    _recreate(con, "histograms", "SELECT * EXCLUDE (tensor), 'activation' AS kind FROM old")
+    _recreate(
+        con,
+        "errors",
+        "SELECT *, CASE WHEN stage = 'discover' THEN 'unreadable' ELSE 'failed' END AS code "
+        "FROM old",
+    )
+    _recreate(
+        con,
+        "runs",
+        """
+        SELECT r.*, coalesce(s.params, '') AS network_selection FROM old r LEFT JOIN (
+            SELECT run_id, arg_max(params, length(params)) AS params
+            FROM metrics WHERE scope = 'network' GROUP BY run_id
+        ) s USING (run_id)
+        """,
+    )
+    for table in ("checkpoints", "scalars"):
+        _recreate(con, table, "SELECT * FROM old")
+    fits = con.sql("SELECT config_hash, config_json, result_json FROM hmm_fits").fetchall()
+    for key, config_json, result_json in fits:
+        con.execute(
+            "UPDATE hmm_fits SET config_json = ?, result_json = ? WHERE config_hash = ?",
+            [_v2_fit_config(config_json), _v2_fit_result(result_json), key],
+        )
+    con.unregister("metric_kinds")
+    con.unregister("paper_matrix")
+
+
+def _v2_features(features: list[list[str]]) -> list[str]:
+    return [f"{hook}/{metric}" for hook, metric in features]
+
+
+def _v2_fit_config(text: str) -> str:
+    config = json.loads(text)
+    config["features"] = _v2_features(config.get("features", []))
+    return json.dumps(config, sort_keys=True)
+
+
+def _v2_fit_result(text: str) -> str:
+    result = json.loads(text.replace(f'"{_V1_PAPER_HOOK}/', '"'))
+    result["config"]["features"] = _v2_features(result["config"].get("features", []))
+    return json.dumps(result)
+
+
+# from_version -> the function that upgrades a file of that version to from_version + 1.
+MIGRATIONS: dict[int, Migration] = {1: v1_to_v2}

@@ -1,0 +1,108 @@
+"""A database written by the last schema-1 release (tests/fixtures/store_v1) opens after the
+upgrade, serves the same values and needs no recompute."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from dyntools.hmm import fit_result_from_json
+from dyntools.pipeline import ComputeOptions, compute
+from dyntools.pipeline.fits import fit_data
+from dyntools.store import SCHEMA_VERSION, Store, locate_db
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "store_v1"
+SAMPLE_RUNS = Path(__file__).resolve().parent.parent / "sample_runs"
+# What the schema-1 compute of the fixture was asked for.
+OPTIONS = ComputeOptions(activations=True, workers=1)
+
+
+def _v1_folder(tmp_path: Path) -> Path:
+    """The fixture's checkpoint files (with their recorded modification times) and its
+    database, imported from the export as schema 1 wrote it."""
+    folder = tmp_path / "runs"
+    checkpoints = pl.read_csv(FIXTURE / "checkpoints.csv")
+    for run_id, path, mtime_ns in checkpoints.select("run_id", "path", "mtime_ns").iter_rows():
+        target = Path(path.replace("{folder}", str(folder)))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SAMPLE_RUNS / run_id / target.name, target)
+        os.utime(target, ns=(mtime_ns, mtime_ns))
+        for name in ("run.json", "probe.safetensors"):
+            shutil.copyfile(SAMPLE_RUNS / run_id / name, target.parent / name)
+    export = tmp_path / "export"
+    export.mkdir()
+    for source in FIXTURE.iterdir():
+        if source.suffix in (".csv", ".sql"):
+            text = source.read_text(encoding="utf-8")
+            text = text.replace("{fixture}", str(export)).replace("{folder}", str(folder))
+            (export / source.name).write_text(text, encoding="utf-8")
+    db = locate_db(folder).path
+    db.parent.mkdir(parents=True)
+    with duckdb.connect(str(db)) as con:
+        con.sql(f"IMPORT DATABASE '{export}'")
+        assert con.sql("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("1",)]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _v1_folder(tmp_path_factory.mktemp("v1"))
+
+
+def _version(db: Path) -> str:
+    with duckdb.connect(str(db), read_only=True) as con:
+        ((value,),) = con.sql("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+    return str(value)
+
+
+def test_nothing_is_recomputed_after_the_upgrade(migrated: Path) -> None:
+    summary = compute(migrated, OPTIONS)
+    assert (summary.computed, summary.skipped, summary.failed) == (0, 6, ())
+    assert summary.values_written == 0
+    assert _version(locate_db(migrated).path) == str(SCHEMA_VERSION)
+
+
+def test_migrated_values_equal_a_fresh_compute(migrated: Path, tmp_path: Path) -> None:
+    fresh_db = tmp_path / "fresh.duckdb"
+    summary = compute(migrated, OPTIONS, db=fresh_db)
+    assert (summary.computed, summary.failed) == (6, ())
+    key = ["run_id", "step", "kind", "scope", "hook_point", "tensor", "head", "metric", "params"]
+    old = Store(locate_db(migrated).path).read_metrics().sort(key)
+    new = Store(fresh_db).read_metrics().sort(key)
+    assert old.select(key).equals(new.select(key))
+    both = old.with_columns(new=new["value"]).filter(pl.col("value").is_not_nan())
+    assert both["value"].to_list() == pytest.approx(both["new"].to_list(), rel=1e-9, abs=1e-12)
+    old_h = Store(locate_db(migrated).path).read_histograms()
+    new_h = Store(fresh_db).read_histograms()
+    assert old_h.sort(old_h.columns[:6]).equals(new_h.sort(new_h.columns[:6]))
+
+
+def test_heads_and_the_network_scope_are_columns(migrated: Path) -> None:
+    metrics = Store(locate_db(migrated).path).read_metrics()
+    heads = metrics.filter(pl.col("tensor") == "blocks.0.attn.W_Q", pl.col("metric") == "l2")
+    assert sorted(heads["head"].unique().to_list()) == [0, 1, 2, 3]
+    assert not metrics["tensor"].str.contains(r"\[head").any()
+    network = metrics.filter(pl.col("scope") == "network")
+    assert set(network["hook_point"]) == {""} and set(network["tensor"]) == {""}
+    assert network.filter(pl.col("run_id") == "digits-cnn/seed0", pl.col("step") == 0).height == 14
+    assert set(metrics.filter(pl.col("metric") == "act_mean")["kind"]) == {"activation"}
+    assert set(metrics.filter(pl.col("metric") == "l2")["kind"]) == {"weight"}
+
+
+def test_the_stored_fit_reads_back_with_the_paper_features_by_name(migrated: Path) -> None:
+    store = Store(locate_db(migrated).path)
+    (fit_hash,) = store.list_fits()["config_hash"].to_list()
+    stored = store.load_fit(fit_hash)
+    assert stored is not None
+    result = fit_result_from_json(json.loads(stored.result_json))
+    assert result.columns[:2] == ("l1", "l2")
+    assert result.run_ids == ("modular-addition/seed0",)
+    # The run's default selection was recorded, so the paper features are found again.
+    data = fit_data(store)
+    assert set(data.for_fit(None).filter(pl.col("hook_point") == "")["metric"]) >= {"l1", "var_b"}
