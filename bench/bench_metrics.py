@@ -25,14 +25,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from bench.report import Row, best_of
-from dyntools.metrics import InformationPlane, compute_weight_metrics
-from dyntools.metrics.registry import ANCHOR_MATRIX_METRICS
-from dyntools.pipeline.threads import single_threaded
+from dyntools.metrics import InformationPlane, MetricValue, Scope, compute_weight_metrics
+from dyntools.metrics.registry import PAPER_FEATURES
+from dyntools.pipeline.threads import SERIAL_BELOW, single_threaded
+from dyntools.pipeline.workers import configure_process
 
 THREADS = 2
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RUN = ROOT / "sample_runs" / "modular-addition" / "seed0"
-ANCHORS = [*ANCHOR_MATRIX_METRICS, "mean_w", "median_w", "var_w", "mean_b", "median_b", "var_b"]
+ANCHORS = list(PAPER_FEATURES)
 QKV = ("W_Q", "W_K", "W_V")
 MEMORY_RUNS = 5
 
@@ -131,9 +132,25 @@ def _gpt2_selection(names: list[str]) -> tuple[list[str], dict[str, int]]:
 # ---------------------------------------------------------------- the three sides
 
 
+def _label(row: MetricValue) -> str:
+    """The peer's name of a value: the tensor, ``[head h]`` when split, ``(pooled)``."""
+    if row.scope is Scope.NETWORK:
+        return "(pooled)"
+    return row.tensor if row.head is None else f"{row.tensor}[head {row.head}]"
+
+
+def ours(source: FileSource, names: list[str], heads: dict[str, int]) -> list[MetricValue]:
+    """What the pipeline runs per checkpoint: small checkpoints on one thread (its workers are
+    set up by ``configure_process``, called once by ``run``)."""
+    largest = max(math.prod(source.shape(name)) for name in names)
+    with single_threaded(largest < SERIAL_BELOW):
+        result = compute_weight_metrics(source, names, metrics=ANCHORS, heads=heads)
+    return [*result.values, *result.pooled]
+
+
 def _ours(path: Path, names: list[str], heads: dict[str, int]) -> dict[tuple[str, str], float]:
-    result = compute_weight_metrics(FileSource(path), names, metrics=ANCHORS, heads=heads)
-    return {(r.tensor, r.metric): r.value for r in result.rows() if r.value is not None}
+    rows = ours(FileSource(path), names, heads)
+    return {(_label(r), r.metric): r.value for r in rows if r.value is not None}
 
 
 def _units(
@@ -319,14 +336,15 @@ _MEMORY_SCRIPT = textwrap.dedent(
         status = open("/proc/self/status").read()
         return int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1)) * 1024
     torch.set_num_threads({threads})
-    from bench.bench_metrics import FileSource, _gpt2_selection, _peer, ANCHORS
-    from dyntools.metrics import compute_weight_metrics
+    from bench.bench_metrics import FileSource, _gpt2_selection, _peer, ours
+    from dyntools.pipeline.workers import configure_process
     path = Path(sys.argv[1])
     source = FileSource(path)
     names, heads = _gpt2_selection(list(source.shapes))
     base = hwm()
     if sys.argv[2] == "ours":
-        compute_weight_metrics(source, names, metrics=ANCHORS)
+        configure_process()  # as a pipeline worker (and `dyntools compute`) runs
+        ours(source, names, heads)
     else:
         _peer(path, names, heads)
     print(hwm() - base)
@@ -435,6 +453,7 @@ def _hsic_rows() -> list[Row]:
 
 def run() -> list[Row]:
     torch.set_num_threads(THREADS)
+    configure_process()  # the benchmark process computes like a pipeline worker
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)

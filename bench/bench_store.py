@@ -87,7 +87,7 @@ def candidates(checkpoints: pl.DataFrame) -> pl.DataFrame:
     return (
         checkpoints.select("run_id", "step", "fingerprint")
         .join(units, how="cross")
-        .with_columns(params=pl.lit(""))
+        .with_columns(params=pl.lit(""), kind=pl.lit("weight"))
     )
 
 
@@ -100,8 +100,11 @@ def results(units: pl.DataFrame) -> pl.DataFrame:
             .then(pl.lit(""))
             .otherwise(pl.col("hook_point") + "." + pl.col("t")),
             value=pl.col("step").cast(pl.Float64),
+            scope=pl.when(pl.col("t") == "").then(pl.lit("hook_point")).otherwise(pl.lit("tensor")),
         )
-        .select("run_id", "step", "hook_point", "tensor", "metric", "params", "value")
+        .select(
+            "run_id", "step", "kind", "scope", "hook_point", "tensor", "metric", "params", "value"
+        )
     )
 
 

@@ -37,7 +37,7 @@ def chart_data(chart: Any) -> pl.DataFrame:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = str(REPO_ROOT / "streamlit_app.py")
 START_PAGE_KEY = "dyntools.start_page"
-# url path -> page file: the two ways a page runs in the tests (DESIGN.md section 9).
+# url path -> page file: the two ways a page runs in the tests (docs/design.md, "The app").
 PAGE_FILES = {
     "folder": "pages/folder.py",
     "hook-points": "pages/hook_points.py",

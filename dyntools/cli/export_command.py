@@ -15,7 +15,8 @@ def add_parser(subparsers: Any) -> None:
         "export",
         help="write computed metrics and training scalars as one CSV or Parquet table",
         description="Write the metrics and training scalars stored for FOLDER as one tidy table "
-        "(columns: kind, run_id, step, epoch, hook_point, tensor, name, params, value).",
+        "(columns: source, run_id, step, epoch, kind, scope, hook_point, tensor, head, name, "
+        "params, value).",
     )
     parser.add_argument("folder", type=Path, metavar="FOLDER", help="the analysed folder")
     parser.add_argument("--out", type=Path, required=True, metavar="PATH", help="output file")

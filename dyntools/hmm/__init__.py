@@ -1,4 +1,4 @@
-"""Latent training phases: Gaussian HMMs over metric time series (DESIGN.md section 6).
+"""Latent training phases: Gaussian HMMs over metric time series (docs/latent-states.md, docs/design.md "Hidden Markov model").
 
 Typical use (the store gives the tidy frames)::
 

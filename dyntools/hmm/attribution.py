@@ -1,4 +1,4 @@
-"""Which features drive a transition i -> j (DESIGN.md section 6), in plain numpy.
+"""Which features drive a transition i -> j (docs/latent-states.md, docs/design.md "Hidden Markov model"), in plain numpy.
 
 (a) ``mu_j - mu_i``: the difference of the state means, in standard units (the features are
 z-scored), ranked by magnitude.

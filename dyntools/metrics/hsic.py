@@ -6,7 +6,7 @@ no m x m x d tensor), built in float64 from column blocks so that wide layers ne
 copy of the whole representation. Kernels are centred with row and column means (O(m^2)), never
 with m x m matrix products.
 
-Two variants (DESIGN.md section 5):
+Two variants (docs/metrics.md, "Information plane"):
 
 - ``normalized`` (default): HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)) with Y the one-hot labels
   and sigma from the median heuristic per representation (sigma^2 = median of the pairwise

@@ -109,9 +109,9 @@ def split_heads(tensor: torch.Tensor, heads: int, name: str = "tensor") -> list[
     return list(tensor.reshape(heads, rows, cols).unbind(0))
 
 
-def matrix_views(tensor: torch.Tensor, units: list[Matrix]) -> list[torch.Tensor]:
-    """The matrices (or conv weights) of ``units``, views into ``tensor`` where possible."""
-    first = units[0]
+def matrix_views(tensor: torch.Tensor, matrices: list[Matrix]) -> list[torch.Tensor]:
+    """The matrices (or conv weights) of ``matrices``, views into ``tensor`` where possible."""
+    first = matrices[0]
     if first.head is not None:
-        return split_heads(tensor, len(units), first.tensor)
+        return split_heads(tensor, len(matrices), first.tensor)
     return [tensor.reshape(first.shape)]

@@ -473,7 +473,7 @@ class _Run:
 
 
 def _stack(matrices: list[torch.Tensor]) -> torch.Tensor:
-    """One (B, ...) stack of same-shape units (wide matrices transposed, see ``_oriented``), in
+    """One (B, ...) stack of same-shape matrices (wide ones transposed, see ``_oriented``), in
     float64 if any of them is."""
     dtype = torch.float64 if any(m.dtype == torch.float64 for m in matrices) else torch.float32
     oriented = [(m.mT if m.dim() == 2 and m.shape[0] < m.shape[1] else m) for m in matrices]

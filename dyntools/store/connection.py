@@ -1,7 +1,7 @@
 """Short-lived DuckDB connections with a bounded retry on the file lock.
 
 DuckDB lets one process hold a file read-write, and then no other process can open it, not even
-read-only (DESIGN.md section 7). So nothing here keeps a connection: each operation opens the file,
+read-only (docs/design.md, "Storage"). So nothing here keeps a connection: each operation opens the file,
 runs one transaction and closes it, and an open that meets another process's lock is retried with
 backoff until ``lock_timeout`` runs out, then fails with a message that says who holds it.
 """

@@ -2,7 +2,7 @@
 
 Store reads are cached by the database path and ``Store.data_version()`` (bumped by every
 results write), so a compute, in this app or in a terminal, shows up on the next rerun. The
-store is opened per query and never held (DESIGN.md section 7).
+store is opened per query and never held (docs/design.md, "Storage").
 """
 
 from __future__ import annotations
