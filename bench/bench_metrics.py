@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from bench.report import Row, best_of
 from dyntools.metrics import InformationPlane, MetricValue, Scope, compute_weight_metrics
+from dyntools.metrics.matrices import Cut
 from dyntools.metrics.registry import PAPER_FEATURES
 from dyntools.pipeline.threads import SERIAL_BELOW, single_threaded
 from dyntools.pipeline.workers import configure_process
@@ -144,7 +145,8 @@ def ours(source: FileSource, names: list[str], heads: dict[str, int]) -> list[Me
     set up by ``configure_process``, called once by ``run``)."""
     largest = max(math.prod(source.shape(name)) for name in names)
     with single_threaded(largest < SERIAL_BELOW):
-        result = compute_weight_metrics(source, names, metrics=ANCHORS, heads=heads)
+        cuts = {name: Cut(heads=count) for name, count in heads.items()}
+        result = compute_weight_metrics(source, names, metrics=ANCHORS, cuts=cuts)
     return [*result.values, *result.pooled]
 
 

@@ -28,6 +28,7 @@ def checkpoints(steps: range = range(3), fingerprint: str = "v1") -> pl.DataFram
             "mtime_ns": 10**18 + step,
             "header_hash": f"h{step}",
             "fingerprint": f"{run}-{step}-{fingerprint}",
+            "dtype": "float32",
         }
         for run in ("seed0", "seed1")
         for step in steps

@@ -82,7 +82,8 @@ def test_network_means_average_over_matrices() -> None:
     assert means["var_singular_value"].value == 4.0  # nan-mean
     trace = means["trace"]
     assert trace.value is None and trace.reason is not None
-    assert "no selected matrix" in trace.reason.message
+    # A matrix without a value makes the network value missing (not a mean over the others).
+    assert "1 of 1 matrices have no trace" in trace.reason.message
 
 
 def test_finish_twice_and_adding_after_finish_count_every_value_once() -> None:

@@ -10,6 +10,7 @@ import torch
 
 from dyntools.metrics import MappingSource, ReasonCode, compute_weight_metrics
 from dyntools.metrics.kinds import Outcome, TemporalMetric
+from dyntools.metrics.matrices import Cut
 from dyntools.metrics.registry import metric
 from dyntools.metrics.temporal import compare
 
@@ -60,7 +61,7 @@ def test_per_head_through_compute_weight_metrics() -> None:
         MappingSource({"attn.W_Q": w1, "new.w": torch.randn(2, 2)}),
         ["attn.W_Q", "new.w"],
         metrics=["relative_update", "cosine_to_init"],
-        heads={"attn.W_Q": 2},
+        cuts={"attn.W_Q": Cut(heads=2)},
         previous=MappingSource({"attn.W_Q": w0}),
         initial=MappingSource({"attn.W_Q": w0}),
     )

@@ -16,6 +16,7 @@ from dyntools.metrics import (
     singular_values,
     split_heads,
 )
+from dyntools.metrics.matrices import Cut
 from dyntools.metrics.spectrum import matrix_batch
 
 
@@ -134,17 +135,17 @@ def test_heads_split_3d_and_2d_layouts_alike() -> None:
     assert all(
         torch.equal(a, b) for a, b in zip(split_heads(w3, 4), split_heads(w2, 4), strict=True)
     )
-    r3 = _values({"attn.W_Q": w3}, heads={"attn.W_Q": 4})
-    r2 = _values({"attn.W_Q": w2}, heads={"attn.W_Q": 4})
+    r3 = _values({"attn.W_Q": w3}, cuts={"attn.W_Q": Cut(heads=4)})
+    r2 = _values({"attn.W_Q": w2}, cuts={"attn.W_Q": Cut(heads=4)})
     assert set(r3) == set(r2)
     assert ("attn.W_Q[head 3]", "spectral") in r3
     assert r3[("attn.W_Q[head 3]", "l1")].hook_point == "attn"  # type: ignore[attr-defined]
     merged = _values({"attn.W_Q": w3})
     assert ("attn.W_Q", "l1") in merged  # unsplit: one (heads*d_head, d_model) matrix
     with pytest.raises(ValueError, match="not 3"):
-        _values({"attn.W_Q": w3}, heads={"attn.W_Q": 3})
+        _values({"attn.W_Q": w3}, cuts={"attn.W_Q": Cut(heads=3)})
     with pytest.raises(ValueError, match="not selected"):
-        _values({"attn.W_Q": w3}, heads={"attn.W_K": 4})
+        _values({"attn.W_Q": w3}, cuts={"attn.W_K": Cut(heads=4)})
 
 
 def test_selection_skips_svd_and_unknown_names_fail() -> None:
@@ -163,7 +164,7 @@ def test_other_ranks_and_integer_tensors_are_reported_as_skipped() -> None:
     result = compute_weight_metrics(MappingSource(state), list(state))
     skipped = {s.tensor: s.reason for s in result.skipped}
     assert "1-D" in skipped["ln.w"].message and "int64" in skipped["pos.ids"].message
-    assert skipped["ln.w"].code is ReasonCode.UNSUPPORTED_SHAPE and skipped["ln.w"].expected
+    assert skipped["ln.w"].code is ReasonCode.VECTOR and skipped["ln.w"].expected
     assert skipped["pos.ids"].code is ReasonCode.NOT_FLOAT
     assert {row.tensor for row in result.values} == {"w.weight"}
 
@@ -240,9 +241,11 @@ def test_cuda_tensors_give_the_cpu_values() -> None:
         "a.bias": torch.randn(48, generator=g),
         "c.weight": torch.randn(8, 3, 3, 3, generator=g),
     }
-    cpu = compute_weight_metrics(MappingSource(state), list(state), heads={"a.W_Q": 4})
+    cpu = compute_weight_metrics(MappingSource(state), list(state), cuts={"a.W_Q": Cut(heads=4)})
     gpu_state = {name: tensor.cuda() for name, tensor in state.items()}
-    gpu = compute_weight_metrics(MappingSource(gpu_state), list(state), heads={"a.W_Q": 4})
+    gpu = compute_weight_metrics(
+        MappingSource(gpu_state), list(state), cuts={"a.W_Q": Cut(heads=4)}
+    )
     expected = {(r.tensor, r.head, r.metric): r.value for r in (*cpu.values, *cpu.pooled)}
     got = {(r.tensor, r.head, r.metric): r.value for r in (*gpu.values, *gpu.pooled)}
     assert got.keys() == expected.keys()

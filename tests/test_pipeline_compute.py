@@ -78,7 +78,7 @@ def test_values_match_numpy_and_hook_points_average_their_matrices(tmp_path: Pat
     )
     network = metrics.filter(pl.col("scope") == "network", pl.col("step") == 0)
     assert network.height == 14 and set(network["hook_point"]) == {""}
-    assert set(network["params"]) == {'{"hook_points":["attn","fc"]}'}
+    assert set(network["params"]) == {'{"hook_points":["attn","fc"],"preset":"paper"}'}
     assert set(metrics["kind"]) == {"weight"}
     scalars = Store(tmp_path / "db.duckdb").read_scalars()
     assert metric(scalars, run_id="seed0", name="val_acc") == [0.0, 0.1, 0.2]

@@ -23,11 +23,12 @@ COLUMNS = [
     "hook_point",
     "tensor",
     "head",
+    "component",
     "name",
     "params",
     "value",
 ]
-TEXT = ("kind", "scope", "hook_point", "tensor", "params")
+TEXT = ("kind", "scope", "hook_point", "tensor", "component", "params")
 
 
 def fill(store: Store) -> None:

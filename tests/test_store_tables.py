@@ -54,16 +54,17 @@ def test_metrics_round_trip_with_tensor_params_and_null(store: Store) -> None:
         "hook_point",
         "tensor",
         "head",
+        "component",
         "metric",
         "params",
         "value",
     ]
-    metrics = metrics.with_columns(head=pl.lit(None, dtype=pl.Int64))
+    metrics = metrics.with_columns(head=pl.lit(None, dtype=pl.Int64), component=pl.lit(""))
     expected = metrics.join(
         fx.checkpoints().select("run_id", "step", "epoch"), on=["run_id", "step"]
     )
     assert_frame_equal(
-        got.sort(got.columns[:10]), expected.select(got.columns).sort(got.columns[:10])
+        got.sort(got.columns[:11]), expected.select(got.columns).sort(got.columns[:11])
     )
     only = store.read_metrics(run_ids=["seed0"], hook_points=["blocks.0.attn"], metrics=["l2"])
     assert only["tensor"].sort().to_list() == ["", "blocks.0.attn.W_Q"]

@@ -34,7 +34,8 @@ class ReasonCode(StrEnum):
     UNDEFINED = "undefined"  # 0/0, log of 0, the variance of one value, a constant kernel
     EMPTY = "empty"  # nothing to compute on (an empty output, no tensors selected)
     NOT_FLOAT = "not-float"  # an integer or boolean tensor
-    UNSUPPORTED_SHAPE = "unsupported-shape"  # a rank without per-matrix metrics (1-D scales)
+    VECTOR = "vector"  # a 1-D tensor (a scale, a bias): no matrix metrics
+    UNSUPPORTED_SHAPE = "unsupported-shape"  # a rank >= 3 tensor that is no convolution
     HEAD_SPLIT = "head-split"  # a tensor that cannot be split into the heads asked for
     NO_PREVIOUS = "no-previous"  # the first checkpoint has no previous one
     OTHER_VERSION = "other-version"  # the compared checkpoint lacks the tensor or changed it
@@ -45,7 +46,7 @@ class ReasonCode(StrEnum):
 
 
 # Gaps every run has by construction: reported as notes, not as problems.
-EXPECTED: frozenset[ReasonCode] = frozenset({ReasonCode.NO_PREVIOUS, ReasonCode.UNSUPPORTED_SHAPE})
+EXPECTED: frozenset[ReasonCode] = frozenset({ReasonCode.NO_PREVIOUS, ReasonCode.VECTOR})
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ class MetricValue:
 
     ``reason`` may also accompany a real value to qualify it (``var_singular_value`` is NaN,
     as in the reference, when a matrix has a single singular value). ``head`` is the attention
-    head of a matrix split per head, None otherwise. Network-scope rows have no hook point or
-    tensor ('').
+    head of a matrix split per head, None otherwise; ``component`` is ``q``, ``k`` or ``v`` of
+    a fused Q/K/V tensor, '' otherwise. Network-scope rows have no hook point or tensor ('').
     """
 
     scope: Scope
@@ -79,6 +80,7 @@ class MetricValue:
     metric: str
     value: float | None
     reason: Reason | None = None
+    component: str = ""
 
 
 @dataclass(frozen=True)

@@ -69,12 +69,14 @@ def matrix_batch(stack: torch.Tensor, *, with_svd: bool) -> MatrixBatch:
 
 
 def kernel_batch(stack: torch.Tensor) -> KernelBatch:
-    """Per-kernel L1 and L2 norms over (kh, kw) of a (B, O, I, kh, kw) stack of finite
-    convolution weights, as the reference's 4-D metrics read them."""
-    if stack.dim() != 5:
-        raise ValueError(f"expected a (B, O, I, kh, kw) stack, got shape {list(stack.shape)}")
+    """Per-kernel L1 and L2 norms of a (B, O, I, *kernel) stack of finite convolution weights
+    (Conv1d, Conv2d or Conv3d): over the kernel's own axes, as the reference's 4-D metrics read
+    them."""
+    if stack.dim() < 4:
+        raise ValueError(f"expected a (B, O, I, *kernel) stack, got shape {list(stack.shape)}")
     stack = stack.detach()
+    kernel = tuple(range(3, stack.dim()))
     return KernelBatch(
-        l1=_host(torch.linalg.vector_norm(stack, ord=1, dim=(3, 4)).flatten(1)),
-        l2=_host(torch.linalg.vector_norm(stack, ord=2, dim=(3, 4)).flatten(1)),
+        l1=_host(torch.linalg.vector_norm(stack, ord=1, dim=kernel).flatten(1)),
+        l2=_host(torch.linalg.vector_norm(stack, ord=2, dim=kernel).flatten(1)),
     )

@@ -12,7 +12,7 @@ pipeline's worker set-up decides those (``dyntools.pipeline.workers``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,11 +28,10 @@ from dyntools.metrics.kinds import (
     TemporalMetric,
 )
 from dyntools.metrics.matrices import (
-    ROLES,
+    Cut,
     Matrix,
-    TensorRole,
     default_hook_point,
-    default_role,
+    default_pool,
     matrix_views,
     plan_matrices,
 )
@@ -53,7 +52,7 @@ from dyntools.metrics.temporal import compare, missing
 DEFAULT_MAX_BATCH_BYTES = 32 * 2**20
 # torch.linalg.LinAlgError, which torch's stubs do not export.
 _LINALG_ERROR: type[Exception] = torch.linalg.LinAlgError  # type: ignore[attr-defined]
-_POOL_OF_ROLE: dict[TensorRole, Pool] = {"weight": Pool.WEIGHTS, "bias": Pool.BIASES}
+_WHOLE = Cut()
 
 
 @dataclass(frozen=True)
@@ -69,24 +68,43 @@ class WeightMetrics:
     pooled: tuple[MetricValue, ...]
     skipped: tuple[SkippedTensor, ...]
 
-    def network_means(self, metrics: Iterable[str]) -> tuple[MetricValue, ...]:
-        """Network-scope rows of ``metrics``: the unweighted mean over every matrix that has a
-        value, as the reference averages its per-matrix metrics into the paper's features
-        (NaN values, such as ``var_singular_value`` of a one-row matrix, are left out)."""
+    def network_means(
+        self, metrics: Iterable[str], tensors: Collection[str] | None = None
+    ) -> tuple[MetricValue, ...]:
+        """Network-scope rows of ``metrics``: the unweighted mean over every matrix (of
+        ``tensors``, default all), as the reference averages its per-matrix metrics into the
+        paper's features. A NaN the reference also gives (``var_singular_value`` of a one-row
+        matrix) is left out of the mean, as its nan-mean does; a matrix with no value (NaN/inf
+        weights, a failed SVD) makes the network value missing, since a mean over the other
+        matrices would silently describe another network."""
         found: dict[str, list[float]] = {}
+        gaps: dict[str, list[MetricValue]] = {}
         for row in self.values:
-            if row.value is not None and not math.isnan(row.value):
+            if tensors is not None and row.tensor not in tensors:
+                continue
+            if row.value is None:
+                gaps.setdefault(row.metric, []).append(row)
+            elif not math.isnan(row.value):
                 found.setdefault(row.metric, []).append(row.value)
         rows = []
         for name in metrics:
-            numbers = found.get(name, [])
+            numbers, missing = found.get(name, []), gaps.get(name, [])
+            if missing:
+                first = missing[0].reason
+                partial = Reason(
+                    first.code if first else ReasonCode.EMPTY,
+                    f"{len(missing)} of {len(missing) + len(numbers)} matrices have no {name} "
+                    f"(e.g. {missing[0].tensor}: {first.message if first else 'missing'})",
+                )
+                rows.append(MetricValue(Scope.NETWORK, "", "", None, name, None, partial))
+                continue
             mean = math.fsum(numbers) / len(numbers) if numbers else None
-            why = (
+            empty = (
                 None
                 if numbers
                 else Reason(ReasonCode.EMPTY, f"no selected matrix has a value for {name}")
             )
-            rows.append(MetricValue(Scope.NETWORK, "", "", None, name, mean, why))
+            rows.append(MetricValue(Scope.NETWORK, "", "", None, name, mean, empty))
         return tuple(rows)
 
 
@@ -114,8 +132,8 @@ def compute_weight_metrics(
     *,
     metrics: Iterable[str] | None = None,
     hook_points: Mapping[str, str] | None = None,
-    heads: Mapping[str, int] | None = None,
-    roles: Mapping[str, TensorRole] | None = None,
+    cuts: Mapping[str, Cut] | None = None,
+    pools: Mapping[str, Pool | None] | None = None,
     previous: TensorSource | None = None,
     initial: TensorSource | None = None,
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
@@ -126,9 +144,10 @@ def compute_weight_metrics(
     ``metrics``: names of matrix, conv, pooled and temporal metrics (default: all, the
     temporal ones only when ``previous``/``initial`` is given).
     ``hook_points``: tensor -> hook point (default: the name minus its last component).
-    ``heads``: tensor -> number of heads to split it into (W_Q/W_K/W_V per-head option).
-    ``roles``: tensor -> "weight" | "bias" | "other" for the pooled statistics (default:
-    ``matrices.default_role``). ``previous``/``initial``: the previous and the first checkpoint,
+    ``cuts``: tensor -> how it is cut into matrices (per head, fused Q/K/V, convolution, rows;
+    default: by its rank, ``matrices.Cut``). ``pools``: tensor -> the pooled set it joins, or
+    None (default: ``matrices.default_pool``). ``previous``/``initial``: the previous and the
+    first checkpoint,
     for ``relative_update`` and ``cosine_to_init``.
     """
     chosen = select_metrics(metrics, *WEIGHT_KINDS)
@@ -144,25 +163,26 @@ def compute_weight_metrics(
         pooled=of_type(PooledMetric, chosen),
     )
     names = list(dict.fromkeys(names))
-    heads = dict(heads or {})
-    roles = dict(roles or {})
-    for option, mapping in (("heads", heads), ("roles", roles)):
+    cuts = dict(cuts or {})
+    for option, mapping in (("cuts", cuts), ("pools", pools or {})):
         stray = sorted(set(mapping) - set(names))
         if stray:
             raise ValueError(f"{option} names tensors that are not selected: {stray}")
-    bad_roles = {name: role for name, role in roles.items() if role not in ROLES}
-    if bad_roles:
-        raise ValueError(f"unknown tensor roles {bad_roles}; known: {list(ROLES)}")
 
     shapes = {name: tuple(source.shape(name)) for name in names}
-    tensor_roles = {name: roles.get(name) or default_role(name, shapes[name]) for name in names}
+    pool_of = {
+        name: pools[name]
+        if pools is not None and name in pools
+        else default_pool(name, shapes[name])
+        for name in names
+    }
     need_matrices = bool(selection.matrix or selection.conv or selection.temporal)
     matrices: dict[str, list[Matrix]] = {}
     skipped: list[SkippedTensor] = []
     order = 0
     for name in names:
         hook = (hook_points or {}).get(name) or default_hook_point(name)
-        planned, why = plan_matrices(name, shapes[name], hook, heads.get(name), order)
+        planned, why = plan_matrices(name, shapes[name], hook, cuts.get(name, _WHOLE), order)
         order += max(len(planned), 1)
         if not need_matrices:
             continue
@@ -171,10 +191,8 @@ def compute_weight_metrics(
         elif why is not None:
             skipped.append(SkippedTensor(name, why))
 
-    run = _Run(source, selection, matrices, shapes, previous, initial)
-    stats = _read_and_compute(
-        run, names, tensor_roles, skipped, max_batch_bytes, pooled_in_memory_bytes
-    )
+    run = _Run(source, selection, matrices, cuts, shapes, previous, initial)
+    stats = _read_and_compute(run, names, pool_of, skipped, max_batch_bytes, pooled_in_memory_bytes)
     pooled = []
     for entry in selection.pooled:
         value, reason = entry.compute(stats[entry.pool])
@@ -187,7 +205,7 @@ def compute_weight_metrics(
 def _read_and_compute(
     run: _Run,
     names: list[str],
-    roles: Mapping[str, TensorRole],
+    pool_of: Mapping[str, Pool | None],
     skipped: list[SkippedTensor],
     max_batch_bytes: int,
     pooled_in_memory_bytes: int,
@@ -199,7 +217,6 @@ def _read_and_compute(
         pool: PooledAccumulator(in_memory_bytes=pooled_in_memory_bytes)
         for pool in {m.pool for m in selection.pooled}
     }
-    pool_of = {name: _POOL_OF_ROLE.get(role) for name, role in roles.items()}
     chunks = _chunks(
         run.matrices, run.shapes, max_batch_bytes, with_temporal=bool(selection.temporal)
     )
@@ -272,6 +289,7 @@ class _Run:
         source: TensorSource,
         selection: _Selection,
         matrices: Mapping[str, list[Matrix]],
+        cuts: Mapping[str, Cut],
         shapes: Mapping[str, tuple[int, ...]],
         previous: TensorSource | None,
         initial: TensorSource | None,
@@ -279,6 +297,7 @@ class _Run:
         self.source = source
         self.selection = selection
         self.matrices = matrices
+        self.cuts = cuts
         self.shapes = shapes
         self.others = {Against.PREVIOUS: previous, Against.INITIAL: initial}
         # matrix order -> metric -> row; ordered by the selection at the end.
@@ -335,7 +354,7 @@ class _Run:
             if accumulator is not None:
                 accumulator.add(tensor)
             planned = self.matrices[name]
-            views = matrix_views(tensor, planned)
+            views = matrix_views(tensor, planned, self.cuts.get(name, _WHOLE))
             versions = {
                 against: self._other_version(against, name, planned)
                 for against in {m.against for m in self.selection.temporal}
@@ -394,7 +413,7 @@ class _Run:
         if tensor is None:
             why = f"{against.value} version of {name!r} is not a float tensor"
             return Reason(ReasonCode.NOT_FLOAT, why)
-        return matrix_views(tensor, planned)
+        return matrix_views(tensor, planned, self.cuts.get(name, _WHOLE))
 
     def _metrics_of(self, matrix: Matrix) -> list[str]:
         if matrix.kind == "matrix":
@@ -403,7 +422,14 @@ class _Run:
 
     def _put(self, matrix: Matrix, metric: str, value: float | None, reason: Reason | None) -> None:
         row = MetricValue(
-            Scope.TENSOR, matrix.hook_point, matrix.tensor, matrix.head, metric, value, reason
+            Scope.TENSOR,
+            matrix.hook_point,
+            matrix.tensor,
+            matrix.head,
+            metric,
+            value,
+            reason,
+            matrix.component,
         )
         self.rows.setdefault(matrix.order, {})[metric] = row
 
@@ -452,20 +478,17 @@ class _Run:
         rows = self.rows
         tensor_scope = Scope.TENSOR
         for i, matrix in enumerate(matrices):
-            if flags is not None and flags[i]:
-                row = MetricValue(
-                    tensor_scope,
-                    matrix.hook_point,
-                    matrix.tensor,
-                    matrix.head,
-                    metric,
-                    missing_value,
-                    column.reason,
-                )
-            else:
-                row = MetricValue(
-                    tensor_scope, matrix.hook_point, matrix.tensor, matrix.head, metric, values[i]
-                )
+            undefined = flags is not None and flags[i]
+            row = MetricValue(
+                tensor_scope,
+                matrix.hook_point,
+                matrix.tensor,
+                matrix.head,
+                metric,
+                missing_value if undefined else values[i],
+                column.reason if undefined else None,
+                matrix.component,
+            )
             slot = rows.get(matrix.order)
             if slot is None:
                 slot = rows[matrix.order] = {}

@@ -13,6 +13,7 @@ from dyntools.metrics.registry import (
     metric_names,
     select_metrics,
 )
+from dyntools.pipeline.selection import NetworkSelection
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -26,7 +27,8 @@ class ComputeOptions:
     ``activations``). ``params``: per-metric parameters over the registry's defaults, e.g.
     ``{"dead_fraction": {"threshold": 0.01}, "histogram": {"bins": 80}}`` (stored with each
     value). ``split_heads``: split 3-D attention weights (n_heads, d_head, d_model) into one
-    matrix per head, as the reference does for W_Q/W_K/W_V. ``activation_select``: activation
+    matrix per head, as the reference does for W_Q/W_K/W_V. ``network``: the tensors the
+    network values (the paper's features) take (default: the paper's). ``activation_select``: activation
     hook-point patterns (empty = every module whose forward runs). ``factory``: model factory
     for runs that are not dyntools runs. ``workers``: parallel workers (1: in this process;
     None: decided from the amount of work).
@@ -38,6 +40,7 @@ class ComputeOptions:
     activation_select: tuple[str, ...] = ()
     factory: str | None = None
     split_heads: bool = True
+    network: NetworkSelection = field(default_factory=NetworkSelection)
     params: Mapping[str, Mapping[str, ParamValue]] = field(default_factory=dict, hash=False)
     workers: int | None = None
     device: str = "cpu"

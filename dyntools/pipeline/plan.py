@@ -9,7 +9,7 @@ current fingerprint, and only those are computed.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -20,6 +20,8 @@ from dyntools.hookpoints import build_tree
 from dyntools.metrics.kinds import HookKind, MetricKind, params_key
 from dyntools.metrics.registry import PAPER_FEATURES, metric
 from dyntools.pipeline.options import ComputeOptions
+from dyntools.pipeline.selection import TensorPlan, default_cut, head_count
+from dyntools.roles import classify
 from dyntools.store.schema import (
     CHECKPOINTS,
     COMPUTED,
@@ -53,19 +55,21 @@ def fingerprint_text(ref: CheckpointRef) -> str:
 
 @dataclass(frozen=True)
 class WeightPlan:
-    """The weight metrics of one run: which tensors, under which hook point, split how.
+    """The weight metrics of one run: which tensors, under which hook point, cut how, and which
+    of them the network values take.
 
     ``tensor_hooks`` maps every metric input tensor to the deepest selected hook point owning
-    it; hook-point values (tensor '') average the per-matrix values of all tensors below it.
+    it; hook-point values average the per-matrix values of all tensors below it. ``tensors``
+    holds every selected tensor's role and cut (``selection.TensorPlan``).
     """
 
     hook_points: tuple[str, ...]
     tensor_hooks: dict[str, str]
-    heads: dict[str, int]
-    # The params of the network-scope rows: the hook points they were computed over.
+    tensors: TensorPlan
+    # The params of the network-scope rows: the selection and the hook points it covers.
     network_params: str
-    # 3-D attention weights (n_heads, d_head, d_model), split per head unless asked not to.
-    attention_3d: frozenset[str] = frozenset()
+    # Tensors the default cut splits per head (kept whole with --no-split-heads).
+    splittable: frozenset[str] = frozenset()
 
     def tensors_of(self, hook_point: str) -> list[str]:
         prefix = hook_point + "."
@@ -73,19 +77,23 @@ class WeightPlan:
 
     def params_for(self, hook_point: str, split_heads: bool) -> str:
         """Weight metrics carry a parameter only when they would differ from the default."""
-        has_3d = any(t in self.attention_3d for t in self.tensors_of(hook_point))
-        return "" if split_heads or not has_3d else params_key({"split_heads": False})
+        has_heads = any(t in self.splittable for t in self.tensors_of(hook_point))
+        return "" if split_heads or not has_heads else params_key({"split_heads": False})
 
 
-def weight_plan(run: Run, options: ComputeOptions) -> tuple[WeightPlan, dict[str, str]]:
-    """Select hook points from the run's first checkpoint (all checkpoints share shapes).
+def weight_plan(
+    run: Run, options: ComputeOptions, module_types: Mapping[str, str] | None = None
+) -> tuple[WeightPlan, dict[str, str]]:
+    """Select hook points from the run's first checkpoint (all checkpoints share shapes), and
+    classify their tensors (``module_types``: the rebuilt model's module classes, when known).
 
     A folder may hold runs of different models, so a pattern that matches nothing in this run is
     not an error here: it is returned (pattern -> why) and the caller decides.
     """
     if not run.checkpoints:
-        return WeightPlan((), {}, {}, ""), {}
-    tree = build_tree(run.checkpoints[0].tensors)
+        return WeightPlan((), {}, TensorPlan({}, {}, options.network), ""), {}
+    tensors = run.checkpoints[0].tensors
+    tree = build_tree(tensors)
     unmatched: dict[str, str] = {}
     if options.select:
         chosen = []
@@ -101,12 +109,24 @@ def weight_plan(run: Run, options: ComputeOptions) -> tuple[WeightPlan, dict[str
     for path in paths:  # shallow first, so deeper hook points overwrite: deepest owner wins
         for entry in tree[path].metric_inputs:
             tensor_hooks[entry.name] = path
-    shapes = {entry.name: entry.shape for entry in run.checkpoints[0].tensors}
-    attention_3d = frozenset(name for name in tensor_hooks if len(shapes[name]) == 3)
-    heads = {name: shapes[name][0] for name in attention_3d} if options.split_heads else {}
+    selected = [t for t in tensors if t.name in tensor_hooks]
+    roles = classify(selected, module_types)
+    heads = head_count(run.config)
+    shapes = {t.name: t.shape for t in selected}
+    split = {
+        name: default_cut(name, shapes[name], roles[name], heads, split_heads=True)
+        for name in roles
+    }
+    cuts = (
+        split
+        if options.split_heads
+        else {n: default_cut(n, shapes[n], roles[n], heads, split_heads=False) for n in roles}
+    )
+    splittable = frozenset(n for n, cut in split.items() if cut.heads is not None)
     hook_points = tuple(path for path in paths if tree[path].metric_inputs)
-    network = params_key({"hook_points": sorted(hook_points)}) if hook_points else ""
-    return WeightPlan(hook_points, tensor_hooks, heads, network, attention_3d), unmatched
+    network = options.network.params(hook_points) if hook_points else ""
+    plan = TensorPlan(roles, cuts, options.network)
+    return WeightPlan(hook_points, tensor_hooks, plan, network, splittable), unmatched
 
 
 def weight_units(plan: WeightPlan, options: ComputeOptions) -> list[WorkUnit]:
@@ -126,6 +146,12 @@ def weight_units(plan: WeightPlan, options: ComputeOptions) -> list[WorkUnit]:
     if plan.hook_points:
         units += [WorkUnit(HookKind.WEIGHT, NETWORK, name, plan.network_params) for name in network]
     return units
+
+
+def weight_dtype(ref: CheckpointRef) -> str:
+    """The floating-point type of a checkpoint's tensors ("mixed" for several, "" for none)."""
+    found = {info.dtype for info in ref.tensors if info.is_float}
+    return found.pop() if len(found) == 1 else ("mixed" if found else "")
 
 
 def candidates(
@@ -168,6 +194,7 @@ def run_frames(runs: Sequence[Run]) -> tuple[pl.DataFrame, pl.DataFrame, pl.Data
             ref.fingerprint.digest,
             fingerprint_text(ref),
             None if ref.epoch is None else float(ref.epoch),
+            weight_dtype(ref),
         )
         for run in runs
         for ref in run.checkpoints

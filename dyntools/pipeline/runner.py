@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dyntools.capture import list_modules, rebuild_model
+from dyntools.capture import ActivationHookPoint, list_modules, rebuild_model
 from dyntools.checkpoints import Run, discover_runs
 from dyntools.hookpoints import select_paths
 from dyntools.metrics.kinds import HookKind
@@ -71,20 +71,42 @@ class ComputeSummary:
         return data
 
 
-def activation_paths(run: Run, options: ComputeOptions) -> list[str]:
+@dataclass(frozen=True)
+class RebuiltModel:
+    """A run's model as the compute sees it: its modules, or why it cannot be rebuilt."""
+
+    modules: tuple[ActivationHookPoint, ...] = ()
+    problem: str | None = None
+
+    @property
+    def module_types(self) -> dict[str, str] | None:
+        """Module path -> class name, for tensor roles (None when not rebuilt)."""
+        return {m.path: m.module_type for m in self.modules} if self.modules else None
+
+
+def rebuilt_model(run: Run, options: ComputeOptions) -> RebuiltModel:
+    """The run's model rebuilt from run.json (or the named factory); a run that does not
+    describe its model, or whose description fails, gets the reason instead."""
+    if options.factory is None and not isinstance(run.config.get("model"), dict):
+        return RebuiltModel(problem=f"run {run.run_id} does not say which model it trained")
+    try:
+        model = rebuild_model(run.config, factory=options.factory)
+    except (ValueError, OSError, RuntimeError, TypeError) as error:
+        return RebuiltModel(problem=f"run {run.run_id}: {error}")
+    return RebuiltModel(modules=tuple(list_modules(model)))
+
+
+def activation_paths(model: RebuiltModel, options: ComputeOptions) -> list[str]:
     """The modules of the run's rebuilt model whose outputs are captured."""
-    modules = [
-        m
-        for m in list_modules(rebuild_model(run.config, factory=options.factory))
-        if m.module_type not in CONTAINER_TYPES
-    ]
-    paths = [m.path for m in modules]
+    if model.problem is not None:
+        raise ValueError(f"{model.problem}: no activation metrics (name a --factory)")
+    paths = [m.path for m in model.modules if m.module_type not in CONTAINER_TYPES]
     if options.activation_select:
         return select_paths(paths, list(options.activation_select))
     return paths
 
 
-def _activation_units(run: Run, options: ComputeOptions) -> list[WorkUnit]:
+def _activation_units(run: Run, options: ComputeOptions, model: RebuiltModel) -> list[WorkUnit]:
     metrics = options.activation_metrics
     if not metrics:
         return []
@@ -95,7 +117,7 @@ def _activation_units(run: Run, options: ComputeOptions) -> list[WorkUnit]:
         )
     return [
         WorkUnit(HookKind.ACTIVATION, path, name, options.params_key(name))
-        for path in activation_paths(run, options)
+        for path in activation_paths(model, options)
         for name in metrics
     ]
 
@@ -137,13 +159,14 @@ def _plan_jobs(
     selections: dict[str, str] = {}
     for run in run_list:
         checkpoints += len(run.checkpoints)
-        plan, missing_patterns = weight_plan(run, options)
+        model = rebuilt_model(run, options)
+        plan, missing_patterns = weight_plan(run, options, model.module_types)
         selections[run.run_id] = plan.network_params
         for pattern, why in missing_patterns.items():
             unmatched.setdefault(pattern, {})[run.run_id] = why
         units_w = weight_units(plan, options)
         try:
-            units_a = _activation_units(run, options)
+            units_a = _activation_units(run, options, model)
         except (ValueError, OSError, RuntimeError) as error:
             failures.append(Failure(str(run.path), str(error)))
             units_a = []

@@ -6,14 +6,17 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 
 import torch
 
-from dyntools.checkpoints import CheckpointReader, open_checkpoint
+from dyntools.checkpoints import open_checkpoint
 from dyntools.metrics import MetricValue, TensorSource, compute_weight_metrics
-from dyntools.metrics.kinds import HookKind, MetricKind
+from dyntools.metrics.kinds import HookKind, MetricKind, Pool
+from dyntools.metrics.matrices import Cut
 from dyntools.metrics.records import Reason, ReasonCode, Scope
 from dyntools.metrics.registry import REGISTRY, metric
+from dyntools.metrics.weights import WeightMetrics
 from dyntools.pipeline.jobs import Job, JobResult, done
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import NETWORK, WeightPlan, fingerprint_text
@@ -54,65 +57,109 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
     if not job.weight_units:
         return result
     plan = job.plan
+    tensors = plan.tensors
     hooks = {u.hook_point for u in job.weight_units if u.hook_point != NETWORK}
+    per_hook = {u.metric for u in job.weight_units if u.hook_point != NETWORK}
     network = [u.metric for u in job.weight_units if u.hook_point == NETWORK]
-    metrics = {u.metric for u in job.weight_units}
-    # Network units pool or average every selected tensor, so they need them all.
+    # The network values take the selected tensors of every hook point; unless the selection
+    # cuts them its own way, they come from the same matrices as the hook points' values.
+    apart = bool(network) and tensors.selection.own_cuts
+    shared = bool(network) and not apart
     names = (
         list(plan.tensor_hooks)
-        if network
+        if shared
         else [t for t, hook in plan.tensor_hooks.items() if any(_under(t, h) for h in hooks)]
     )
-    temporal = any(metric(m).kind is MetricKind.TEMPORAL for m in metrics)
+    selected = tensors.network_tensors()
     try:
         device = _device(options)
-        with open_checkpoint(job.ref) as source:
-            others: list[CheckpointReader] = []
-            try:
-                previous = initial = None
-                if temporal and job.previous is not None:
-                    previous = open_checkpoint(job.previous)
-                    others.append(previous)
-                if temporal and job.initial is not None:
-                    initial = open_checkpoint(job.initial)
-                    others.append(initial)
-                computed = compute_weight_metrics(
-                    _DeviceSource(source, device),
-                    names,
-                    metrics=sorted(metrics, key=list(REGISTRY).index),
-                    hook_points={t: plan.tensor_hooks[t] for t in names},
-                    heads={t: h for t, h in plan.heads.items() if t in names},
-                    previous=_DeviceSource(previous, device) if previous else None,
-                    initial=_DeviceSource(initial, device) if initial else None,
-                )
-            finally:
-                for other in others:
-                    other.close()
+        first = _compute(
+            job,
+            names,
+            per_hook | set(network) if shared else per_hook,
+            {t: tensors.cuts[t] for t in names},
+            tensors.network_pools() if shared else dict.fromkeys(names),
+            device,
+        )
+        second = (
+            _compute(
+                job,
+                selected,
+                set(network),
+                {t: tensors.selection.cut(shapes_of(job)[t], tensors.cuts[t]) for t in selected},
+                {t: tensors.network_pools()[t] for t in selected},
+                device,
+            )
+            if apart
+            else None
+        )
     except (OSError, ValueError, RuntimeError) as error:
         result.failure = f"{job.ref.path}: {error}"
         result.errors = [_error(job, "checkpoint", Reason(ReasonCode.FAILED, str(error)))]
         return result
 
     params_of = {hook: plan.params_for(hook, options.split_heads) for hook in plan.hook_points}
-    network_rows = [row for row in computed.pooled if row.metric in network]
+    network_source = second or first
     matrix_network = [m for m in network if metric(m).kind is not MetricKind.POOLED]
-    network_rows += computed.network_means(matrix_network)
-    means = _hook_point_means(computed.values, {hook: plan.tensors_of(hook) for hook in hooks})
-    rows = [*computed.values, *means, *network_rows]
+    network_rows = [
+        *(row for row in network_source.pooled if row.metric in network),
+        *network_source.network_means(matrix_network, set(selected)),
+    ]
+    means = _hook_point_means(first.values, {hook: plan.tensors_of(hook) for hook in hooks})
+    per_matrix = [v for v in first.values if v.metric in per_hook or shared]
+    rows = [*per_matrix, *means, *network_rows]
     result.metrics = [_row(job, value, params_of, plan) for value in rows]
+    skipped = [*first.skipped, *(second.skipped if second else ())]
     result.errors = [
-        _error(
-            job, f"{v.hook_point or 'network'} {v.tensor} {v.metric}".replace("  ", " "), v.reason
-        )
+        _error(job, _subject(v), v.reason)
         for v in rows
         if v.value is None and v.reason is not None and not v.reason.expected
-    ] + [
-        _error(job, skipped.tensor, skipped.reason)
-        for skipped in computed.skipped
-        if not skipped.reason.expected
-    ]
+    ] + [_error(job, s.tensor, s.reason) for s in skipped if not s.reason.expected]
     result.computed = done(job, job.weight_units, fingerprint_text(job.ref))
     return result
+
+
+def shapes_of(job: Job) -> dict[str, tuple[int, ...]]:
+    return {info.name: info.shape for info in job.ref.tensors}
+
+
+def _subject(value: MetricValue) -> str:
+    """What a missing value is of, in words: ``network l1``, ``attn attn.W_Q head 2 l1``."""
+    parts = [value.hook_point or "network", value.tensor]
+    if value.head is not None:
+        parts.append(f"head {value.head}")
+    if value.component:
+        parts.append(value.component)
+    return " ".join(p for p in [*parts, value.metric] if p)
+
+
+def _compute(
+    job: Job,
+    names: list[str],
+    metrics: set[str],
+    cuts: Mapping[str, Cut],
+    pools: Mapping[str, Pool | None],
+    device: torch.device,
+) -> WeightMetrics:
+    """``compute_weight_metrics`` of one checkpoint on ``device``, with the previous and first
+    checkpoints opened only when a temporal metric needs them."""
+    temporal = any(metric(m).kind is MetricKind.TEMPORAL for m in metrics)
+    with open_checkpoint(job.ref) as source, ExitStack() as others:
+        previous = initial = None
+        if temporal and job.previous is not None:
+            previous = _DeviceSource(others.enter_context(open_checkpoint(job.previous)), device)
+        if temporal and job.initial is not None:
+            initial = _DeviceSource(others.enter_context(open_checkpoint(job.initial)), device)
+        return compute_weight_metrics(
+            _DeviceSource(source, device),
+            names,
+            metrics=sorted(metrics, key=list(REGISTRY).index),
+            hook_points={t: job.plan.tensor_hooks[t] for t in names},
+            cuts=cuts,
+            pools=pools,
+            previous=previous,
+            initial=initial,
+        )
 
 
 def _row(job: Job, value: MetricValue, params_of: Mapping[str, str], plan: WeightPlan) -> MetricRow:
@@ -129,6 +176,7 @@ def _row(job: Job, value: MetricValue, params_of: Mapping[str, str], plan: Weigh
         value.value,
         value.tensor,
         value.head,
+        value.component,
         params,
     )
 

@@ -10,6 +10,7 @@ Columns, one value per row:
     hook_point  the layer ('' for network values and scalars)
     tensor      the tensor inside the hook point ('' unless scope is 'tensor')
     head        the attention head of a tensor split per head, else empty
+    component   q, k or v of a fused Q/K/V tensor, else empty
     name        the metric or scalar name (l2, spectral, train_loss, ...)
     params      the metric's parameters as canonical JSON ('' for none)
     value       the number; empty when it could not be computed (NaN stays NaN)

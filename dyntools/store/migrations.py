@@ -47,7 +47,8 @@ def _recreate(con: duckdb.DuckDBPyConnection, table: str, select: str) -> None:
 
 
 def v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
-    """Schema 2: hook-point kinds, explicit scopes, heads as a column, reason codes.
+    """Schema 2: hook-point kinds, explicit scopes, heads and fused components as columns,
+    reason codes, checkpoint dtypes.
 
     - metrics: ``kind`` from the metric registry; ``head`` parsed out of ``TENSOR[head H]``;
       the network rows (``(all)``/``(pooled)`` and ``(all)``/``(paper features)``) become
@@ -73,7 +74,7 @@ def v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
             CASE WHEN hook_point = '{_V1_ALL}' THEN '' ELSE regexp_replace(tensor, {head}, '') END
                 AS tensor,
             CAST(nullif(regexp_extract(tensor, {head}, 1), '') AS BIGINT) AS head,
-            params
+            '' AS component, params
         FROM old LEFT JOIN metric_kinds k USING (metric)
         WHERE NOT (hook_point = '{_V1_ALL}' AND tensor = '{_V1_PAPER}'
                    AND metric NOT IN (SELECT metric FROM paper_matrix))
@@ -111,8 +112,9 @@ def v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
         ) s USING (run_id)
         """,
     )
-    for table in ("checkpoints", "scalars"):
-        _recreate(con, table, "SELECT * FROM old")
+    # Schema 1 did not record a checkpoint's dtype: '' (unknown) until it is scanned again.
+    _recreate(con, "checkpoints", "SELECT *, '' AS dtype FROM old")
+    _recreate(con, "scalars", "SELECT * FROM old")
     fits = con.sql("SELECT config_hash, config_json, result_json FROM hmm_fits").fetchall()
     for key, config_json, result_json in fits:
         con.execute(

@@ -52,10 +52,10 @@ def metrics(run_ids: Names, hook_points: Names, names: Names, kinds: Names = Non
     )
     return (
         "SELECT m.run_id, m.step, c.epoch, m.kind, m.scope, m.hook_point, m.tensor, m.head, "
-        "m.metric, m.params, m.value "
+        "m.component, m.metric, m.params, m.value "
         f"FROM metrics m LEFT JOIN checkpoints c USING (run_id, step) {clause} "
-        "ORDER BY m.run_id, m.kind, m.hook_point, m.tensor, m.head NULLS FIRST, m.metric, "
-        "m.params, m.step",
+        "ORDER BY m.run_id, m.kind, m.hook_point, m.tensor, m.head NULLS FIRST, m.component, "
+        "m.metric, m.params, m.step",
         values,
     )
 
@@ -97,9 +97,10 @@ SUMMARY = """
 # The export format: see dyntools.store.export for the columns.
 TIDY = """
     SELECT 'metric' AS source, m.run_id, m.step, c.epoch, m.kind, m.scope, m.hook_point,
-           m.tensor, m.head, m.metric AS name, m.params, m.value
+           m.tensor, m.head, m.component, m.metric AS name, m.params, m.value
     FROM metrics m LEFT JOIN checkpoints c USING (run_id, step)
     UNION ALL
-    SELECT 'scalar', run_id, step, epoch, '', '', '', '', NULL, name, '', value FROM scalars
-    ORDER BY run_id, source, kind, hook_point, tensor, head NULLS FIRST, name, params, step
+    SELECT 'scalar', run_id, step, epoch, '', '', '', '', NULL, '', name, '', value FROM scalars
+    ORDER BY run_id, source, kind, hook_point, tensor, head NULLS FIRST, component, name, params,
+             step
 """

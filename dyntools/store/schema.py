@@ -58,6 +58,8 @@ class CheckpointRow(NamedTuple):
     header_hash: str
     fingerprint: str
     epoch: float | None = None
+    # The floating-point type of its weights (float32, bfloat16, ...; "mixed" when several).
+    dtype: str = ""
 
 
 class ScalarRow(NamedTuple):
@@ -70,7 +72,8 @@ class ScalarRow(NamedTuple):
 
 class MetricRow(NamedTuple):
     """One value: ``kind`` (weight/activation hook point), ``scope`` (tensor, hook_point or
-    network; network rows have hook_point ''), ``head`` for a matrix split per head."""
+    network; network rows have hook_point ''), ``head`` for a matrix split per head,
+    ``component`` for one projection of a fused Q/K/V tensor."""
 
     run_id: str
     step: int
@@ -81,6 +84,7 @@ class MetricRow(NamedTuple):
     value: float | None
     tensor: str = ""
     head: int | None = None
+    component: str = ""  # q, k or v of a fused Q/K/V tensor
     params: str = ""
 
 
@@ -218,7 +222,9 @@ RUNS = Table("runs", RunRow, key=("run_id",), primary_key=True)
 CHECKPOINTS = Table("checkpoints", CheckpointRow, key=("run_id", "step"), primary_key=True)
 SCALARS = Table("scalars", ScalarRow, key=("run_id", "step", "name"))
 METRICS = Table(
-    "metrics", MetricRow, key=("run_id", "step", "hook_point", "tensor", "head", "metric", "params")
+    "metrics",
+    MetricRow,
+    key=("run_id", "step", "hook_point", "tensor", "head", "component", "metric", "params"),
 )
 HISTOGRAMS = Table(
     "histograms", HistogramRow, key=("run_id", "step", "hook_point", "metric", "params")
