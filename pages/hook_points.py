@@ -5,7 +5,14 @@ import streamlit as st
 from dyntools import ui
 from dyntools.hookpoints import select_paths
 from dyntools.metrics.kinds import HookKind
-from dyntools.views.hook_points import computed_table, metric_catalogue, metric_names_of, tree_table
+from dyntools.selection import NetworkSelection
+from dyntools.views.hook_points import (
+    computed_table,
+    metric_catalogue,
+    metric_names_of,
+    roles_table,
+    tree_table,
+)
 
 st.title("Hook points")
 ui.load_state()
@@ -42,6 +49,17 @@ st.dataframe(
     column_config={"parameters": st.column_config.NumberColumn(format="localized")},
 )
 ui.downloads(shown, "hook_points", key="hooks.tree")
+with st.expander("Tensor roles: which tensors the paper features take"):
+    roles = roles_table(tree, NetworkSelection())
+    st.caption(
+        f"{int(roles['paper_features'].sum())} of {roles.height} tensors enter the paper's 14 "
+        "features: the weights of attention, MLP/linear and conv layers and their biases; never "
+        "embeddings, the unembedding, normalization or shortcuts. Roles here come from names "
+        "and shapes (the compute also reads the rebuilt model's module types). Other "
+        "selections: `dyntools compute --paper-preset polypythias`, `--paper-tensors`, "
+        "`--paper-layers`."
+    )
+    st.dataframe(roles, hide_index=True, width="stretch")
 
 matching = [h for h in shown["hook_point"].to_list() if h in natural]
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from dyntools.metrics.registry import PAPER_FEATURES
 from dyntools.pipeline import ComputeOptions, compute
-from dyntools.pipeline.selection import NetworkSelection, Preset
+from dyntools.selection import NetworkSelection, Preset
 from dyntools.store import Store
 
 transformers = pytest.importorskip("transformers")

@@ -18,6 +18,7 @@ from dyntools.hmm import (
     format_fit_report,
 )
 from dyntools.metrics import Feature
+from dyntools.selection import NetworkSelection, Preset
 
 
 def quick_config(**changes: object) -> FitConfig:
@@ -57,7 +58,7 @@ def test_config_hash_is_stable_and_covers_every_field() -> None:
         replace(base, covariance_type="full"),
         replace(base, normalize="per-run"),
         replace(base, features=(Feature("h", "l2"),)),
-        replace(base, network_selection=("h",)),
+        replace(base, network_selection=NetworkSelection(Preset.POLYPYTHIAS)),
         replace(base, n_states=2),
         replace(base, data_fingerprint="abc"),
         replace(base, runs=("run-00",)),
@@ -81,3 +82,18 @@ def test_unknown_run_is_an_error() -> None:
     empty = runs.metrics.filter(pl.lit(False))
     with pytest.raises(ValueError, match="empty"):
         fit_latent_states(empty, None, quick_config())
+
+
+def test_config_json_round_trip() -> None:
+    from dyntools.hmm.analysis import config_from_json, config_json
+    from dyntools.roles import Layer
+
+    config = replace(
+        quick_config(),
+        features=(Feature("fc1", "l2"), Feature("relu1", "dead_fraction", '{"threshold":0.1}')),
+        network_selection=NetworkSelection(Preset.CUSTOM, layers=(Layer.LINEAR,)),
+        heldout_runs=("run-01",),
+    )
+    text = json.dumps(config_json(config))
+    assert config_from_json(json.loads(text)) == config
+    assert json.loads(text)["features"] == ["fc1/l2", 'relu1/dead_fraction@{"threshold":0.1}']

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dyntools.cli.selection_args import add_network_arguments, network_selection_from_args
 from dyntools.metrics.builtin import DEFAULT_DEAD_THRESHOLD
 from dyntools.metrics.histogram import DEFAULT_HISTOGRAM
 from dyntools.metrics.kinds import ParamValue
@@ -15,6 +16,7 @@ from dyntools.metrics.registry import REGISTRY
 from dyntools.pipeline import ComputeOptions, ComputeSummary, compute, parse_patterns
 from dyntools.pipeline.progress import ProgressBar
 from dyntools.pipeline.workers import configure_process
+from dyntools.selection import NetworkSelection
 
 
 def add_parser(subparsers: Any) -> None:
@@ -58,6 +60,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="MODULE:FUNCTION",
         help="model factory for runs that are not dyntools runs",
     )
+    add_network_arguments(parser)
     parser.add_argument(
         "--no-split-heads",
         action="store_true",
@@ -147,6 +150,7 @@ def handler(args: argparse.Namespace) -> int:
         activation_select=parse_patterns(args.activation_select),
         factory=args.factory,
         split_heads=not args.no_split_heads,
+        network=network_selection_from_args(args) or NetworkSelection(),
         params=metric_params(args),
         workers=args.workers,
         device=args.device,

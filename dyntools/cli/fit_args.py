@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from dyntools.cli.selection_args import add_network_arguments, network_selection_from_args
 from dyntools.hmm.analysis import FitConfig
 from dyntools.hmm.features import NORMALIZATIONS
 from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
@@ -54,6 +55,7 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         help="validation accuracy that counts as converged",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_network_arguments(parser)
 
 
 def fit_config_from_args(args: argparse.Namespace, data_fingerprint: str = "") -> FitConfig:
@@ -73,5 +75,6 @@ def fit_config_from_args(args: argparse.Namespace, data_fingerprint: str = "") -
         tol=args.tol,
         heldout_runs=tuple(args.heldout),
         convergence_threshold=args.threshold,
+        network_selection=network_selection_from_args(args),
         data_fingerprint=data_fingerprint,
     )

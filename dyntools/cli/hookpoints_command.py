@@ -12,7 +12,10 @@ import json
 from typing import Any
 
 from dyntools.checkpoints import Discovery, Run, discover_runs
+from dyntools.cli.selection_args import add_network_arguments, network_selection_from_args
 from dyntools.hookpoints import HookPoint, build_tree, select_paths
+from dyntools.roles import classify
+from dyntools.selection import NetworkSelection
 
 SCHEMA = 1
 
@@ -37,10 +40,16 @@ def add_parser(subparsers: Any) -> None:
         "--activations", action="store_true", help="list the model's modules instead of weights"
     )
     parser.add_argument(
+        "--roles",
+        action="store_true",
+        help="list every tensor's role and whether the paper features take it",
+    )
+    parser.add_argument(
         "--factory",
         metavar="MODULE:FUNCTION",
         help="build the model with this function (imported only because you name it)",
     )
+    add_network_arguments(parser)
     parser.set_defaults(func=handle)
 
 
@@ -130,10 +139,63 @@ def _activations(
     return payload, lines
 
 
+def _roles(
+    run: Run, select: list[str] | None, factory: str | None, selection: NetworkSelection
+) -> tuple[dict[str, Any], list[str]]:
+    # Imported here: the module types come from the rebuilt model (torch), when it can be.
+    from dyntools.pipeline.options import ComputeOptions
+    from dyntools.pipeline.runner import rebuilt_model
+
+    if not run.checkpoints:
+        raise LookupError(f"run {run.run_id!r} has no readable checkpoint")
+    options = ComputeOptions(factory=factory, network=selection)
+    tensors = [t for t in run.checkpoints[0].tensors if t.is_float]
+    if select:
+        owned = {e.name for hp in build_tree(tensors).select(select) for e in hp.tensors}
+        tensors = [t for t in tensors if t.name in owned]
+    model = rebuilt_model(run, options)
+    roles = classify(tensors, model.module_types)
+    rows: list[dict[str, Any]] = [
+        {
+            "name": t.name,
+            "shape": list(t.shape),
+            "dtype": t.dtype,
+            "layer": roles[t.name].layer.value,
+            "part": roles[t.name].part.value,
+            "network": selection.includes(t.name, roles[t.name]),
+        }
+        for t in tensors
+    ]
+    payload = {
+        "kind": "roles",
+        "checkpoint": {"step": run.checkpoints[0].step, "path": str(run.checkpoints[0].path)},
+        "selection": selection.describe(),
+        "module_types": model.module_types is not None,
+        "tensors": rows,
+    }
+    width = max((len(r["name"]) for r in rows), default=0)
+    lines = [f"{'TENSOR':<{width}}  {'ROLE':<22}  PAPER  SHAPE"]
+    lines += [
+        f"{r['name']:<{width}}  {r['layer'] + ' ' + r['part']:<22}  "
+        f"{'yes' if r['network'] else '-':<5}  {r['shape']}"
+        for r in rows
+    ]
+    how = "module types and names" if model.module_types else "names and shapes"
+    taken = sum(bool(r["network"]) for r in rows)
+    lines.append(
+        f"{taken} of {len(rows)} tensors enter the paper features "
+        f"({selection.preset.value} selection; roles from {how})"
+    )
+    return payload, lines
+
+
 def handle(args: argparse.Namespace) -> int:
     found = discover_runs(args.folder)
     run = pick_run(found, args.run)
-    if args.activations:
+    if args.roles:
+        selection = network_selection_from_args(args) or NetworkSelection()
+        payload, lines = _roles(run, args.select, args.factory, selection)
+    elif args.activations:
         payload, lines = _activations(run, args.select, args.factory)
     else:
         payload, lines = _weights(run, args.select)
@@ -146,6 +208,7 @@ def handle(args: argparse.Namespace) -> int:
     others = f" (1 of {len(found.runs)} runs; choose with --run)" if several else ""
     where = payload["checkpoint"]
     source = f", step {where['step']}" if where else ""
-    print(f"run {run.run_id}{others}: {payload['kind']} hook points{source}")
+    what = "tensor roles" if args.roles else f"{payload['kind']} hook points"
+    print(f"run {run.run_id}{others}: {what}{source}")
     print("\n".join(lines))
     return 0

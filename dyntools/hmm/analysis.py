@@ -27,6 +27,7 @@ from dyntools.hmm.normalize import Notice
 from dyntools.hmm.params import HMMParams
 from dyntools.hmm.selection import SelectionRow
 from dyntools.metrics.feature import Feature
+from dyntools.selection import NetworkSelection
 
 # Bump when a change of the fitting code changes results, so old stored fits are not reused.
 # 2: features are ``Feature``s (the paper's are named by their metric).
@@ -41,8 +42,8 @@ class FitConfig:
     runs: tuple[str, ...] | None = None  # None: every run, sorted by id
     features: tuple[Feature, ...] = ()  # () with no paper features: every stored feature
     paper_features: bool = False
-    # The hook points the paper features were computed over; None: each run's default compute.
-    network_selection: tuple[str, ...] | None = None
+    # The tensors the paper features were computed over; None: each run's default compute's.
+    network_selection: NetworkSelection | None = None
     scalar_features: tuple[str, ...] = ()
     normalize: str = "global"  # docs/latent-states.md: per-run z-scores split phases
     max_states: int = 8
@@ -100,17 +101,23 @@ def config_json(config: FitConfig) -> dict[str, Any]:
     """The configuration as JSON-able values (features in their text form)."""
     data = asdict(config)
     data["features"] = [feature.format() for feature in config.features]
+    selection = config.network_selection
+    data["network_selection"] = None if selection is None else selection.describe()
     return data
 
 
 def config_from_json(data: Mapping[str, Any]) -> FitConfig:
     """The inverse of ``config_json``."""
-    tuples = ("runs", "scalar_features", "heldout_runs", "network_selection")
+    tuples = ("runs", "scalar_features", "heldout_runs")
+    selection = data.get("network_selection")
     return FitConfig(
         **{
             **data,
             **{k: None if data.get(k) is None else tuple(data[k]) for k in tuples if k in data},
             "features": tuple(Feature.parse(text) for text in data.get("features", ())),
+            "network_selection": (
+                None if selection is None else NetworkSelection.from_description(selection)
+            ),
         }
     )
 

@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -23,8 +23,8 @@ from dyntools.hmm import (
     fit_result_to_json,
 )
 from dyntools.hmm.analysis import config_json
-from dyntools.metrics.kinds import params_key
 from dyntools.metrics.records import Scope
+from dyntools.selection import NetworkSelection
 from dyntools.store import Store
 
 
@@ -54,14 +54,15 @@ class FitData:
     selections: Mapping[str, str]
     fingerprint: str
 
-    def for_fit(self, network_selection: Sequence[str] | None) -> pl.DataFrame:
-        """The metrics a fit sees: hook-point values, and the network values of one
-        hook-point selection per run (``network_selection``, or each run's default) with
-        params '' (features name the network values by metric alone)."""
+    def for_fit(self, network_selection: NetworkSelection | None) -> pl.DataFrame:
+        """The metrics a fit sees: hook-point values, and the network values of one selection
+        per run (``network_selection``, over whatever hook points each run was computed with,
+        or each run's default) with params '' (features name the network values by metric)."""
         network = pl.col("scope") == Scope.NETWORK
         if network_selection is not None:
-            wanted = params_key({"hook_points": sorted(network_selection)})
-            keep = pl.col("params") == wanted
+            stored = self.metrics.filter(network)["params"].unique().to_list()
+            wanted = [p for p in stored if _selection_of(p) == network_selection]
+            keep = pl.col("params").is_in(wanted)
         else:
             keep = pl.col("params") == pl.col("run_id").replace_strict(
                 dict(self.selections), default=None, return_dtype=pl.String
@@ -69,6 +70,13 @@ class FitData:
         return self.metrics.filter(~network | keep).with_columns(
             params=pl.when(network).then(pl.lit("")).otherwise(pl.col("params"))
         )
+
+
+def _selection_of(params: str) -> NetworkSelection | None:
+    """The selection a network value's params name (None for schema-1 values, which name
+    hook points only)."""
+    described = json.loads(params) if params else {}
+    return NetworkSelection.from_description(described) if "preset" in described else None
 
 
 def data_fingerprint(metrics: pl.DataFrame, scalars: pl.DataFrame) -> str:

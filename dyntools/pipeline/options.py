@@ -13,7 +13,7 @@ from dyntools.metrics.registry import (
     metric_names,
     select_metrics,
 )
-from dyntools.pipeline.selection import NetworkSelection
+from dyntools.selection import NetworkSelection
 
 DEVICES = ("cpu", "cuda", "auto")
 

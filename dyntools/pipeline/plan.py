@@ -20,8 +20,8 @@ from dyntools.hookpoints import build_tree
 from dyntools.metrics.kinds import HookKind, MetricKind, params_key
 from dyntools.metrics.registry import PAPER_FEATURES, metric
 from dyntools.pipeline.options import ComputeOptions
-from dyntools.pipeline.selection import TensorPlan, default_cut, head_count
 from dyntools.roles import classify
+from dyntools.selection import TensorPlan, default_cut, head_count
 from dyntools.store.schema import (
     CHECKPOINTS,
     COMPUTED,

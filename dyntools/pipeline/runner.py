@@ -25,6 +25,7 @@ from dyntools.pipeline.plan import WorkUnit, candidates, run_frames, weight_plan
 from dyntools.pipeline.threads import SERIAL_BELOW, single_threaded
 from dyntools.pipeline.weight_job import run_weight_units
 from dyntools.pipeline.workers import auto_workers, run_jobs
+from dyntools.selection import NetworkSelection
 from dyntools.store import Store, locate_db
 from dyntools.store.schema import COMPUTED, ERRORS, HISTOGRAMS, METRICS, ErrorRow
 
@@ -260,7 +261,7 @@ def compute(
     planned = _plan_jobs(discovery.runs, options, store, failures)
     jobs, total_checkpoints = planned.jobs, planned.checkpoints
     notes.extend(planned.notes)
-    if not options.select:
+    if not options.select and options.network == NetworkSelection():
         # A default compute's selection is what fits of the paper features use by default.
         store.set_network_selection(planned.network_selections)
     chosen_workers = options.workers if options.workers is not None else auto_workers(len(jobs))

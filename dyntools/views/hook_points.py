@@ -7,6 +7,8 @@ import polars as pl
 from dyntools.hookpoints import HookPointTree
 from dyntools.metrics.kinds import HookKind
 from dyntools.metrics.registry import REGISTRY
+from dyntools.roles import classify
+from dyntools.selection import NetworkSelection
 
 TREE_SCHEMA = {
     "hook_point": pl.String,
@@ -37,6 +39,32 @@ def tree_table(tree: HookPointTree) -> pl.DataFrame:
         for node in tree.nodes.values()
     ]
     return pl.DataFrame(rows, schema=TREE_SCHEMA)
+
+
+def roles_table(tree: HookPointTree, selection: NetworkSelection) -> pl.DataFrame:
+    """Every floating tensor with its role (from names and shapes) and whether the network
+    values (the paper's features) under ``selection`` take it."""
+    tensors = [t for t in tree.tensors.values() if t.is_float]
+    roles = classify(tensors)
+    return pl.DataFrame(
+        [
+            {
+                "tensor": t.name,
+                "shape": str(list(t.shape)),
+                "layer": roles[t.name].layer.value,
+                "part": roles[t.name].part.value,
+                "paper_features": selection.includes(t.name, roles[t.name]),
+            }
+            for t in tensors
+        ],
+        schema={
+            "tensor": pl.String,
+            "shape": pl.String,
+            "layer": pl.String,
+            "part": pl.String,
+            "paper_features": pl.Boolean,
+        },
+    )
 
 
 def metric_catalogue() -> pl.DataFrame:

@@ -50,6 +50,15 @@ class NetworkSelection:
                 f"{[layer.value for layer in self.layers]})"
             )
 
+    @classmethod
+    def from_description(cls, described: Mapping[str, Any]) -> NetworkSelection:
+        """The selection ``describe`` (or a stored params text, hook points aside) describes."""
+        return cls(
+            preset=Preset(described.get("preset", Preset.PAPER)),
+            tensors=tuple(described.get("tensors", ())),
+            layers=tuple(Layer(layer) for layer in described.get("layers", ())),
+        )
+
     def describe(self) -> dict[str, Any]:
         """What the selection is, as stored in the params of its values (with hook points)."""
         described: dict[str, Any] = {"preset": self.preset.value}
