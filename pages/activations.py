@@ -1,5 +1,6 @@
 """Activations: colorful-dimension heatmaps, mean/std and dead fraction, runs side by side."""
 
+import polars as pl
 import streamlit as st
 
 from dyntools import charts, ui
@@ -7,6 +8,7 @@ from dyntools.metrics.builtin import DEFAULT_DEAD_THRESHOLD
 from dyntools.metrics.histogram import DEFAULT_HISTOGRAM
 from dyntools.metrics.kinds import HookKind
 from dyntools.views.activations import ACTIVATION_STATS, activation_stats_frame, heatmap_frame
+from dyntools.views.time import with_time
 
 page = ui.open_metrics_page("Activations", activations=True)
 folder, state, index = page.folder, page.state, page.index
@@ -52,6 +54,11 @@ with ui.user_errors("reading activations"):
         )
     )
 
+heatmap = heatmap_frame(histograms)
+# One axis for both charts: the epoch only where every checkpoint of either states one.
+axis = ui.axis_radio(
+    pl.concat([heatmap.select("step", "epoch"), stats.select("step", "epoch")]), key="acts.axis"
+)
 st.subheader("Colorful dimension")
 spec = DEFAULT_HISTOGRAM
 st.caption(
@@ -59,12 +66,12 @@ st.caption(
     f"(default {spec.bins} bins over [{spec.low:g}, {spec.high:g}), fast.ai's choice; the "
     "`>=` row counts the overflow). Change them with `dyntools compute --activations --bins N --range LOW HIGH`."
 )
-heatmap = heatmap_frame(histograms)
+heatmap = with_time(heatmap, axis)
 if heatmap.is_empty():
     st.info("No histograms stored for these layers: compute with activation metrics.")
 else:
     ui.chart(
-        charts.colorful_dimension(heatmap),
+        charts.colorful_dimension(heatmap, axis),
         key="acts.heatmap",
         name="colorful_dimension",
         data=heatmap,
@@ -78,4 +85,7 @@ st.caption(
 if stats.is_empty():
     st.info("No activation statistics stored for these layers.")
 else:
-    ui.chart(charts.activation_stats(stats), key="acts.stats", name="activation_stats", data=stats)
+    stats = with_time(stats, axis)
+    ui.chart(
+        charts.activation_stats(stats, axis), key="acts.stats", name="activation_stats", data=stats
+    )

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dyntools import charts, ui
+from dyntools.views.time import with_time
 
 st.title("Folder")
 ui.load_state()
@@ -37,12 +38,16 @@ task = st.selectbox("Task", tasks, key="folder.task")
 run_ids = loaded.runs.filter(loaded.runs["task"] == task)["run_id"].to_list()
 runs = ui.shared_multiselect("Runs", ui.RUNS, run_ids, key="folder.runs_pick", default=len(run_ids))
 scalars = loaded.scalars.filter(loaded.scalars["run_id"].is_in(runs))
-log_loss = st.toggle("Log-scale loss", value=True, key="folder.log_loss")
 if scalars.is_empty():
     st.info("These runs logged no training scalars (losses, accuracies) in their checkpoints.")
 else:
+    left, right = st.columns(2)
+    with left:
+        axis = ui.axis_radio(scalars, key="folder.axis")
+    log_loss = right.toggle("Log-scale loss", value=True, key="folder.log_loss")
+    scalars = with_time(scalars, axis)
     ui.chart(
-        charts.training_curves(scalars, log_loss=log_loss),
+        charts.training_curves(scalars, axis, log_loss=log_loss),
         key="folder.curves",
         name="training",
         data=scalars,

@@ -6,6 +6,7 @@ from dyntools import charts, ui
 from dyntools.metrics.kinds import HookKind
 from dyntools.metrics.registry import variant_metrics
 from dyntools.views.information_plane import information_frame
+from dyntools.views.time import with_time
 
 VARIANTS = {
     "normalized": "Normalized HSIC, Y = one-hot labels (default)",
@@ -48,5 +49,9 @@ with ui.user_errors("reading HSIC values"):
 if frame.is_empty():
     st.info("No HSIC values for this choice.")
     st.stop()
-st.caption("One trajectory per layer, ordered by epoch (larger dots: later checkpoints).")
-ui.chart(charts.information_plane(frame), key="info.chart", name="information_plane", data=frame)
+axis = ui.axis_radio(frame, key="info.axis")
+frame = with_time(frame, axis)
+st.caption(f"One trajectory per layer, in training order (larger dots: later {axis.value}s).")
+ui.chart(
+    charts.information_plane(frame, axis), key="info.chart", name="information_plane", data=frame
+)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dyntools import charts, ui
+from dyntools.checkpoints.records import AUTO_AXIS, AXIS_CHOICES
 from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
 from dyntools.metrics.feature import Feature
 from dyntools.views.latent_states.frames import (
@@ -35,6 +36,14 @@ with st.expander("Fit settings", expanded=True):
     a, b, c = st.columns(3)
     normalize = a.selectbox("Normalization", NORMALIZATIONS, index=1, key="latent.normalize")
     covariance = a.selectbox("Covariance", COVARIANCE_TYPES, key="latent.covariance")
+    st.session_state.setdefault("latent.axis", ui.get_text(ui.AXIS) or AUTO_AXIS)
+    axis = a.selectbox(
+        "Time axis",
+        AXIS_CHOICES,
+        key="latent.axis",
+        help="What state durations, first/last times and convergence are measured in; auto: "
+        "epochs when every checkpoint states one, else steps.",
+    )
     max_states = b.slider("Maximum states", 1, 12, FitConfig.max_states, key="latent.max_states")
     restarts = b.slider("Restarts per n", 1, 20, FitConfig.restarts, key="latent.restarts")
     seed = c.number_input("Seed", 0, 2**31 - 1, 0, key="latent.seed")
@@ -106,17 +115,20 @@ config = FitConfig(
     seed=int(seed),
     convergence_threshold=float(threshold),
     heldout_runs=heldout,
+    axis=axis,
 )
 with st.spinner("Fitting..."), ui.user_errors("fit"):
     outcome, seen = ui.fit(state.db, state.version or 0, config)
 result = outcome.result
 ui.set_shared(ui.FIT, outcome.config_hash)
+ui.set_shared(ui.AXIS, result.axis.value)  # the other pages draw on the fit's axis
 source = "read back from the store" if outcome.from_store else "fitted and stored"
 again = " (already shown in this session)" if seen else ""
 st.success(
     f"Fit {outcome.config_hash[:12]}: {source} in {outcome.seconds:.2f} s{again}; "
     f"{runs_text(result)}, {sum(result.lengths)} checkpoints, {len(result.columns)} "
-    f"features, {result.n_states} states (BIC's choice: {result.bic_choice}).",
+    f"features, {result.n_states} states (BIC's choice: {result.bic_choice}); times in "
+    f"{result.axis.value}s.",
     icon=":material/check_circle:",
 )
 for notice in result.notices:
@@ -147,7 +159,7 @@ with right:
     st.subheader("States over training")
     points, intervals = state_points(result), state_intervals(result)
     ui.chart(
-        charts.state_timeline(points, intervals, result.n_states),
+        charts.state_timeline(points, intervals, result.n_states, result.axis),
         key="latent.timeline",
         name="state_timeline",
         data=points,
@@ -163,7 +175,7 @@ st.caption(
     "Node size: share of checkpoints; star: a state some run starts in; edge width: transition "
     "probability. Hover an edge for the features that drive it; click a node for its summary."
 )
-nodes, edges = graph_specs(result.graph)
+nodes, edges = graph_specs(result.graph, result.axis)
 clicked = ui.state_graph(nodes, edges, memo_key="latent.graph_click")
 labels = [node.id for node in nodes]
 if clicked in labels:
@@ -177,6 +189,7 @@ with ui.user_errors("state"):
 left, right = st.columns([2, 3])
 left.dataframe(summary, hide_index=True, width="stretch")
 right.dataframe(where, hide_index=True, width="stretch")
+right.caption(f"spent, first and last: in {result.axis.value}s (the fit's time axis).")
 with st.expander("Transitions and what drives them"):
     transitions = edges_frame(result)
     st.dataframe(transitions, hide_index=True, width="stretch")
@@ -196,7 +209,7 @@ else:
     )
     st.markdown(
         f"Convergence: first checkpoint with validation accuracy >= {analysis.threshold:g}. "
-        f"R² of convergence epoch on the visit counts: **{r2}**. "
+        f"R² of the convergence {result.axis.value} on the visit counts: **{r2}**. "
         + (
             f"Never converged: {', '.join(analysis.not_converged)}."
             if analysis.not_converged

@@ -1,11 +1,13 @@
-"""Metrics: metric vs epoch for the selected hook points, runs overlaid, HMM states behind."""
+"""Metrics: metric curves over training for the selected hook points, runs overlaid, HMM states behind."""
 
+import polars as pl
 import streamlit as st
 
 from dyntools import charts, ui
 from dyntools.metrics.kinds import HookKind
 from dyntools.views.latent_states.frames import state_intervals
-from dyntools.views.metrics import brushed_range, curve_frame, epoch_range, range_summary
+from dyntools.views.metrics import brushed_range, curve_frame, range_summary, time_range
+from dyntools.views.time import with_time
 
 KIND_LABELS = {HookKind.WEIGHT: "weights", HookKind.ACTIVATION: "activations (module outputs)"}
 
@@ -69,6 +71,8 @@ if curves.is_empty():
         f"(or `dyntools compute {folder} --select ... --metrics ...`)."
     )
     st.stop()
+axis = ui.axis_radio(curves, key="metrics.axis")
+curves = with_time(curves, axis)
 
 intervals, n_states = None, 0
 fit_hash, latest = ui.get_text(ui.FIT), False
@@ -80,6 +84,11 @@ if fit_hash:
         result = ui.load_fit(state.db, fit_hash)
     if result is None:
         st.caption(f"The current fit {fit_hash[:12]} is not in this folder's database any more.")
+    elif result.axis is not axis:
+        st.caption(
+            f"The fit {fit_hash[:12]} places states on the {result.axis.value} axis: choose "
+            f"{result.axis.value} above to see them behind the curves."
+        )
     else:
         fitted = [r for r in runs if r in result.run_ids]
         which = "latest stored fit" if latest else "fit"
@@ -90,7 +99,7 @@ if fit_hash:
             key="metrics.background",
         )
         if choice != "(none)":
-            intervals = state_intervals(result).filter(state_intervals(result)["run_id"] == choice)
+            intervals = state_intervals(result).filter(pl.col("run_id") == choice)
             n_states = result.n_states
 else:
     st.caption("Fit latent states on the Latent states page to colour the background by state.")
@@ -99,14 +108,15 @@ if log_scale and (curves["value"] <= 0).any():
     st.caption("Values <= 0 are left out on the log scale.")
     curves = curves.filter(curves["value"] > 0)
 selection = ui.chart(
-    charts.metric_curves(curves, log_scale=log_scale, intervals=intervals, n_states=n_states),
+    charts.metric_curves(curves, axis, log_scale=log_scale, intervals=intervals, n_states=n_states),
     key="metrics.chart",
     name="metrics",
     on_select=True,
 )
 brushed = brushed_range(selection.get(charts.BRUSH))
-shown = epoch_range(curves, *brushed) if brushed else curves
-label = f"epochs {brushed[0]:.4g} to {brushed[1]:.4g}" if brushed else "all epochs"
-st.caption(f"Summary over {label} (drag across a chart to choose an epoch range)")
+shown = time_range(curves, *brushed) if brushed else curves
+unit = axis.value
+label = f"{unit}s {brushed[0]:.4g} to {brushed[1]:.4g}" if brushed else f"all {unit}s"
+st.caption(f"Summary over {label} (drag across a chart to choose a range of {unit}s)")
 st.dataframe(range_summary(shown), hide_index=True, width="stretch")
 ui.downloads(shown, "metrics", key="metrics.data")

@@ -91,9 +91,7 @@ def test_chosen_features_and_convergence(analysed_folder: Path) -> None:
     assert not app.exception
     assert "2 features" in app.success[0].value
     assert "R²" in texts(app)
-    (conv,) = [
-        pl.from_pandas(t.value) for t in app.dataframe if "convergence_epoch" in t.value.columns
-    ]
+    (conv,) = [pl.from_pandas(t.value) for t in app.dataframe if "converged_at" in t.value.columns]
     assert conv["run_id"].to_list() == list(RUNS)
     # Visit counts per state add up to each run's checkpoints.
     states = [c for c in conv.columns if c.startswith("S")]

@@ -8,12 +8,14 @@ import polars as pl
 import pytest
 from apptest_helpers import by_key, chart_data, direct, routed, texts, vega_charts
 
+from dyntools.checkpoints.records import Axis
 from dyntools.hmm import FitConfig
 from dyntools.pipeline.fits import fit_or_load
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.runner import compute
 from dyntools.store import Store, locate_db
-from dyntools.views.metrics import brushed_range, curve_frame, epoch_range, range_summary
+from dyntools.views.metrics import brushed_range, curve_frame, range_summary, time_range
+from dyntools.views.time import with_time
 
 pytestmark = pytest.mark.usefixtures("_config_home")
 RUNS = ("sparse-parity/seed0", "sparse-parity/seed1")
@@ -105,7 +107,7 @@ def test_page_runs_on_its_own(analysed_folder: Path) -> None:
 
 
 def test_brush_selection_narrows_the_summary() -> None:
-    assert brushed_range({"epoch": [30.0, 10.0]}) == (10.0, 30.0)
+    assert brushed_range({"time": [30.0, 10.0]}) == (10.0, 30.0)
     assert brushed_range({}) is None
     assert brushed_range(None) is None
     metrics = pl.DataFrame(
@@ -122,6 +124,34 @@ def test_brush_selection_narrows_the_summary() -> None:
             "value": [1.0, 2.0, 4.0, 8.0],
         }
     )
-    shown = epoch_range(curve_frame(metrics), 10.0, 20.0)
+    shown = time_range(with_time(curve_frame(metrics), Axis.EPOCH), 10.0, 20.0)
     row = range_summary(shown).row(0, named=True)
     assert (row["first"], row["last"], row["mean"]) == (2.0, 4.0, 3.0)
+    assert (row["from"], row["to"]) == (10.0, 20.0)
+    # The same span read as steps holds other checkpoints.
+    shown = time_range(with_time(curve_frame(metrics), Axis.STEP), 1.0, 3.0)
+    row = range_summary(shown).row(0, named=True)
+    assert (row["first"], row["last"], row["from"], row["to"]) == (2.0, 8.0, 1.0, 3.0)
+
+
+def test_time_axis_switch(analysed_folder: Path) -> None:
+    app = routed("metrics", analysed_folder)
+    radio = by_key(app.radio, "metrics.axis")
+    assert radio.options == ["step", "epoch"] and radio.value == "epoch"
+    data = _values(chart_data(vega_charts(app)[0]))
+    assert data["time"].to_list() == pytest.approx(data["epoch"].cast(pl.Float64).to_list())
+    radio.set_value("step").run()
+    assert app.query_params["axis"] == "step"
+    data = _values(chart_data(vega_charts(app)[0]))
+    assert data["time"].to_list() == pytest.approx(data["step"].cast(pl.Float64).to_list())
+    assert '"title": "step"' in vega_charts(app)[0].proto.spec.replace('":"', '": "')
+    assert "all steps" in texts(app)
+
+
+def test_background_only_on_the_fit_axis(analysed_folder: Path) -> None:
+    app = routed("latent-states", analysed_folder)
+    assert app.session_state["dyntools.axis"] == "epoch"  # the fit's axis, shared
+    app.switch_page("pages/metrics.py").run()
+    by_key(app.radio, "metrics.axis").set_value("step").run()
+    assert not [s for s in app.selectbox if s.key == "metrics.background"]
+    assert "places states on the epoch axis" in texts(app)

@@ -63,8 +63,9 @@ def test_hf_trainer_checkpoints_and_log_history() -> None:
         assert checkpoint.scalars["grad_norm"] == last_train["grad_norm"]
         assert checkpoint.scalars["val_loss"] == evals[-1]["eval_loss"]
         assert "eval_runtime" not in checkpoint.scalars
-    # 64 samples in batches of 4: 16 steps an epoch, so only checkpoint-16 ends one.
-    assert [c.epoch for c in run.checkpoints] == [None, 1, None]
+    # 64 samples in batches of 4: 16 steps an epoch; the Trainer's fractional epochs are kept
+    # (never replaced by the step).
+    assert [c.epoch for c in run.checkpoints] == [0.5, 1.0, 1.5]
     assert found.all_problems() == ()
 
 

@@ -33,9 +33,9 @@ def test_nodes_and_edges_from_hand_made_paths() -> None:
     assert [n.initial for n in graph.nodes] == [True, True, False]
     assert graph.nodes[2].runs_visiting == 2
     assert graph.nodes[1].scalar_means["val_acc"] == np.mean([0.5, 0.5, 0.4, 0.6])
-    assert (graph.nodes[2].first_epoch, graph.nodes[2].last_epoch) == (2.0, 4.0)
+    assert (graph.nodes[2].first_time, graph.nodes[2].last_time) == (2.0, 4.0)
     # State 2: run a at epoch 4 (1 epoch), run b at epochs 2, 3, 4 (3 epochs): 2 per run.
-    assert graph.nodes[2].epochs_per_run == 2.0
+    assert graph.nodes[2].spent_per_run == 2.0
     assert [(e.source, e.target, e.count) for e in graph.edges] == [(0, 1, 1), (1, 2, 2)]
     assert graph.edges[0].probability == 0.2 and graph.edges[0].top_gradient == ()
     assert graph.edges[1].top_mean_difference == (("g", -2.0),)

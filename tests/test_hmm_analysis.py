@@ -32,7 +32,7 @@ def test_end_to_end_report_and_round_trip() -> None:
     assert [n.initial_runs for n in result.graph.nodes] == [6, 0, 0]
     assert [(e.source, e.target) for e in result.graph.edges] == [(0, 1), (1, 2)]
     assert result.convergence is not None
-    assert set(result.convergence.convergence_epoch) == set(result.run_ids)
+    assert set(result.convergence.converged_at) == set(result.run_ids)
 
     text = format_fit_report(result)
     assert "<- lowest BIC" in text and "chosen: 3 states (lowest BIC)" in text

@@ -22,7 +22,7 @@ def test_hand_made_example() -> None:
     }
     epochs = {run: np.arange(6) * 10.0 for run in paths}
     result = convergence_analysis(paths, epochs, acc, n_states=3, threshold=0.9)
-    assert result.convergence_epoch == {"a": 30.0, "b": 40.0, "c": 50.0}
+    assert result.converged_at == {"a": 30.0, "b": 40.0, "c": 50.0}
     assert result.not_converged == ("d",)
     assert result.visit_counts["c"] == (2, 2, 2)
     design = np.array([[1, 2, 4, 0], [1, 3, 3, 0], [1, 2, 2, 2]], dtype=float)
@@ -35,7 +35,7 @@ def test_hand_made_example() -> None:
     np.testing.assert_allclose(result.coefficients, beta[1:])
     (detour,) = result.detours
     assert detour.state == 2 and detour.runs_visiting == 1
-    assert detour.mean_epoch_visiting == 50.0 and detour.mean_epoch_not_visiting == 35.0
+    assert detour.mean_visiting == 50.0 and detour.mean_not_visiting == 35.0
 
 
 def test_r_squared_on_a_noisy_line_matches_numpy() -> None:
@@ -51,7 +51,7 @@ def test_r_squared_on_a_noisy_line_matches_numpy() -> None:
         epochs[f"r{r}"] = np.arange(50, dtype=float)
     result = convergence_analysis(paths, epochs, acc, n_states=3)
     x = np.array([result.visit_counts[f"r{r}"][1] for r in range(n_runs)], dtype=float)
-    y = np.array([result.convergence_epoch[f"r{r}"] for r in range(n_runs)])
+    y = np.array([result.converged_at[f"r{r}"] for r in range(n_runs)])
     expected = np.corrcoef(x, y)[0, 1] ** 2  # one free regressor: R^2 = r^2
     assert result.r_squared == pytest.approx(expected)
 
@@ -59,7 +59,7 @@ def test_r_squared_on_a_noisy_line_matches_numpy() -> None:
 def test_fewer_than_two_converged_runs_gives_no_regression() -> None:
     paths = {"a": np.array([0, 1])}
     result = convergence_analysis(paths, {"a": np.array([0.0, 1.0])}, {"a": np.array([0, 1.0])}, 2)
-    assert result.r_squared is None and result.convergence_epoch == {"a": 1.0}
+    assert result.r_squared is None and result.converged_at == {"a": 1.0}
 
 
 def test_mismatched_lengths_are_an_error() -> None:

@@ -32,7 +32,7 @@ def test_states_change_near_the_grokking_epoch(tmp_path: Path) -> None:
     assert not outcome.from_store
     result = outcome.result
     assert result.convergence is not None, "the sample runs must log val_acc"
-    grokked = result.convergence.convergence_epoch
+    grokked = result.convergence.converged_at
     assert grokked, "no sample run reaches 90% validation accuracy"
     epochs = dict(
         zip(result.run_ids, np.split(result.epochs, np.cumsum(result.lengths)[:-1]), strict=True)

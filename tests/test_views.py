@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from dyntools.checkpoints.records import Axis
 from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.ui.recent import MAX_RECENT, read_recent, remember_folder
 from dyntools.views.export import frame_bytes
@@ -58,12 +59,12 @@ def test_selection_lists_and_reconcile() -> None:
 
 
 class _Result:
-    """The few FitResult fields state_intervals reads (a hand-worked example)."""
+    """The few FitResult fields state_intervals reads (a hand-worked example, on the step axis:
+    r2 states no epochs, so the whole fit is placed at steps)."""
 
     run_ids = ("r1", "r2")
     lengths = (4, 2)
-    epochs = np.array([0.0, 10.0, 20.0, 30.0, np.nan, np.nan])
-    steps = np.array([0, 1, 2, 3, 5, 7])
+    times = np.array([0.0, 10.0, 20.0, 30.0, 50.0, 70.0])
     states = np.array([0, 0, 1, 0, 2, 2])
 
 
@@ -73,21 +74,21 @@ def test_state_intervals_tile_each_run() -> None:
         ("r1", "S0", 0.0, 20.0),
         ("r1", "S1", 20.0, 30.0),
         ("r1", "S0", 30.0, 40.0),  # the last checkpoint stands for one more gap
-        ("r2", "S2", 5.0, 9.0),  # no epochs: steps stand in
+        ("r2", "S2", 50.0, 90.0),
     ]
 
 
-def _node(state: int, occupancy: float, initial: int, mean_epoch: float) -> StateNode:
+def _node(state: int, occupancy: float, initial: int, mean_time: float) -> StateNode:
     return StateNode(
         state=state,
         checkpoints=10,
         occupancy=occupancy,
         runs_visiting=2,
         initial_runs=initial,
-        first_epoch=mean_epoch - 1,
-        mean_epoch=mean_epoch,
-        last_epoch=mean_epoch + 1,
-        epochs_per_run=5.0,
+        first_time=mean_time - 1,
+        mean_time=mean_time,
+        last_time=mean_time + 1,
+        spent_per_run=5.0,
         scalar_means={"val_acc": 0.5},
     )
 
@@ -100,11 +101,12 @@ def test_graph_specs_size_shape_width_and_tooltips() -> None:
             TransitionEdge(1, 0, 1, 0.9, (), (("fc2/l2", -0.25),)),
         ),
     )
-    nodes, edges = graph_specs(graph)
+    nodes, edges = graph_specs(graph, Axis.STEP)
     big, small = nodes
     assert big.size > small.size
     assert (big.shape, small.shape) == ("star", "dot")
-    assert small.x < big.x  # laid out by mean epoch
+    assert small.x < big.x  # laid out by mean time
+    assert "steps 49 to 51" in big.title
     assert edges[1].width > edges[0].width
     assert "fc1/l2 +1.50" in edges[0].title and "fc2/l2 -0.25" in edges[1].title
     assert "(initial)" in big.title

@@ -10,7 +10,9 @@ import polars as pl
 import pytest
 
 from dyntools import charts
+from dyntools.checkpoints.records import Axis
 from dyntools.views.export import chart_bytes, frame_bytes
+from dyntools.views.time import with_time
 
 
 def scalars() -> pl.DataFrame:
@@ -27,12 +29,13 @@ def scalars() -> pl.DataFrame:
 
 
 def test_a_chart_renders_to_svg_png_and_vega_lite() -> None:
-    spec = charts.training_curves(scalars()).to_dict()
+    spec = charts.training_curves(with_time(scalars(), Axis.STEP), Axis.STEP).to_dict()
     svg, mime = chart_bytes(spec, "svg")
     assert mime == "image/svg+xml"
     root = ET.fromstring(svg)
     assert root.tag.endswith("svg")
     assert b"accuracy" in svg and b"loss" in svg  # the axis titles are drawn
+    assert b">step<" in svg  # and the time axis says what it counts
     png, _ = chart_bytes(spec, "png")
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
     vega, _ = chart_bytes(spec, "vl.json")

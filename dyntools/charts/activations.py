@@ -5,14 +5,16 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from dyntools.checkpoints.records import Axis
 
-def colorful_dimension(heatmap: pl.DataFrame) -> alt.FacetChart:
+
+def colorful_dimension(heatmap: pl.DataFrame, axis: Axis) -> alt.FacetChart:
     """log1p counts per |a| bin (y) over checkpoints (x); hook points in rows, runs in columns."""
     chart: alt.FacetChart = (
         alt.Chart(heatmap.to_arrow())
         .mark_rect()
         .encode(
-            x=alt.X("epoch:O", title="epoch", axis=alt.Axis(labelOverlap=True)),
+            x=alt.X("time:O", title=axis.value, axis=alt.Axis(labelOverlap=True)),
             y=alt.Y(
                 "bin:N",
                 title="|activation| bin",
@@ -22,7 +24,7 @@ def colorful_dimension(heatmap: pl.DataFrame) -> alt.FacetChart:
             color=alt.Color(
                 "log1p_count:Q", title="log1p count", scale=alt.Scale(scheme="viridis")
             ),
-            tooltip=["run_id:N", "hook_point:N", "epoch:Q", "bin:N", "count:Q"],
+            tooltip=["run_id:N", "hook_point:N", "step:Q", "epoch:Q", "bin:N", "count:Q"],
         )
         .properties(height=160, width=260)
         .facet(row=alt.Row("hook_point:N", title=None), column=alt.Column("run_id:N", title=None))
@@ -30,7 +32,7 @@ def colorful_dimension(heatmap: pl.DataFrame) -> alt.FacetChart:
     return chart
 
 
-def activation_stats(stats: pl.DataFrame) -> alt.VConcatChart:
+def activation_stats(stats: pl.DataFrame, axis: Axis) -> alt.VConcatChart:
     """Mean with a one-std band and the dead fraction, per hook point, runs coloured."""
     base = alt.Chart(
         stats.with_columns(
@@ -38,7 +40,7 @@ def activation_stats(stats: pl.DataFrame) -> alt.VConcatChart:
             (pl.col("act_mean") + pl.col("act_std")).alias("high"),
         ).to_arrow()
     ).encode(
-        x=alt.X("epoch:Q", title="epoch"),
+        x=alt.X("time:Q", title=axis.value),
         color=alt.Color("run_id:N", title="run"),
     )
     mean = alt.layer(

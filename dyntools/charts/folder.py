@@ -5,11 +5,15 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from dyntools.checkpoints.records import Axis
 
-def training_curves(scalars: pl.DataFrame, *, log_loss: bool = True) -> alt.VConcatChart:
-    """Losses and accuracies against epoch, one line per run (tidy scalars frame in)."""
+
+def training_curves(
+    scalars: pl.DataFrame, axis: Axis, *, log_loss: bool = True
+) -> alt.VConcatChart:
+    """Losses and accuracies over training, one line per run (tidy scalars with ``time``)."""
     base = alt.Chart(scalars.to_arrow()).encode(
-        x=alt.X("epoch:Q", title="epoch"),
+        x=alt.X("time:Q", title=axis.value),
         color=alt.Color("run_id:N", title="run"),
         strokeDash=alt.StrokeDash("name:N", title="split"),
         tooltip=["run_id:N", "epoch:Q", "step:Q", "name:N", alt.Tooltip("value:Q", format=".4g")],

@@ -5,21 +5,23 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from dyntools.checkpoints.records import Axis
 
-def information_plane(frame: pl.DataFrame) -> alt.FacetChart:
-    """HSIC(H, X) vs HSIC(H, Y) per layer, one trajectory per hook point ordered by epoch."""
+
+def information_plane(frame: pl.DataFrame, axis: Axis) -> alt.FacetChart:
+    """HSIC(H, X) vs HSIC(H, Y) per layer, one trajectory per hook point ordered in time."""
     base = alt.Chart(frame.to_arrow()).encode(
         x=alt.X("hsic_x:Q", title="HSIC(H, X)", scale=alt.Scale(zero=False)),
         y=alt.Y("hsic_y:Q", title="HSIC(H, Y)", scale=alt.Scale(zero=False)),
         color=alt.Color("hook_point:N", title="layer"),
-        order=alt.Order("epoch:Q"),
-        tooltip=["run_id:N", "hook_point:N", "epoch:Q", "hsic_x:Q", "hsic_y:Q"],
+        order=alt.Order("step:Q"),
+        tooltip=["run_id:N", "hook_point:N", "step:Q", "epoch:Q", "hsic_x:Q", "hsic_y:Q"],
     )
     chart: alt.FacetChart = (
         alt.layer(
             base.mark_line(opacity=0.6),
             base.mark_circle().encode(
-                size=alt.Size("epoch:Q", title="epoch", scale=alt.Scale(range=[10, 120]))
+                size=alt.Size("time:Q", title=axis.value, scale=alt.Scale(range=[10, 120]))
             ),
         )
         .properties(height=300, width=300)

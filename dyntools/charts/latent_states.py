@@ -5,6 +5,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from dyntools.checkpoints.records import Axis
 from dyntools.views.latent_states.frames import state_domain
 
 CRITERIA = {"bic": "BIC", "aic": "AIC", "neg_log_likelihood": "-log-likelihood"}
@@ -62,14 +63,17 @@ def _with_rule(chart: alt.Chart, chosen: int, *, height: int) -> alt.LayerChart:
     return layered
 
 
-def state_timeline(points: pl.DataFrame, intervals: pl.DataFrame, n_states: int) -> alt.Chart:
-    """One row per run: the decoded state over epochs, as bars coloured by stable state colours."""
+def state_timeline(
+    points: pl.DataFrame, intervals: pl.DataFrame, n_states: int, axis: Axis
+) -> alt.Chart:
+    """One row per run: the decoded state over training (on the fit's axis), as bars coloured
+    by stable state colours."""
     labels, colors = state_domain(n_states)
     chart: alt.Chart = (
         alt.Chart(intervals.to_arrow())
         .mark_rect()
         .encode(
-            x=alt.X("start:Q", title="epoch"),
+            x=alt.X("start:Q", title=axis.value),
             x2="end:Q",
             y=alt.Y("run_id:N", title=None),
             color=alt.Color("state:N", title="state", scale=alt.Scale(domain=labels, range=colors)),

@@ -1,24 +1,26 @@
-"""Metric-vs-epoch curves, runs overlaid, one panel per (hook point, metric), with the HMM
-states of a fit as the background and an epoch brush."""
+"""Metric curves over training (steps or epochs), runs overlaid, one panel per (hook point,
+metric), with the HMM states of a fit as the background and a brush over time."""
 
 from __future__ import annotations
 
 import altair as alt
 import polars as pl
 
+from dyntools.checkpoints.records import Axis
 from dyntools.views.latent_states.frames import state_domain
 
-BRUSH = "epochs"  # the interval selection's name: event["selection"]["epochs"]
+BRUSH = "span"  # the interval selection's name: event["selection"]["span"]
 
 
 def metric_curves(
     curves: pl.DataFrame,
+    axis: Axis,
     *,
     log_scale: bool = False,
     intervals: pl.DataFrame | None = None,
     n_states: int = 0,
 ) -> alt.FacetChart:
-    """Curves (run_id, hook_point, metric, epoch, value) faceted by hook point and metric.
+    """Curves (run_id, hook_point, metric, time, value) faceted by hook point and metric.
 
     ``intervals`` (run_id, state, start, end), when given, colours the background of every
     panel by the states of the one run they hold.
@@ -42,13 +44,14 @@ def metric_curves(
         base.transform_filter(alt.datum.layer == "value")
         .mark_line(point=alt.OverlayMarkDef(size=12))
         .encode(
-            x=alt.X("epoch:Q", title="epoch"),
+            x=alt.X("time:Q", title=axis.value),
             y=alt.Y("value:Q", title=None, scale=y_scale),
             color=alt.Color("run_id:N", title="run"),
             tooltip=[
                 "run_id:N",
                 "hook_point:N",
                 "metric:N",
+                "step:Q",
                 "epoch:Q",
                 alt.Tooltip("value:Q", format=".4g"),
             ],

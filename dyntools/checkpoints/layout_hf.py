@@ -105,7 +105,7 @@ def _weights_path(folder: Path) -> Path:
     return folder
 
 
-def _checkpoint(folder: Path, step: int, epoch: int | None) -> CheckpointRef:
+def _checkpoint(folder: Path, step: int, epoch: float | None) -> CheckpointRef:
     index = folder / SAFETENSORS_INDEX
     if index.is_file():
         return _sharded(folder, index, step, epoch)
@@ -122,7 +122,7 @@ def _checkpoint(folder: Path, step: int, epoch: int | None) -> CheckpointRef:
     )
 
 
-def _sharded(folder: Path, index: Path, step: int, epoch: int | None) -> CheckpointRef:
+def _sharded(folder: Path, index: Path, step: int, epoch: float | None) -> CheckpointRef:
     try:
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         if not isinstance(weight_map, dict):
@@ -173,10 +173,11 @@ def _read_json(path: Path, problems: list[Problem], *, required: bool = True) ->
     return data if isinstance(data, dict) else {}
 
 
-def _epoch(state: Mapping[str, Any]) -> int | None:
+def _epoch(state: Mapping[str, Any]) -> float | None:
+    # The Trainer counts fractional epochs (0.5 halfway through the first): kept as they are.
     epoch = state.get("epoch")
-    if isinstance(epoch, int | float) and math.isfinite(epoch) and float(epoch).is_integer():
-        return int(epoch)
+    if isinstance(epoch, int | float) and not isinstance(epoch, bool) and math.isfinite(epoch):
+        return float(epoch)
     return None
 
 

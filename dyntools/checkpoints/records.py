@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,6 +31,19 @@ FLOAT_DTYPES: Final = frozenset(
 FORMAT_SAFETENSORS: Final = "safetensors"
 FORMAT_SHARDED: Final = "safetensors-sharded"
 FORMAT_TORCH: Final = "torch"
+
+
+class Axis(StrEnum):
+    """The time axis a run's checkpoints are placed on: the optimizer step always, the epoch
+    where the run's source states one for every checkpoint."""
+
+    STEP = "step"
+    EPOCH = "epoch"
+
+
+# What a user may ask for: an axis, or ``auto`` (the epoch where every checkpoint states one).
+AUTO_AXIS: Final = "auto"
+AXIS_CHOICES: Final = (AUTO_AXIS, Axis.STEP.value, Axis.EPOCH.value)
 
 
 @dataclass(frozen=True)
@@ -98,14 +112,16 @@ class CheckpointRef:
     """One checkpoint of a run: where its tensors are and what was logged with it.
 
     ``step`` orders the checkpoints of a run: the global step where the layout records one,
-    otherwise the epoch (or the number in the file name). ``files`` is one file, or every shard.
+    otherwise the epoch (or the number in the file name). ``epoch`` is the training epoch as the
+    source states it, fractional where it is (Hugging Face Trainer: 0.5), None where it states
+    none; never a step. ``files`` is one file, or every shard.
     ``container_key`` names the entry of a pickled dict that holds the state dict (``state_dict``
     for Lightning); ``strip_prefix`` is removed from every tensor name (``net.`` for a
     LightningModule attribute). ``tensors`` are the names as the user sees them (prefix removed).
     """
 
     step: int
-    epoch: int | None
+    epoch: float | None
     files: tuple[Path, ...]
     format: str
     tensors: tuple[TensorInfo, ...]

@@ -41,7 +41,7 @@ class NameNumbers:
     """The step and epoch a file name carries (``epoch=3-step=120``, ``ckpt_0040``)."""
 
     step: int
-    epoch: int | None
+    epoch: float | None
 
 
 def numbers_in_name(stem: str) -> NameNumbers | None:
@@ -55,6 +55,7 @@ def numbers_in_name(stem: str) -> NameNumbers | None:
     if step:
         return NameNumbers(int(step.group(1)), epoch_number)
     if epoch_number is not None:
+        # No step recorded: the epoch orders the checkpoints (and is their step).
         return NameNumbers(epoch_number, epoch_number)
     numbers = _NUMBER_RE.findall(stem)
     return NameNumbers(int(numbers[-1]), None) if numbers else None
@@ -83,7 +84,7 @@ def safetensors_ref(
     files: Sequence[Path],
     *,
     step: int,
-    epoch: int | None,
+    epoch: float | None,
     scalars: Mapping[str, float] | None = None,
     headers: Sequence[Header] | None = None,
 ) -> CheckpointRef:
@@ -108,7 +109,7 @@ def torch_ref(
     path: Path,
     *,
     step: int | None,
-    epoch: int | None,
+    epoch: float | None,
     scalars: Mapping[str, float] | None = None,
     prefix_rule: PrefixRule | None = None,
 ) -> tuple[CheckpointRef, dict[str, float]]:
@@ -124,7 +125,7 @@ def torch_ref(
     numbers = numeric_entries(loaded)
     saved_step = next((numbers[k] for k in ("global_step", "step") if k in numbers), None)
     if "epoch" in numbers:
-        epoch = int(numbers["epoch"])
+        epoch = numbers["epoch"]
     if saved_step is not None:
         step = int(saved_step)
     elif step is None:
@@ -134,7 +135,7 @@ def torch_ref(
                 "neither its name nor its contents give a step or epoch",
                 "rename it to NAME_<step>.pt so that it can be ordered",
             )
-        step = epoch
+        step = int(epoch)
     names = list(state)
     prefix = prefix_rule(names) if prefix_rule else ""
     tensors = tuple(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from dyntools.checkpoints.records import AXIS_CHOICES
 from dyntools.cli.selection_args import add_network_arguments, network_selection_from_args
 from dyntools.hmm.analysis import FitConfig
 from dyntools.hmm.features import NORMALIZATIONS
@@ -54,6 +55,13 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.convergence_threshold,
         help="validation accuracy that counts as converged",
     )
+    parser.add_argument(
+        "--axis",
+        choices=AXIS_CHOICES,
+        default=defaults.axis,
+        help="time axis of state durations and convergence: step, epoch (every checkpoint "
+        "must state one), or auto: epoch where every checkpoint states one, else step",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_network_arguments(parser)
 
@@ -76,5 +84,6 @@ def fit_config_from_args(args: argparse.Namespace, data_fingerprint: str = "") -
         heldout_runs=tuple(args.heldout),
         convergence_threshold=args.threshold,
         network_selection=network_selection_from_args(args),
+        axis=args.axis,
         data_fingerprint=data_fingerprint,
     )

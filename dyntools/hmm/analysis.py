@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from dyntools.checkpoints.records import AUTO_AXIS, AXIS_CHOICES, Axis
 from dyntools.hmm.attribution import transition_drivers
 from dyntools.hmm.convergence import ConvergenceAnalysis, convergence_analysis
 from dyntools.hmm.estimator import LatentStateModel
@@ -31,7 +32,8 @@ from dyntools.selection import NetworkSelection
 
 # Bump when a change of the fitting code changes results, so old stored fits are not reused.
 # 2: features are ``Feature``s (the paper's are named by their metric).
-FIT_FORMAT_VERSION = 2
+# 3: one time axis per fit (step or epoch), never mixed.
+FIT_FORMAT_VERSION = 3
 VAL_ACC = "val_acc"
 
 
@@ -55,6 +57,7 @@ class FitConfig:
     tol: float = 5e-4  # least log-likelihood gain per time step
     heldout_runs: tuple[str, ...] = ()
     convergence_threshold: float = 0.9
+    axis: str = AUTO_AXIS  # step, epoch, or auto: epoch when every checkpoint states one
     data_fingerprint: str = ""  # set by the store: identifies the metric values used
 
 
@@ -78,7 +81,8 @@ class FitResult:
     run_ids: tuple[str, ...]
     lengths: tuple[int, ...]
     steps: np.ndarray
-    epochs: np.ndarray
+    epochs: np.ndarray  # NaN where the source states no epoch
+    axis: Axis  # what durations, first/last times and convergence are measured in
     notices: tuple[Notice, ...]
     selection: tuple[SelectionRow, ...]
     bic_choice: int
@@ -90,6 +94,11 @@ class FitResult:
     graph: TransitionGraph
     convergence: ConvergenceAnalysis | None  # None when no val_acc was logged
     seconds: float = field(default=0.0, compare=False)
+
+    @property
+    def times(self) -> np.ndarray:
+        """Every row's position on the fit's axis (float)."""
+        return time_axis(self.axis, self.steps, self.epochs)
 
     def paths(self) -> dict[str, np.ndarray]:
         """State path of each run."""
@@ -158,13 +167,14 @@ def fit_latent_states(
     drivers = transition_drivers(model.params_, table.values, table.lengths, states)
     per_row = align_scalars(table, scalars)
     paths = model.decoding_.per_run(table)
-    epochs = _epochs_per_run(table)
+    axis = resolve_axis(config.axis, table)
+    times = _split(table, time_axis(axis, table.steps, table.epochs))
     per_run_scalars = {name: _split(table, values) for name, values in per_row.items()}
-    graph = transition_graph(model.params_, paths, epochs, drivers, table.columns, per_run_scalars)
+    graph = transition_graph(model.params_, paths, times, drivers, table.columns, per_run_scalars)
     convergence = None
     if VAL_ACC in per_row:
         convergence = convergence_analysis(
-            paths, epochs, per_run_scalars[VAL_ACC], model.n_states_, config.convergence_threshold
+            paths, times, per_run_scalars[VAL_ACC], model.n_states_, config.convergence_threshold
         )
     return FitResult(
         config=config,
@@ -174,6 +184,7 @@ def fit_latent_states(
         lengths=table.lengths,
         steps=table.steps,
         epochs=table.epochs,
+        axis=axis,
         notices=table.notices,
         selection=model.selection_.rows,
         bic_choice=model.selection_.bic_choice,
@@ -192,10 +203,26 @@ def _split(table: FeatureTable, values: np.ndarray) -> dict[str, np.ndarray]:
     return {run: values[rows] for run, rows in zip(table.run_ids, table.run_slices(), strict=True)}
 
 
-def _epochs_per_run(table: FeatureTable) -> dict[str, np.ndarray]:
-    # Where the store has no epoch, the step stands in for it.
-    when = np.where(np.isfinite(table.epochs), table.epochs, table.steps.astype(np.float64))
-    return _split(table, when)
+def resolve_axis(asked: str, table: FeatureTable) -> Axis:
+    """The axis a fit uses: the one asked for, or with ``auto`` the epoch when every checkpoint
+    of the table states one, else the step. An epoch axis over a run without epochs is an
+    error: a step never stands in for an epoch."""
+    if asked not in AXIS_CHOICES:
+        raise ValueError(f"unknown axis {asked!r}; choose one of {list(AXIS_CHOICES)}")
+    complete = bool(np.isfinite(table.epochs).all())
+    if asked == AUTO_AXIS:
+        return Axis.EPOCH if complete else Axis.STEP
+    if asked == Axis.EPOCH and not complete:
+        missing = sorted(set(table.row_runs()[~np.isfinite(table.epochs)]))
+        raise ValueError(
+            f"runs {missing[:3]} state no epoch for some checkpoints: use the step axis"
+        )
+    return Axis(asked)
+
+
+def time_axis(axis: Axis, steps: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """Each row's position on ``axis``."""
+    return np.asarray(epochs if axis is Axis.EPOCH else steps, dtype=np.float64)
 
 
 def _summary(outcome: RestartFit) -> RestartSummary:

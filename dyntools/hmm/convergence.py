@@ -1,6 +1,6 @@
 """Convergence analysis (from the paper): which states go with slow convergence.
 
-- Convergence epoch of a run: the epoch (the step where no epoch is known) of its first
+- Where a run converged: the position on the fit's axis (step or epoch) of its first
   checkpoint whose validation accuracy reaches the threshold.
 - Visit counts: checkpoints spent in each state over the whole run. (Counting only the
   checkpoints before convergence would make R^2 trivially ~1 with one checkpoint per epoch:
@@ -27,19 +27,19 @@ class DetourState:
 
     state: int
     runs_visiting: int
-    mean_epoch_visiting: float
-    mean_epoch_not_visiting: float
+    mean_visiting: float  # where the runs that visit it converged, on average
+    mean_not_visiting: float
 
 
 @dataclass(frozen=True)
 class ConvergenceAnalysis:
-    """Convergence epochs, visit counts, the regression and the detour states."""
+    """Where runs converged, visit counts, the regression and the detour states."""
 
     threshold: float
-    convergence_epoch: dict[str, float]  # converged runs only
+    converged_at: dict[str, float]  # converged runs only, on the fit's axis
     not_converged: tuple[str, ...]
     visit_counts: dict[str, tuple[int, ...]]  # per converged run, one count per state
-    coefficients: tuple[float, ...]  # per state (epochs per visit)
+    coefficients: tuple[float, ...]  # per state (time per checkpoint spent in it)
     intercept: float
     r_squared: float | None  # None when fewer than 2 converged runs or no spread
     detours: tuple[DetourState, ...]
@@ -47,12 +47,12 @@ class ConvergenceAnalysis:
 
 def convergence_analysis(
     paths: Mapping[str, np.ndarray],
-    epochs: Mapping[str, np.ndarray],
+    times: Mapping[str, np.ndarray],
     val_acc: Mapping[str, np.ndarray],
     n_states: int,
     threshold: float = 0.9,
 ) -> ConvergenceAnalysis:
-    """Analyse runs given their state path, epoch and validation accuracy per checkpoint.
+    """Analyse runs given their state path, time and validation accuracy per checkpoint.
 
     ``val_acc`` may hold NaN where a checkpoint has no accuracy; such checkpoints never count
     as converged.
@@ -61,7 +61,7 @@ def convergence_analysis(
     counts: dict[str, tuple[int, ...]] = {}
     never: list[str] = []
     for run, path in paths.items():
-        if run not in val_acc or run not in epochs:
+        if run not in val_acc or run not in times:
             raise LookupError(f"run {run!r} has no validation accuracy; log val_acc to analyse it")
         acc = np.asarray(val_acc[run], dtype=np.float64)
         if acc.shape != path.shape:
@@ -73,12 +73,12 @@ def convergence_analysis(
             never.append(run)
             continue
         first = int(reached[0])
-        converged[run] = float(epochs[run][first])
+        converged[run] = float(times[run][first])
         counts[run] = tuple(int(c) for c in np.bincount(path, minlength=n_states))
     coefficients, intercept, r_squared = _regression(converged, counts, n_states)
     return ConvergenceAnalysis(
         threshold=threshold,
-        convergence_epoch=converged,
+        converged_at=converged,
         not_converged=tuple(never),
         visit_counts=counts,
         coefficients=coefficients,

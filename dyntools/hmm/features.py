@@ -2,10 +2,10 @@
 
 Input frames (as the store gives them):
 
-- metrics: ``run_id: Utf8, step: Int64, epoch: Int64 (nullable), hook_point: Utf8,
+- metrics: ``run_id: Utf8, step: Int64, epoch: Float64 (nullable), hook_point: Utf8,
   metric: Utf8, params: Utf8 (optional, '' for none), value: Float64 (nullable)``; network
   values have hook point ''.
-- scalars: ``run_id: Utf8, step: Int64, epoch: Int64 (nullable), name: Utf8, value: Float64``
+- scalars: ``run_id: Utf8, step: Int64, epoch: Float64 (nullable), name: Utf8, value: Float64``
 
 A feature is a ``Feature`` (hook point, metric, params); its column is named by its text form
 (``"blocks.0.attn/l2"``; ``"l2"`` for the network-wide mean the paper uses). Training scalars
@@ -193,7 +193,7 @@ def _tidy_features(
     frame = metrics.join(names_of, on=["hook_point", "metric", "params"]).select(
         "run_id",
         "step",
-        pl.col("epoch").cast(pl.Int64),
+        pl.col("epoch").cast(pl.Float64),
         "feature",
         pl.col("value").cast(pl.Float64),
     )
@@ -219,7 +219,7 @@ def _tidy_features(
             scalars.filter(pl.col("name").is_in(list(scalar_features))).select(
                 "run_id",
                 "step",
-                pl.col("epoch").cast(pl.Int64),
+                pl.col("epoch").cast(pl.Float64),
                 (pl.lit(SCALAR_PREFIX) + pl.col("name")).alias("feature"),
                 pl.col("value").cast(pl.Float64),
             )

@@ -27,10 +27,11 @@ class StateNode:
     occupancy: float  # share of all checkpoints
     runs_visiting: int
     initial_runs: int  # runs whose first checkpoint is in this state
-    first_epoch: float  # earliest / mean / latest epoch of its checkpoints (NaN if unknown)
-    mean_epoch: float
-    last_epoch: float
-    epochs_per_run: float  # mean epochs spent in the state by the runs that visit it
+    # Earliest / mean / latest position of its checkpoints on the fit's axis (step or epoch).
+    first_time: float
+    mean_time: float
+    last_time: float
+    spent_per_run: float  # mean time (steps or epochs) spent in the state by its visitors
     scalar_means: dict[str, float]  # e.g. train_loss, val_acc while in the state
 
     @property
@@ -59,7 +60,7 @@ class TransitionGraph:
 def transition_graph(
     params: HMMParams,
     paths: Mapping[str, np.ndarray],
-    epochs: Mapping[str, np.ndarray],
+    times: Mapping[str, np.ndarray],
     drivers: Mapping[tuple[int, int], EdgeDrivers],
     columns: Sequence[str],
     scalars: Mapping[str, Mapping[str, np.ndarray]] | None = None,
@@ -67,19 +68,19 @@ def transition_graph(
     top: int = 5,
     self_loops: bool = False,
 ) -> TransitionGraph:
-    """Build the graph from per-run paths, epochs and (optionally) scalars per run.
+    """Build the graph from per-run paths, times (on the fit's axis) and scalars per run.
 
     ``scalars`` maps a scalar name to {run id: value per checkpoint}.
     """
     all_states = np.concatenate(list(paths.values()))
-    all_epochs = np.concatenate([np.asarray(epochs[r], dtype=np.float64) for r in paths])
-    durations = np.concatenate([_durations(np.asarray(epochs[r], dtype=np.float64)) for r in paths])
+    all_times = np.concatenate([np.asarray(times[r], dtype=np.float64) for r in paths])
+    durations = np.concatenate([_durations(np.asarray(times[r], dtype=np.float64)) for r in paths])
     total = max(1, all_states.size)
     nodes = []
     for state in range(params.n_states):
         here = all_states == state
-        state_epochs = all_epochs[here]
-        known = state_epochs[np.isfinite(state_epochs)]
+        state_times = all_times[here]
+        known = state_times[np.isfinite(state_times)]
         visitors = sum(bool((p == state).any()) for p in paths.values())
         spent = float(np.nansum(durations[here]) / visitors) if visitors else 0.0
         means: dict[str, float] = {}
@@ -95,10 +96,10 @@ def transition_graph(
                 occupancy=float(here.sum() / total),
                 runs_visiting=visitors,
                 initial_runs=sum(int(p[0] == state) for p in paths.values() if p.size),
-                first_epoch=float(known.min()) if known.size else float("nan"),
-                mean_epoch=float(known.mean()) if known.size else float("nan"),
-                last_epoch=float(known.max()) if known.size else float("nan"),
-                epochs_per_run=spent,
+                first_time=float(known.min()) if known.size else float("nan"),
+                mean_time=float(known.mean()) if known.size else float("nan"),
+                last_time=float(known.max()) if known.size else float("nan"),
+                spent_per_run=spent,
                 scalar_means=means,
             )
         )
@@ -125,9 +126,12 @@ def transition_graph(
     return TransitionGraph(tuple(nodes), tuple(edges))
 
 
-def _durations(epochs: np.ndarray) -> np.ndarray:
-    """Epochs each checkpoint stands for: up to the next one (the last one: the previous gap)."""
-    if epochs.size < 2:
-        return np.ones_like(epochs)
-    gaps = np.diff(epochs)
+def _durations(times: np.ndarray) -> np.ndarray:
+    """Time each checkpoint stands for: up to the next one (the last one: the previous gap).
+
+    Checkpoints are ordered by step, so on either axis the gaps are never negative; a source
+    whose epochs go backwards counts no time there rather than negative time."""
+    if times.size < 2:
+        return np.ones_like(times)
+    gaps = np.maximum(np.diff(times), 0.0)
     return np.concatenate([gaps, gaps[-1:]])

@@ -48,14 +48,15 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
     width = max(len(r) for r in result.run_ids)
     for run, path in result.paths().items():
         lines.append(f"  {run:<{width}} {_run_lengths(path)}")
-    lines += ["", "states:"]
+    unit = result.axis.value
+    lines += ["", f"states (times in {unit}s):"]
     for node in result.graph.nodes:
         scalars = ", ".join(f"{k} {v:.3g}" for k, v in node.scalar_means.items())
         start = f", initial in {node.initial_runs} runs" if node.initial else ""
         lines.append(
             f"  {_symbol(node.state)}: {node.occupancy:6.1%} of checkpoints, "
-            f"{node.runs_visiting} runs, epochs {_num(node.first_epoch)}-{_num(node.last_epoch)}"
-            f" (~{node.epochs_per_run:.0f} epochs per run)"
+            f"{node.runs_visiting} runs, {unit}s {_num(node.first_time)}-{_num(node.last_time)}"
+            f" (~{node.spent_per_run:.3g} {unit}s per run)"
             f"{start}" + (f"; {scalars}" if scalars else "")
         )
     lines += ["", "transitions (count, probability; top features by mean change and gradient):"]
@@ -75,22 +76,23 @@ def _convergence_lines(result: FitResult) -> list[str]:
     if conv is None:
         return ["convergence: no val_acc logged, nothing to analyse"]
     lines = [f"convergence (first checkpoint with val_acc >= {conv.threshold:g}):"]
-    for run, epoch in conv.convergence_epoch.items():
+    unit = result.axis.value
+    for run, when in conv.converged_at.items():
         counts = " ".join(f"{_symbol(s)}:{c}" for s, c in enumerate(conv.visit_counts[run]) if c)
-        lines.append(f"  {run}: epoch {_num(epoch)}; visits: {counts}")
+        lines.append(f"  {run}: {unit} {_num(when)}; visits: {counts}")
     if conv.not_converged:
         lines.append(f"  never converged: {', '.join(conv.not_converged)}")
     if conv.r_squared is None:
-        lines.append("  regression: needs at least 2 converged runs with different epochs")
+        lines.append(f"  regression: needs at least 2 converged runs with different {unit}s")
     else:
         coefficients = ", ".join(
             f"{_symbol(s)} {c:+.3g}" for s, c in enumerate(conv.coefficients) if np.isfinite(c)
         )
         lines.append(
-            f"  R^2 of convergence epoch on visit counts: {conv.r_squared:.3f} "
-            f"(epochs per visit: {coefficients})"
+            f"  R^2 of the convergence {unit} on visit counts: {conv.r_squared:.3f} "
+            f"({unit}s per visit: {coefficients})"
         )
-        runs, unknowns = len(conv.convergence_epoch), len(conv.coefficients) + 1
+        runs, unknowns = len(conv.converged_at), len(conv.coefficients) + 1
         if runs <= unknowns:
             lines.append(
                 f"  (only {runs} converged runs for {unknowns} unknowns: R^2 is 1 by "
@@ -99,8 +101,8 @@ def _convergence_lines(result: FitResult) -> list[str]:
     for detour in conv.detours:
         lines.append(
             f"  detour state {_symbol(detour.state)}: {detour.runs_visiting} runs visit it and "
-            f"converge at epoch {detour.mean_epoch_visiting:.1f} on average, "
-            f"the others at {detour.mean_epoch_not_visiting:.1f}"
+            f"converge at {unit} {detour.mean_visiting:.1f} on average, "
+            f"the others at {detour.mean_not_visiting:.1f}"
         )
     if not conv.detours:
         lines.append("  no detour state")

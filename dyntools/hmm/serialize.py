@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from dyntools.checkpoints.records import Axis
 from dyntools.hmm.analysis import FitResult, RestartSummary, config_from_json, config_json
 from dyntools.hmm.convergence import ConvergenceAnalysis, DetourState
 from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
@@ -45,6 +46,7 @@ def fit_result_from_json(data: dict[str, Any]) -> FitResult:
         lengths=tuple(data["lengths"]),
         steps=np.asarray(data["steps"], dtype=np.int64),
         epochs=_array(data["epochs"]),
+        axis=Axis(data["axis"]),
         notices=tuple(Notice(**n) for n in data["notices"]),
         selection=tuple(SelectionRow(**_floats(r)) for r in data["selection"]),
         bic_choice=data["bic_choice"],
@@ -70,7 +72,7 @@ def fit_result_from_json(data: dict[str, Any]) -> FitResult:
         if conv is None
         else ConvergenceAnalysis(
             threshold=conv["threshold"],
-            convergence_epoch=_floats(conv["convergence_epoch"]),
+            converged_at=_floats(conv["converged_at"]),
             not_converged=tuple(conv["not_converged"]),
             visit_counts={k: tuple(v) for k, v in conv["visit_counts"].items()},
             coefficients=tuple(_num(c) for c in conv["coefficients"]),

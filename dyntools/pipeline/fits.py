@@ -97,7 +97,7 @@ def fit_data(store: Store) -> FitData:
         .select(
             "run_id",
             "step",
-            pl.col("epoch").cast(pl.Int64, strict=False),
+            pl.col("epoch").cast(pl.Float64),
             "scope",
             "hook_point",
             "metric",
@@ -106,7 +106,7 @@ def fit_data(store: Store) -> FitData:
         )
     )
     scalars = store.read_scalars().select(
-        "run_id", "step", pl.col("epoch").cast(pl.Int64, strict=False), "name", "value"
+        "run_id", "step", pl.col("epoch").cast(pl.Float64), "name", "value"
     )
     runs = store.read_runs()
     selections = dict(zip(runs["run_id"], runs["network_selection"], strict=True))

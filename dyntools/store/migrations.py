@@ -57,7 +57,8 @@ def v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
     - computed: the ``paper_features`` unit becomes one unit per network-scope matrix metric;
     - histograms lose their always-empty ``tensor``; errors get a ``code``;
     - runs get the network selection the v1 fits used (the widest hook-point selection);
-    - stored fits name the paper features by their metric (``__paper__/l1`` -> ``l1``).
+    - stored fits name the paper features by their metric (``__paper__/l1`` -> ``l1``) and
+      state the axis their times are on.
     """
     con.register("metric_kinds", _kinds())
     con.register("paper_matrix", _paper_matrix_metrics())
@@ -135,9 +136,35 @@ def _v2_fit_config(text: str) -> str:
     return json.dumps(config, sort_keys=True)
 
 
+_V2_RENAMED = {
+    "first_epoch": "first_time",
+    "mean_epoch": "mean_time",
+    "last_epoch": "last_time",
+    "epochs_per_run": "spent_per_run",
+    "convergence_epoch": "converged_at",
+    "mean_epoch_visiting": "mean_visiting",
+    "mean_epoch_not_visiting": "mean_not_visiting",
+}
+
+
 def _v2_fit_result(text: str) -> str:
     result = json.loads(text.replace(f'"{_V1_PAPER_HOOK}/', '"'))
     result["config"]["features"] = _v2_features(result["config"].get("features", []))
+    # Schema 1 placed checkpoints at their epoch, or their step where none was stated.
+    epochs = result.get("epochs", [])
+    result["axis"] = "epoch" if epochs and all(e is not None for e in epochs) else "step"
+    result["config"].setdefault("axis", "auto")
+    for node in result["graph"]["nodes"]:
+        for old, new in _V2_RENAMED.items():
+            if old in node:
+                node[new] = node.pop(old)
+    convergence = result.get("convergence")
+    if convergence is not None:
+        convergence["converged_at"] = convergence.pop("convergence_epoch")
+        for detour in convergence["detours"]:
+            for old, new in _V2_RENAMED.items():
+                if old in detour:
+                    detour[new] = detour.pop(old)
     return json.dumps(result)
 
 

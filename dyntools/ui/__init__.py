@@ -22,6 +22,7 @@ from dyntools.ui.loaders import (
 from dyntools.ui.page import MetricsPage, open_metrics_page
 from dyntools.ui.state import (
     ACTIVATION_HOOKS,
+    AXIS,
     FIT,
     FOLDER,
     HOOKS_OF_KIND,
@@ -30,6 +31,7 @@ from dyntools.ui.state import (
     SHARED,
     WEIGHT_HOOKS,
     Shared,
+    axis_radio,
     choose_folder,
     current_folder,
     folder_from_argv,
@@ -55,6 +57,7 @@ from dyntools.ui.widgets import (
 
 __all__ = [
     "ACTIVATION_HOOKS",
+    "AXIS",
     "FIT",
     "FOLDER",
     "HOOKS_OF_KIND",
@@ -67,6 +70,7 @@ __all__ = [
     "MetricsPage",
     "Shared",
     "StoreState",
+    "axis_radio",
     "chart",
     "choose_folder",
     "current_folder",

@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import streamlit as st
 
+from dyntools.checkpoints.records import AUTO_AXIS, Axis
 from dyntools.metrics.kinds import HookKind
 from dyntools.ui.recent import read_recent, remember_folder
 from dyntools.views.selection import decode_list, encode_list, reconcile
+from dyntools.views.time import axes_of, frame_axis
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,8 @@ WEIGHT_HOOKS = Shared("dyntools.weight_hooks", "weights", True)
 ACTIVATION_HOOKS = Shared("dyntools.activation_hooks", "activations", True)
 METRICS = Shared("dyntools.metrics", "metrics", True)
 FIT = Shared("dyntools.fit", "fit", False)  # config hash of the current HMM fit
-SHARED = (FOLDER, RUNS, WEIGHT_HOOKS, ACTIVATION_HOOKS, METRICS, FIT)
+AXIS = Shared("dyntools.axis", "axis", False)  # step or epoch; empty: the epoch where known
+SHARED = (FOLDER, RUNS, WEIGHT_HOOKS, ACTIVATION_HOOKS, METRICS, FIT, AXIS)
 HOOKS_OF_KIND = {HookKind.WEIGHT: WEIGHT_HOOKS, HookKind.ACTIVATION: ACTIVATION_HOOKS}
 
 FOLDER_INPUT_KEY = "dyntools.folder_input"
@@ -128,6 +132,31 @@ def shared_multiselect(
         label, list(options), key=key, on_change=changed, help=help
     )
     return chosen
+
+
+def axis_radio(frame: pl.DataFrame, *, key: str) -> Axis:
+    """The time axis to draw ``frame`` (``step`` and ``epoch`` columns) on, bound to the shared
+    choice: step or epoch when every row states an epoch, else the step, said in a caption."""
+    available = axes_of(frame)
+    chosen = frame_axis(frame, get_text(AXIS) or AUTO_AXIS)
+    if len(available) == 1:
+        st.caption(f"Time axis: {chosen.value} (not every checkpoint shown states an epoch).")
+        return chosen
+    st.session_state[key] = chosen.value
+
+    def changed() -> None:
+        set_shared(AXIS, st.session_state[key])
+
+    value: str = st.radio(
+        "Time axis",
+        [axis.value for axis in available],
+        key=key,
+        on_change=changed,
+        horizontal=True,
+        help="Optimizer steps, or epochs as the training source recorded them (fractional "
+        "where a run saved mid-epoch).",
+    )
+    return Axis(value)
 
 
 def _apply_folder_input() -> None:

@@ -9,7 +9,7 @@ import polars as pl
 
 from dyntools.metrics.kinds import HistogramMetric
 from dyntools.metrics.registry import REGISTRY
-from dyntools.views.metrics import curve_frame, epoch_or_step
+from dyntools.views.metrics import curve_frame
 
 ACTIVATION_STATS = ("act_mean", "act_std", "dead_fraction")
 
@@ -58,7 +58,7 @@ def heatmap_frame(histograms: pl.DataFrame) -> pl.DataFrame:
         "log1p_count": pl.Float64,
     }
     rows = histograms.filter(pl.col("metric").is_in(histogram_metrics())).with_columns(
-        epoch_or_step().alias("epoch")
+        pl.col("epoch").cast(pl.Float64)
     )
     records: list[tuple[object, ...]] = []
     for run, hook, step, epoch, edges, counts, under, over in rows.select(

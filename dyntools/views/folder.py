@@ -14,7 +14,7 @@ from dyntools.checkpoints import Run
 SCALARS_SCHEMA = {
     "run_id": pl.Utf8,
     "task": pl.Utf8,
-    "epoch": pl.Int64,
+    "epoch": pl.Float64,
     "step": pl.Int64,
     "name": pl.Utf8,
     "value": pl.Float64,
@@ -60,7 +60,7 @@ def runs_table(runs: Sequence[Run]) -> pl.DataFrame:
             "checkpoints": pl.Int64,
             "first_step": pl.Int64,
             "last_step": pl.Int64,
-            "last_epoch": pl.Int64,
+            "last_epoch": pl.Float64,
             "final_train_acc": pl.Float64,
             "final_val_acc": pl.Float64,
         },

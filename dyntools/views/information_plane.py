@@ -9,7 +9,7 @@ from dyntools.views.metrics import curve_frame
 
 
 def information_frame(metrics: pl.DataFrame, variant: str) -> pl.DataFrame:
-    """run_id, hook_point, step, epoch, hsic_x, hsic_y for one HSIC variant, ordered by epoch."""
+    """run_id, hook_point, step, epoch, hsic_x, hsic_y for one HSIC variant, in step order."""
     x_name, y_name = variant_metrics(variant)
     curves = curve_frame(metrics).filter(pl.col("metric").is_in([x_name, y_name]))
     schema = {
@@ -32,5 +32,5 @@ def information_frame(metrics: pl.DataFrame, variant: str) -> pl.DataFrame:
         wide.rename({x_name: "hsic_x", y_name: "hsic_y"})
         .select(list(schema))
         .drop_nulls(["hsic_x", "hsic_y"])
-        .sort("run_id", "hook_point", "epoch")
+        .sort("run_id", "hook_point", "step")
     )

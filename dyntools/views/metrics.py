@@ -1,5 +1,5 @@
 """Frames behind the Metrics page: hook-point curves from the store's tidy metric frame
-(``Store.read_metrics``), epoch ranges and their summary."""
+(``Store.read_metrics``), ranges of time and their summary."""
 
 from __future__ import annotations
 
@@ -10,14 +10,9 @@ from dyntools.metrics.records import Scope
 CURVE_COLUMNS = ("run_id", "kind", "hook_point", "metric", "params", "step", "epoch", "value")
 
 
-def epoch_or_step() -> pl.Expr:
-    # Layouts without epochs (step-only checkpoints) are drawn against the step.
-    return pl.coalesce(pl.col("epoch").cast(pl.Float64), pl.col("step").cast(pl.Float64))
-
-
 def curve_frame(metrics: pl.DataFrame) -> pl.DataFrame:
     """Hook-point values (not per tensor, not the network's) as run_id, kind, hook_point,
-    metric, params, step, epoch, value, sorted for drawing."""
+    metric, params, step, epoch (null where the run states none), value, sorted for drawing."""
     if metrics.is_empty():
         return pl.DataFrame(
             schema={
@@ -33,23 +28,23 @@ def curve_frame(metrics: pl.DataFrame) -> pl.DataFrame:
         )
     return (
         metrics.filter(pl.col("scope") == Scope.HOOK_POINT)
-        .with_columns(epoch_or_step().alias("epoch"))
+        .with_columns(pl.col("epoch").cast(pl.Float64))
         .select(CURVE_COLUMNS)
         .sort("run_id", "kind", "hook_point", "metric", "params", "step")
     )
 
 
-def epoch_range(frame: pl.DataFrame, low: float | None, high: float | None) -> pl.DataFrame:
-    """Rows whose epoch lies in [low, high] (an open end when None)."""
+def time_range(frame: pl.DataFrame, low: float | None, high: float | None) -> pl.DataFrame:
+    """Rows whose time (``views.time.with_time``) lies in [low, high] (open ends when None)."""
     if low is not None:
-        frame = frame.filter(pl.col("epoch") >= low)
+        frame = frame.filter(pl.col("time") >= low)
     if high is not None:
-        frame = frame.filter(pl.col("epoch") <= high)
+        frame = frame.filter(pl.col("time") <= high)
     return frame
 
 
-def brushed_range(selection: object, field: str = "epoch") -> tuple[float, float] | None:
-    """The [low, high] of an Altair interval selection event (``{"epoch": [a, b]}``), if any."""
+def brushed_range(selection: object, field: str = "time") -> tuple[float, float] | None:
+    """The [low, high] of an Altair interval selection event (``{"time": [a, b]}``), if any."""
     if not isinstance(selection, dict):
         return None
     values = selection.get(field)
@@ -65,8 +60,8 @@ def range_summary(curves: pl.DataFrame) -> pl.DataFrame:
         curves.sort("step")
         .group_by("run_id", "hook_point", "metric", "params", maintain_order=True)
         .agg(
-            pl.col("epoch").min().alias("from_epoch"),
-            pl.col("epoch").max().alias("to_epoch"),
+            pl.col("time").min().alias("from"),
+            pl.col("time").max().alias("to"),
             pl.col("value").first().alias("first"),
             pl.col("value").last().alias("last"),
             pl.col("value").min().alias("min"),

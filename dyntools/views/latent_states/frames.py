@@ -1,7 +1,8 @@
 """Frames behind the Latent states page (and the state background of the Metrics page).
 
 All from a ``FitResult``: the model-selection table, per-run state paths as points and as
-epoch intervals, a state's summary and where each run spent it, and the convergence analysis.
+intervals on the fit's axis (steps or epochs), a state's summary and where each run spent it,
+and the convergence analysis.
 States are labelled ``S0``, ``S1``, ... in order of first visit (the fit relabels them so),
 so a label and its colour stay the same across refits.
 """
@@ -16,7 +17,6 @@ import numpy as np
 import polars as pl
 
 from dyntools.hmm import FitResult
-from dyntools.hmm.graph import StateNode
 
 # Stable colours by state label (Tableau 10); more states than colours wrap around.
 STATE_COLORS = (
@@ -44,11 +44,6 @@ def state_color(state: int) -> str:
 def state_domain(n_states: int) -> tuple[list[str], list[str]]:
     """Labels and colours of states 0..n-1, for a chart's colour scale."""
     return [state_label(s) for s in range(n_states)], [state_color(s) for s in range(n_states)]
-
-
-def _when(result: FitResult) -> np.ndarray:
-    # Where the store had no epoch, the step stands in for it (as the fit itself does).
-    return np.where(np.isfinite(result.epochs), result.epochs, result.steps.astype(np.float64))
 
 
 def selection_frame(result: FitResult) -> pl.DataFrame:
@@ -87,7 +82,8 @@ def state_points(result: FitResult) -> pl.DataFrame:
         {
             "run_id": np.repeat(np.array(result.run_ids, dtype=object), result.lengths).tolist(),
             "step": result.steps.astype(np.int64),
-            "epoch": _when(result),
+            "epoch": result.epochs,
+            "time": result.times,
             "state": [state_label(int(s)) for s in states],
             "posterior": confidence.astype(np.float64),
         }
@@ -95,28 +91,29 @@ def state_points(result: FitResult) -> pl.DataFrame:
 
 
 def state_intervals(result: FitResult) -> pl.DataFrame:
-    """Per run, maximal epoch intervals spent in one state: run_id, state, start, end.
+    """Per run, maximal intervals spent in one state: run_id, state, start, end (on the fit's
+    axis: steps or epochs).
 
     A checkpoint stands for the time up to the next one; the last one for one more gap.
     """
     rows = []
-    when = _when(result)
+    when = result.times
     bounds = np.concatenate([[0], np.cumsum(result.lengths)])
     for k, run in enumerate(result.run_ids):
-        epochs = when[bounds[k] : bounds[k + 1]]
+        times = when[bounds[k] : bounds[k + 1]]
         states = result.states[bounds[k] : bounds[k + 1]]
-        if epochs.size == 0:
+        if times.size == 0:
             continue
-        gap = float(np.diff(epochs)[-1]) if epochs.size > 1 else 1.0
-        ends = np.append(epochs[1:], epochs[-1] + gap)
+        gap = float(np.diff(times)[-1]) if times.size > 1 else 1.0
+        ends = np.append(times[1:], times[-1] + gap)
         start = 0
-        for i in range(1, epochs.size + 1):
-            if i == epochs.size or states[i] != states[start]:
+        for i in range(1, times.size + 1):
+            if i == times.size or states[i] != states[start]:
                 rows.append(
                     {
                         "run_id": run,
                         "state": state_label(int(states[start])),
-                        "start": float(epochs[start]),
+                        "start": float(times[start]),
                         "end": float(ends[i - 1]),
                     }
                 )
@@ -134,20 +131,20 @@ def state_summary(result: FitResult, state: int) -> pl.DataFrame:
             f"{', '.join(state_label(s) for s in range(result.n_states))})"
         )
     node = nodes[state]
+    unit = result.axis.value
     rows: list[tuple[str, str]] = [
         ("checkpoints", str(node.checkpoints)),
         ("share of checkpoints", f"{node.occupancy:.1%}"),
         ("runs visiting", str(node.runs_visiting)),
         ("runs starting here", str(node.initial_runs)),
-        ("epochs spent per visiting run", _fmt(node.epochs_per_run)),
-        ("first / mean / last epoch", " / ".join(_fmt(e) for e in _node_epochs(node))),
+        (f"{unit}s spent per visiting run", _fmt(node.spent_per_run)),
+        (
+            f"first / mean / last {unit}",
+            " / ".join(_fmt(t) for t in (node.first_time, node.mean_time, node.last_time)),
+        ),
     ]
     rows += [(f"mean {name}", _fmt(value)) for name, value in sorted(node.scalar_means.items())]
     return pl.DataFrame(rows, schema={"what": pl.String, "value": pl.String}, orient="row")
-
-
-def _node_epochs(node: StateNode) -> tuple[float, float, float]:
-    return (node.first_epoch, node.mean_epoch, node.last_epoch)
 
 
 def _fmt(value: float) -> str:
@@ -155,17 +152,18 @@ def _fmt(value: float) -> str:
 
 
 def runs_in_state(result: FitResult, state: int) -> pl.DataFrame:
-    """Where each run spent ``state``: checkpoints, epochs spent, first and last epoch."""
+    """Where each run spent ``state``: checkpoints, visits, time spent, first and last time
+    (on the fit's axis)."""
     intervals = state_intervals(result).filter(pl.col("state") == state_label(state))
     points = state_points(result).filter(pl.col("state") == state_label(state))
     spent = intervals.group_by("run_id").agg(
-        (pl.col("end") - pl.col("start")).sum().alias("epochs_spent"),
+        (pl.col("end") - pl.col("start")).sum().alias("spent"),
         pl.len().alias("visits"),
     )
     counts = points.group_by("run_id").agg(
         pl.len().alias("checkpoints"),
-        pl.col("epoch").min().alias("first_epoch"),
-        pl.col("epoch").max().alias("last_epoch"),
+        pl.col("time").min().alias("first"),
+        pl.col("time").max().alias("last"),
     )
     runs = pl.DataFrame({"run_id": list(result.run_ids)})
     return (
@@ -174,9 +172,9 @@ def runs_in_state(result: FitResult, state: int) -> pl.DataFrame:
         .with_columns(
             pl.col("checkpoints").fill_null(0),
             pl.col("visits").fill_null(0),
-            pl.col("epochs_spent").fill_null(0.0),
+            pl.col("spent").fill_null(0.0),
         )
-        .select("run_id", "checkpoints", "visits", "epochs_spent", "first_epoch", "last_epoch")
+        .select("run_id", "checkpoints", "visits", "spent", "first", "last")
     )
 
 
@@ -210,49 +208,48 @@ def _features_text(features: tuple[tuple[str, float], ...]) -> str:
 
 
 def convergence_frame(result: FitResult) -> pl.DataFrame:
-    """Per run: convergence epoch (null if never) and the checkpoints spent in each state."""
+    """Per run: where it converged (on the fit's axis; null if never) and the checkpoints spent
+    in each state."""
     analysis = result.convergence
     if analysis is None:
-        return pl.DataFrame(schema={"run_id": pl.String, "convergence_epoch": pl.Float64})
+        return pl.DataFrame(schema={"run_id": pl.String, "converged_at": pl.Float64})
     counts = state_points(result).group_by("run_id", "state").len()
     wide = counts.pivot(on="state", index="run_id", values="len").fill_null(0)
     labels = [state_label(s) for s in range(result.n_states)]
     wide = wide.with_columns(pl.lit(0, dtype=pl.UInt32).alias(s) for s in labels if s not in wide)
-    epochs = pl.DataFrame(
+    converged = pl.DataFrame(
         {
             "run_id": list(result.run_ids),
-            "convergence_epoch": [analysis.convergence_epoch.get(r) for r in result.run_ids],
+            "converged_at": [analysis.converged_at.get(r) for r in result.run_ids],
         },
-        schema={"run_id": pl.String, "convergence_epoch": pl.Float64},
+        schema={"run_id": pl.String, "converged_at": pl.Float64},
     )
-    return epochs.join(wide, on="run_id", how="left").select("run_id", "convergence_epoch", *labels)
+    return converged.join(wide, on="run_id", how="left").select("run_id", "converged_at", *labels)
 
 
 def regression_frame(result: FitResult) -> pl.DataFrame:
-    """Per state: the regression coefficient (epochs per checkpoint spent) and detour flag."""
+    """Per state: the regression coefficient (time per checkpoint spent) and detour flag."""
     analysis = result.convergence
     if analysis is None:
-        return pl.DataFrame(schema={"state": pl.String, "epochs_per_visit": pl.Float64})
+        return pl.DataFrame(schema={"state": pl.String, "per_visit": pl.Float64})
     detours = {d.state: d for d in analysis.detours}
     return pl.DataFrame(
         [
             {
                 "state": state_label(s),
-                "epochs_per_visit": coefficient,
+                "per_visit": coefficient,
                 "detour": s in detours,
-                "mean_epoch_visiting": detours[s].mean_epoch_visiting if s in detours else None,
-                "mean_epoch_not_visiting": (
-                    detours[s].mean_epoch_not_visiting if s in detours else None
-                ),
+                "mean_visiting": detours[s].mean_visiting if s in detours else None,
+                "mean_not_visiting": detours[s].mean_not_visiting if s in detours else None,
             }
             for s, coefficient in enumerate(analysis.coefficients)
         ],
         schema={
             "state": pl.String,
-            "epochs_per_visit": pl.Float64,
+            "per_visit": pl.Float64,
             "detour": pl.Boolean,
-            "mean_epoch_visiting": pl.Float64,
-            "mean_epoch_not_visiting": pl.Float64,
+            "mean_visiting": pl.Float64,
+            "mean_not_visiting": pl.Float64,
         },
     )
 

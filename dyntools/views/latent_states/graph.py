@@ -2,7 +2,7 @@
 
 ``dyntools.ui`` turns these into streamlit-agraph ``Node``/``Edge`` objects; keeping the
 layout and the tooltips here keeps them testable without a browser. Positions are fixed
-(states left to right by mean epoch, alternating up and down) so the drawing does not move
+(states left to right by their mean time in training, alternating up and down) so the drawing does not move
 on every rerun, and edges are curved so A->B and B->A do not overlap.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from dyntools.checkpoints.records import Axis
 from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.views.latent_states.frames import state_color, state_label
 
@@ -56,19 +57,19 @@ def state_of(node: str) -> int:
     return int(node[1:])
 
 
-def _epoch_order(nodes: tuple[StateNode, ...]) -> list[int]:
+def _time_order(nodes: tuple[StateNode, ...]) -> list[int]:
     def key(node: StateNode) -> tuple[float, int]:
-        mean = node.mean_epoch if math.isfinite(node.mean_epoch) else math.inf
+        mean = node.mean_time if math.isfinite(node.mean_time) else math.inf
         return (mean, node.state)
 
     return [node.state for node in sorted(nodes, key=key)]
 
 
-def node_tooltip(node: StateNode) -> str:
+def node_tooltip(node: StateNode, unit: str) -> str:
     lines = [
         f"state {state_label(node.state)}" + (" (initial)" if node.initial else ""),
         f"{node.occupancy:.1%} of checkpoints, {node.runs_visiting} runs visit",
-        f"epochs {node.first_epoch:.4g} to {node.last_epoch:.4g}",
+        f"{unit}s {node.first_time:.4g} to {node.last_time:.4g}",
     ]
     lines += [f"{name}: {value:.3g}" for name, value in sorted(node.scalar_means.items())]
     return "\n".join(lines)
@@ -88,14 +89,14 @@ def edge_tooltip(edge: TransitionEdge) -> str:
     return "\n".join(lines)
 
 
-def graph_specs(graph: TransitionGraph) -> tuple[list[NodeSpec], list[EdgeSpec]]:
+def graph_specs(graph: TransitionGraph, axis: Axis) -> tuple[list[NodeSpec], list[EdgeSpec]]:
     """Node and edge specs: size by occupancy, initial states starred, width by probability."""
-    order = {state: rank for rank, state in enumerate(_epoch_order(graph.nodes))}
+    order = {state: rank for rank, state in enumerate(_time_order(graph.nodes))}
     nodes = [
         NodeSpec(
             id=node_id(node.state),
             label=state_label(node.state),
-            title=node_tooltip(node),
+            title=node_tooltip(node, axis.value),
             size=MIN_NODE_SIZE + (MAX_NODE_SIZE - MIN_NODE_SIZE) * math.sqrt(node.occupancy),
             color=state_color(node.state),
             shape="star" if node.initial else "dot",
