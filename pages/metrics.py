@@ -6,7 +6,13 @@ import streamlit as st
 from dyntools import charts, ui
 from dyntools.metrics.kinds import HookKind
 from dyntools.views.latent_states.frames import state_intervals
-from dyntools.views.metrics import brushed_range, curve_frame, range_summary, time_range
+from dyntools.views.metrics import (
+    brushed_range,
+    comparison_notes,
+    curve_frame,
+    range_summary,
+    time_range,
+)
 from dyntools.views.time import with_time
 
 KIND_LABELS = {HookKind.WEIGHT: "weights", HookKind.ACTIVATION: "activations (module outputs)"}
@@ -71,6 +77,11 @@ if curves.is_empty():
         f"(or `dyntools compute {folder} --select ... --metrics ...`)."
     )
     st.stop()
+first_steps = ui.load_first_steps(state.db, state.version or 0)
+for note in comparison_notes(
+    metrics, {run: first_steps[run] for run in runs if run in first_steps}
+):
+    st.caption(note)
 axis = ui.axis_radio(curves, key="metrics.axis")
 curves = with_time(curves, axis)
 

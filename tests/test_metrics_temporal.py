@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from dyntools.metrics import MappingSource, ReasonCode, compute_weight_metrics
-from dyntools.metrics.kinds import Outcome, TemporalMetric
+from dyntools.metrics.kinds import Against, Outcome, TemporalMetric
 from dyntools.metrics.matrices import Cut
 from dyntools.metrics.registry import metric
-from dyntools.metrics.temporal import compare
+from dyntools.metrics.temporal import compare, compared_with
+from dyntools.views.metrics import comparison_notes
 
 
 def temporal(name: str, current: torch.Tensor, other: torch.Tensor) -> Outcome:
@@ -72,3 +73,20 @@ def test_per_head_through_compute_weight_metrics() -> None:
     assert missing.value is None and missing.reason is not None
     assert missing.reason.code is ReasonCode.OTHER_VERSION
     assert "not in the previous checkpoint" in missing.reason.message
+
+
+def test_what_each_temporal_metric_compares_with() -> None:
+    assert compared_with(Against.INITIAL, 0) == "step 0 (the initialization)"
+    assert compared_with(Against.INITIAL, 8) == (
+        "step 8 (the first saved checkpoint, not the initialization)"
+    )
+    assert compared_with(Against.PREVIOUS, 8) == "the previous saved checkpoint"
+    notes = comparison_notes(["l2", "cosine_to_init", "relative_update"], {"a": 0, "b": 8})
+    assert notes == [
+        "cosine_to_init compares each checkpoint with step 0 (the initialization) in a; "
+        "step 8 (the first saved checkpoint, not the initialization) in b.",
+        "relative_update compares each checkpoint with the previous saved checkpoint.",
+    ]
+    assert comparison_notes(["cosine_to_init"], {"a": 0}) == [
+        "cosine_to_init compares each checkpoint with step 0 (the initialization)."
+    ]

@@ -1,6 +1,7 @@
-"""One time axis per run: the committed Hugging Face fixtures save at fractional epochs (0.5,
-1.0, 1.5); every chart, summary and fit places them on their epochs, or on their steps, never on
-a mix of both, and says which."""
+"""Hugging Face runs in time. One time axis per run: the committed fixtures save at fractional
+epochs (0.5, 1.0, 1.5); every chart, summary and fit places them on their epochs, or on their
+steps, never on a mix of both, and says which. Their first saved checkpoint is step 8, not the
+initialization: what cosine_to_init compares with says so."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dyntools.checkpoints import discover_runs
 from dyntools.checkpoints.records import Axis
 from dyntools.cli import main
 from dyntools.hmm import FitConfig, format_fit_report
+from dyntools.metrics.feature import Feature
 from dyntools.pipeline import ComputeOptions, compute
 from dyntools.pipeline.fits import fit_or_load
 from dyntools.store import Store, locate_db
@@ -133,3 +135,24 @@ def test_app_says_when_a_chart_is_on_steps(mixed_folder: Path) -> None:
     values = chart_data(vega_charts(app)[0]).filter(pl.col("layer") == "value")
     assert sorted(set(values["time"])) == [0.0, 8, 10, 16, 20, 24]
     assert '"title": "step"' in vega_charts(app)[0].proto.spec.replace('":"', '": "')
+
+
+def test_cosine_to_init_says_it_compares_with_the_first_saved_checkpoint(
+    hf_folder: Path,
+) -> None:
+    compute(hf_folder, ComputeOptions(metrics=("cosine_to_init",), workers=1))
+    store = Store(locate_db(hf_folder).path)
+    feature = "classifier/cosine_to_init"
+    config = FitConfig(features=(Feature.parse(feature),), max_states=2, restarts=1)
+    result = fit_or_load(store, config).result
+    (notice,) = [n for n in result.notices if n.subject == feature]
+    expected = "step 8 (the first saved checkpoint, not the initialization)"
+    assert (
+        notice.message
+        == f"{feature} compares hf_sharded with {expected}; hf_trainer with {expected}"
+    )
+    assert notice.message in format_fit_report(result)
+
+    app = routed("metrics", hf_folder, weights="classifier", metrics="cosine_to_init")
+    assert not app.exception
+    assert f"cosine_to_init compares each checkpoint with {expected}." in texts(app)

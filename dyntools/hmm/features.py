@@ -29,7 +29,10 @@ import polars as pl
 
 from dyntools.hmm.normalize import Notice, drop_short_runs, usable_columns, zscore
 from dyntools.metrics.feature import Feature
+from dyntools.metrics.kinds import Against, TemporalMetric
 from dyntools.metrics.registry import PAPER_FEATURES as PAPER_FEATURES
+from dyntools.metrics.registry import REGISTRY
+from dyntools.metrics.temporal import compared_with
 
 SCALAR_PREFIX = "scalar:"
 Normalization = Literal["per-run", "global"]
@@ -162,6 +165,7 @@ def build_feature_table(
             + "; ".join(n.message for n in notices)
             + "; pick other features or runs"
         )
+    notices += _initial_notices(metrics, kept, run_ids)
     return FeatureTable(
         columns=kept,
         run_ids=run_ids,
@@ -173,6 +177,33 @@ def build_feature_table(
         normalize=normalize,
         notices=tuple(notices),
     )
+
+
+def _initial_notices(
+    metrics: pl.DataFrame, columns: Sequence[str], run_ids: Sequence[str]
+) -> list[Notice]:
+    """Say where a feature compared with the "initial" checkpoint compares with a later one:
+    runs whose first saved checkpoint is not step 0 (a Hugging Face run's first
+    ``checkpoint-N``, say)."""
+    features = [Feature.parse(c) for c in columns if not c.startswith(SCALAR_PREFIX)]
+    initial = [f for f in features if _against(f.metric) is Against.INITIAL]
+    if not initial:
+        return []
+    first = (
+        metrics.filter(pl.col("run_id").is_in(list(run_ids)))
+        .group_by("run_id")
+        .agg(pl.col("step").min())
+    )
+    late = sorted((run, step) for run, step in first.iter_rows() if step != 0)
+    if not late:
+        return []
+    where = "; ".join(f"{run} with {compared_with(Against.INITIAL, step)}" for run, step in late)
+    return [Notice("reference", f.format(), f"{f.format()} compares {where}") for f in initial]
+
+
+def _against(name: str) -> Against | None:
+    entry = REGISTRY.get(name)
+    return entry.against if isinstance(entry, TemporalMetric) else None
 
 
 def _tidy_features(

@@ -15,7 +15,7 @@ _CONSTANT_RTOL = 1e-10
 class Notice:
     """Something left out of the feature table, and why (shown to the user)."""
 
-    kind: str  # "constant-column", "missing-values", "short-run"
+    kind: str  # "constant-column", "missing-values", "short-run", "reference"
     subject: str  # the column or run concerned
     message: str
 

@@ -289,13 +289,15 @@ def _cosine_to_init(pair: Comparison) -> Outcome:
 _TEMPORAL = (
     TemporalMetric(
         name="relative_update",
-        description="||W_t - W_prev||_F / ||W_prev||_F",
+        description="||W_t - W_prev||_F / ||W_prev||_F; W_prev: the previous saved checkpoint "
+        "(not the previous optimizer step)",
         against=Against.PREVIOUS,
         compute=_relative_update,
     ),
     TemporalMetric(
         name="cosine_to_init",
-        description="<W_t, W_0> / (||W_t||_F ||W_0||_F)",
+        description="<W_t, W_0> / (||W_t||_F ||W_0||_F); W_0: the run's first saved checkpoint "
+        "(the initialization only where the run saved step 0)",
         against=Against.INITIAL,
         compute=_cosine_to_init,
     ),

@@ -1,8 +1,10 @@
 """A matrix against its version in another checkpoint: the numbers temporal metrics read.
 
-``relative_update`` = ||W_t - W_prev||_F / ||W_prev||_F (previous checkpoint) and
-``cosine_to_init`` = <W_t, W_0> / (||W_t||_F ||W_0||_F) (first checkpoint) are functions of a
-``Comparison`` (``builtin``); this module computes it, in float64.
+``relative_update`` = ||W_t - W_prev||_F / ||W_prev||_F (the previous *saved* checkpoint, not
+the previous optimizer step) and ``cosine_to_init`` = <W_t, W_0> / (||W_t||_F ||W_0||_F) (the
+run's first saved checkpoint: the initialization only where the run saved step 0) are functions
+of a ``Comparison`` (``builtin``); this module computes it, in float64, and says in words what a
+checkpoint was compared with (``compared_with``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from dyntools.metrics.finite import all_finite
+from dyntools.metrics.kinds import Against
 from dyntools.metrics.records import Comparison, Reason, ReasonCode
 
 _NAN = float("nan")
@@ -41,3 +44,14 @@ def compare(current: torch.Tensor, other: torch.Tensor, what: str) -> Comparison
         difference_norm=float(torch.linalg.vector_norm(a - b)),
         dot=float(torch.dot(a, b)),
     )
+
+
+def compared_with(against: Against, first_step: int) -> str:
+    """What a temporal metric compares the checkpoints of a run with, in words; ``first_step``:
+    the run's first saved checkpoint (step 0 is the initialization, by dyntools' convention and
+    every trainer's)."""
+    if against is Against.PREVIOUS:
+        return "the previous saved checkpoint"
+    if first_step == 0:
+        return "step 0 (the initialization)"
+    return f"step {first_step} (the first saved checkpoint, not the initialization)"

@@ -142,6 +142,14 @@ def load_scalar_index(db: str, version: int) -> pl.DataFrame:
     return Store(db).read_scalars().select("run_id", "name").unique().sort("run_id", "name")
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def load_first_steps(db: str, version: int) -> dict[str, int]:
+    """Each run's first stored checkpoint: what ``cosine_to_init`` compares with."""
+    checkpoints = Store(db).read_checkpoints()
+    first = checkpoints.group_by("run_id").agg(pl.col("step").min())
+    return dict(first.iter_rows())
+
+
 @st.cache_data(max_entries=4, show_spinner=False)
 def load_fit_data(db: str, version: int) -> FitData:
     """The frames every fit reads, and their fingerprint, once per data version."""

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import polars as pl
 
+from dyntools.metrics.kinds import TemporalMetric
 from dyntools.metrics.records import Scope
+from dyntools.metrics.registry import REGISTRY
+from dyntools.metrics.temporal import compared_with
 
 CURVE_COLUMNS = ("run_id", "kind", "hook_point", "metric", "params", "step", "epoch", "value")
 
@@ -70,3 +75,23 @@ def range_summary(curves: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("run_id", "hook_point", "metric")
     )
+
+
+def comparison_notes(metrics: Iterable[str], first_steps: Mapping[str, int]) -> list[str]:
+    """What each temporal metric among ``metrics`` compares a checkpoint with, one line per
+    metric naming the runs where that differs (``first_steps``: each run's first saved
+    checkpoint)."""
+    notes = []
+    for name in metrics:
+        entry = REGISTRY.get(name)
+        if not isinstance(entry, TemporalMetric):
+            continue
+        runs_of: dict[str, list[str]] = {}
+        for run, step in sorted(first_steps.items()):
+            runs_of.setdefault(compared_with(entry.against, step), []).append(run)
+        if len(runs_of) == 1:
+            notes.append(f"{name} compares each checkpoint with {next(iter(runs_of))}.")
+            continue
+        parts = "; ".join(f"{what} in {', '.join(runs)}" for what, runs in runs_of.items())
+        notes.append(f"{name} compares each checkpoint with {parts}.")
+    return notes
