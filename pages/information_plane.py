@@ -5,12 +5,17 @@ import streamlit as st
 from dyntools import charts, ui
 from dyntools.metrics.kinds import HookKind
 from dyntools.metrics.registry import variant_metrics
-from dyntools.views.information_plane import information_frame
+from dyntools.views.information_plane import (
+    describe_params,
+    information_frame,
+    kernel_notes,
+    parameter_choices,
+)
 from dyntools.views.time import with_time
 
 VARIANTS = {
-    "normalized": "Normalized HSIC, Y = one-hot labels (default)",
-    "pyglow": "PyGlow's HSIC (sigma 5, Y = model output; saturates for wide layers)",
+    "normalized": "Normalized HSIC, Y = the labels (default)",
+    "pyglow": "PyGlow's HSIC (sigma 5, Y = the model's softmax output; saturates for wide layers)",
 }
 
 page = ui.open_metrics_page("Information plane", activations=True)
@@ -40,15 +45,25 @@ if not (runs and hooks):
     st.info("Choose at least one run and one layer.")
     st.stop()
 with ui.user_errors("reading HSIC values"):
-    frame = information_frame(
-        ui.load_metrics(
-            state.db, state.version or 0, tuple(runs), tuple(hooks), names, HookKind.ACTIVATION
-        ),
-        variant,
+    values = ui.load_metrics(
+        state.db, state.version or 0, tuple(runs), tuple(hooks), names, HookKind.ACTIVATION
     )
+# A run computed with other codings too (dyntools compute --hsic-inputs ...) holds several.
+prefer = {
+    name: st.selectbox(
+        f"{name}: computed more than one way; show",
+        options,
+        format_func=describe_params,
+        key=f"info.params.{name}",
+    )
+    for name, options in parameter_choices(values, variant).items()
+}
+frame = information_frame(values, variant, prefer)
 if frame.is_empty():
     st.info("No HSIC values for this choice.")
     st.stop()
+for note in kernel_notes(frame):
+    st.caption(note)
 axis = ui.axis_radio(frame, key="info.axis")
 frame = with_time(frame, axis)
 st.caption(f"One trajectory per layer, in training order (larger dots: later {axis.value}s).")

@@ -1,4 +1,5 @@
-"""Metrics: metric curves over training for the selected hook points, runs overlaid, HMM states behind."""
+"""Metrics: metric curves over training for the chosen hook points, runs overlaid, HMM states
+behind."""
 
 import polars as pl
 import streamlit as st
@@ -11,6 +12,7 @@ from dyntools.views.metrics import (
     comparison_notes,
     curve_frame,
     range_summary,
+    rounding_notes,
     time_range,
 )
 from dyntools.views.time import with_time
@@ -78,9 +80,12 @@ if curves.is_empty():
     )
     st.stop()
 first_steps = ui.load_first_steps(state.db, state.version or 0)
-for note in comparison_notes(
-    metrics, {run: first_steps[run] for run in runs if run in first_steps}
-):
+with ui.user_errors("reading the recorded problems"):
+    errors = ui.load_errors(state.db, state.version or 0)
+for note in [
+    *comparison_notes(metrics, {run: first_steps[run] for run in runs if run in first_steps}),
+    *rounding_notes(errors, runs, metrics),
+]:
     st.caption(note)
 axis = ui.axis_radio(curves, key="metrics.axis")
 curves = with_time(curves, axis)

@@ -15,7 +15,16 @@ import pytest
 import torch
 
 from dyntools.metrics import hsic as hsic_module
-from dyntools.metrics.hsic import InformationPlane, one_hot, pyglow_hsic, squared_distances
+from dyntools.metrics.hsic import (
+    InformationPlane,
+    code_distances,
+    probabilities,
+    pyglow_hsic,
+    resolve_coding,
+    resolved_params,
+    squared_distances,
+)
+from dyntools.metrics.hsic_inputs import Coding
 from dyntools.metrics.records import ReasonCode
 from dyntools.metrics.registry import variant_metrics
 
@@ -126,19 +135,20 @@ def test_squared_distances_survive_a_large_offset_and_column_blocks(monkeypatch)
 
 def test_kernels_of_x_and_y_are_built_once_per_plane(monkeypatch) -> None:
     x, labels, h = _data()
-    calls: list[tuple[int, ...]] = []
-    original = hsic_module.squared_distances
+    calls: list[str] = []
+    for name in ("squared_distances", "code_distances"):
+        original = getattr(hsic_module, name)
 
-    def counting(samples: torch.Tensor) -> torch.Tensor:
-        calls.append(tuple(samples.shape))
-        return original(samples)
+        def counting(samples: torch.Tensor, _name=name, _original=original) -> torch.Tensor:
+            calls.append(_name)
+            return _original(samples)
 
-    monkeypatch.setattr(hsic_module, "squared_distances", counting)
+        monkeypatch.setattr(hsic_module, name, counting)
     plane = InformationPlane(x, labels)
-    assert len(calls) == 2
+    assert calls == ["squared_distances", "code_distances"]  # X values, Y label codes
     for _ in range(3):
         plane.hsic(h)
-    assert len(calls) == 5  # one per layer output, X and Y reused
+    assert calls[2:] == ["squared_distances"] * 3  # one per layer output, X and Y reused
 
 
 def test_degenerate_inputs_give_reasons_not_crashes() -> None:
@@ -159,10 +169,70 @@ def test_degenerate_inputs_give_reasons_not_crashes() -> None:
         InformationPlane(x, labels, variant="biased")
 
 
-def test_one_hot_and_float_targets() -> None:
-    assert one_hot(torch.tensor([2, 0])).tolist() == [[0, 0, 1], [1, 0, 0]]
-    assert one_hot(torch.tensor([1]), num_classes=4).shape == (1, 4)
-    assert one_hot(torch.tensor([0.5, -1.0])).tolist() == [[0.5], [-1.0]]
+def _numpy_one_hot(codes: np.ndarray) -> np.ndarray:
+    """Explicit one-hot per position, concatenated: the construction code_distances avoids."""
+    flat = codes.reshape(codes.shape[0], -1)
+    return np.concatenate([np.eye(int(c.max()) + 1)[c] for c in flat.T], axis=1)
+
+
+def test_integer_inputs_are_one_hot_codes_not_coordinates() -> None:
+    g = torch.Generator().manual_seed(5)
+    tokens = torch.randint(0, 97, (48, 2), generator=g)  # modular addition: (a, b) token ids
+    labels = (tokens[:, 0] + tokens[:, 1]) % 97
+    h = torch.randn(48, 2, 8, generator=g) + torch.nn.functional.one_hot(tokens, 97)[..., :8]
+    codes = _numpy_one_hot(tokens.numpy())
+    assert torch.equal(
+        code_distances(tokens), torch.from_numpy(((codes[:, None] - codes[None]) ** 2).sum(-1))
+    )
+    point = InformationPlane(tokens, labels).hsic(h)
+    kh = _numpy_kernel(h.numpy(), _numpy_median_sigma2(h.numpy()))
+    yy = _numpy_one_hot(labels.numpy())
+    for ours, ref in ((point.hsic_x, codes), (point.hsic_y, yy)):
+        kref = _numpy_kernel(ref, _numpy_median_sigma2(ref))
+        expected = _numpy_hsic(kh, kref) / np.sqrt(_numpy_hsic(kh, kh) * _numpy_hsic(kref, kref))
+        assert ours is not None and abs(ours - expected) <= REL_TOL * abs(expected)
+    # The integers as coordinates (token 96 "far" from token 0) are another number.
+    raw = InformationPlane(tokens, labels, x_coding=Coding.VALUES).hsic(h)
+    assert raw.hsic_x is not None and abs(raw.hsic_x - point.hsic_x) > 1e-3  # type: ignore[operator]
+
+
+def test_codes_of_several_positions_and_blocks(monkeypatch) -> None:
+    g = torch.Generator().manual_seed(6)
+    codes = torch.randint(0, 5, (12, 3, 4), generator=g)
+    monkeypatch.setattr(hsic_module, "CODE_BLOCK_ELEMENTS", 12 * 12 * 5)  # 5 positions a block
+    expected = 2.0 * (codes.reshape(12, 1, -1) != codes.reshape(1, 12, -1)).sum(-1)
+    assert torch.equal(code_distances(codes), expected.to(torch.float64))
+
+
+def test_codings_resolve_from_the_probe() -> None:
+    ints, reals = torch.tensor([1, 0, 2]), torch.tensor([0.5, -1.0, 2.0])
+    assert resolve_coding("auto", ints, "inputs") is Coding.ONE_HOT
+    assert resolve_coding("auto", reals, "inputs") is Coding.VALUES
+    assert resolve_coding("values", ints, "inputs") is Coding.VALUES
+    with pytest.raises(ValueError, match=r"real values.*not integer codes"):
+        resolve_coding("one-hot", reals, "inputs")
+    params = {"inputs": "auto", "labels": "auto", "output": "softmax"}
+    assert resolved_params(params, reals, ints) == {
+        "inputs": "values",
+        "labels": "one-hot",
+        "output": "softmax",
+    }
+
+
+def test_pyglow_output_is_the_softmax() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
+    expected = np.exp(logits.numpy()) / np.exp(logits.numpy()).sum(-1, keepdims=True)
+    assert np.allclose(probabilities(logits).numpy(), expected)
+    one = torch.tensor([[0.0], [2.0]])
+    assert np.allclose(probabilities(one).numpy(), 1 / (1 + np.exp(-one.numpy())))
+    # PyGlow's estimator on the softmax output agrees with the pyglow plane given the same Y.
+    estimator = _pyglow_estimator()
+    x, _, h = _data(m=64, seed=2)
+    output = probabilities(torch.randn(64, 5, generator=torch.Generator().manual_seed(3)))
+    point = InformationPlane(x, output, variant="pyglow").hsic(h)
+    reference = estimator.HSIC("gaussian", gpu=False, sigma=5)
+    expected_y = float(reference.criterion(h.reshape(64, -1), output.float()))
+    assert point.hsic_y is not None and abs(point.hsic_y - expected_y) <= REL_TOL * expected_y
 
 
 def test_memory_stays_quadratic_in_samples(tmp_path: Path) -> None:

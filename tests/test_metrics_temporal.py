@@ -1,18 +1,25 @@
-"""relative_update and cosine_to_init, through their registry entries and compute_weight_metrics."""
+"""relative_update and cosine_to_init, through their registry entries and compute_weight_metrics,
+what they compare with, and where rounding of the stored dtype dominates them."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
+from apptest_helpers import direct, texts
 
+from dyntools.checkpoints import CheckpointWriter
 from dyntools.metrics import MappingSource, ReasonCode, compute_weight_metrics
-from dyntools.metrics.kinds import Against, Outcome, TemporalMetric
+from dyntools.metrics.kinds import Against, Outcome, TemporalMetric, compared_with
 from dyntools.metrics.matrices import Cut
 from dyntools.metrics.registry import metric
-from dyntools.metrics.temporal import compare, compared_with
+from dyntools.metrics.temporal import compare
+from dyntools.pipeline import ComputeOptions, compute
+from dyntools.store import Store, locate_db
 from dyntools.views.metrics import comparison_notes
 
 
@@ -90,3 +97,60 @@ def test_what_each_temporal_metric_compares_with() -> None:
     assert comparison_notes(["cosine_to_init"], {"a": 0}) == [
         "cosine_to_init compares each checkpoint with step 0 (the initialization)."
     ]
+
+
+def _bf16_pair(scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(8)
+    before = torch.randn(64, 64, generator=g)
+    after = before + scale * torch.randn(64, 64, generator=g)
+    return before.bfloat16(), after.bfloat16()
+
+
+def test_rounding_is_noted_below_the_stored_dtype_resolution() -> None:
+    bf16_eps = torch.finfo(torch.bfloat16).eps  # 2^-7: what a bf16 difference can resolve
+    for scale, dominated in ((1e-3, True), (1e-1, False)):
+        before, after = _bf16_pair(scale)
+        result = compute_weight_metrics(
+            MappingSource({"w": after}),
+            ["w"],
+            metrics=["relative_update"],
+            previous=MappingSource({"w": before}),
+        )
+        (row,) = result.values
+        a, b = after.double().numpy(), before.double().numpy()
+        expected = np.linalg.norm(a - b) / np.linalg.norm(b)
+        assert row.value == pytest.approx(expected)  # the value is kept either way
+        assert bool(expected < bf16_eps) == dominated
+        if dominated:
+            assert row.reason is not None and row.reason.code is ReasonCode.ROUNDING
+            assert "below the resolution of the stored dtype (0.0078)" in row.reason.message
+        else:
+            assert row.reason is None
+    # The same small update saved in float32 is well above float32's resolution.
+    before, after = (t.float() for t in _bf16_pair(1e-3))
+    (row,) = compute_weight_metrics(
+        MappingSource({"w": after + 1e-3}),
+        ["w"],
+        metrics=["relative_update"],
+        previous=MappingSource({"w": before}),
+    ).values
+    assert row.reason is None
+
+
+def test_rounding_rows_reach_the_store_and_the_metrics_page(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 32), torch.nn.Linear(32, 4)).bfloat16()
+    writer = CheckpointWriter(tmp_path / "bf16", model, {"task": "t"})
+    for epoch in range(3):
+        with torch.no_grad():
+            for parameter in model.parameters():  # updates far below bf16's resolution
+                parameter.add_(1e-4 * torch.randn_like(parameter))
+        writer.save(epoch)
+    assert compute(tmp_path, ComputeOptions(metrics=("relative_update",), workers=1)).failed == ()
+    errors = Store(locate_db(tmp_path).path).read_errors()
+    rounding = errors.filter(pl.col("code") == "rounding")
+    assert rounding.height > 0 and set(rounding["step"]) == {1, 2}
+    assert rounding["why"].str.contains("rounding dominates").all()
+    app = direct("metrics", tmp_path, runs="bf16", weights="0", metrics="relative_update")
+    assert not app.exception
+    assert f"relative_update: {rounding.height} values of these runs are below" in texts(app)

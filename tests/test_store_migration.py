@@ -96,6 +96,17 @@ def test_only_what_changed_definition_is_recomputed(migrated: Path, tmp_path: Pa
     same = kept.filter(pl.col("value").is_not_nan())
     assert same["value"].to_list() == same["value_after"].to_list()
     assert before.filter(CHANGED).join(after, on=KEY, how="anti", nulls_equal=True).is_empty()
+    # Schema 2 and older HSIC values did not say how the probe entered the kernels: they are
+    # dropped on opening and recomputed, each naming its inputs (token ids as one-hot codes).
+    assert not before["metric"].str.starts_with("hsic_").any()
+    hsic = after.filter(pl.col("metric").str.starts_with("hsic_x"))
+    inputs = hsic.group_by("run_id").agg(pl.col("params").unique())
+    assert dict(inputs.iter_rows()) == {
+        "digits-cnn/seed0": ['{"inputs":"values"}'],
+        "modular-addition/seed0": ['{"inputs":"one-hot"}'],
+    }
+    pyglow_y = after.filter(pl.col("metric") == "hsic_y_pyglow")
+    assert set(pyglow_y["params"]) == {'{"output":"softmax"}'}
 
 
 def test_migrated_values_equal_a_fresh_compute(migrated: Path, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
     with open_checkpoint(ref) as source:
         for name in source.names():
-            weights = source.read(name)   # float32 for every floating dtype
+            weights = source.read(name)   # in its stored dtype (bf16 stays bf16)
 
 Safetensors files are read with ``safe_open`` (one tensor at a time, shards through their
 index); pickled files are loaded once with ``torch.load(weights_only=True, mmap=True)``, so memory
@@ -63,13 +63,14 @@ class CheckpointReader:
         return self.info(name).dtype
 
     def read(self, name: str) -> torch.Tensor:
-        """One tensor; floating types (bf16, fp16, fp64...) come back as float32, others as is."""
-        info = self.info(name)
+        """One tensor, in the dtype it is stored in: the metrics upcast what they compute on and
+        judge what a difference can mean from the stored precision."""
+        self.info(name)  # an unknown name raises KeyError naming the checkpoint
         try:
-            tensor = self._getter(self.ref.strip_prefix + name)
+            tensor: torch.Tensor = self._getter(self.ref.strip_prefix + name)
         except OSError as error:
             raise _os_error(Path(error.filename or self.ref.path), error) from None
-        return tensor.to(torch.float32) if info.is_float else tensor
+        return tensor
 
     def read_many(self, names: list[str]) -> dict[str, torch.Tensor]:
         return {name: self.read(name) for name in names}

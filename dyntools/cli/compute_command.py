@@ -11,12 +11,23 @@ from typing import Any
 from dyntools.cli.selection_args import add_network_arguments, network_selection_from_args
 from dyntools.metrics.builtin import DEFAULT_DEAD_THRESHOLD
 from dyntools.metrics.histogram import DEFAULT_HISTOGRAM
-from dyntools.metrics.kinds import ParamValue
+from dyntools.metrics.kinds import Param, ParamValue
 from dyntools.metrics.registry import REGISTRY
 from dyntools.pipeline import ComputeOptions, ComputeSummary, compute, parse_patterns
 from dyntools.pipeline.progress import ProgressBar
 from dyntools.pipeline.workers import configure_process
 from dyntools.selection import NetworkSelection
+
+
+def _metrics_with(name: str) -> tuple[Param, tuple[str, ...]]:
+    """A parameter several metrics share (by name), and those metrics."""
+    having = [(p, m.name) for m in REGISTRY.values() for p in m.params if p.name == name]
+    return having[0][0], tuple(metric for _, metric in having)
+
+
+# Options that set one parameter of every HSIC metric that has it: --hsic-inputs sets the X
+# coding of both variants.
+_HSIC_OPTIONS = {f"hsic-{name}": _metrics_with(name) for name in ("inputs", "labels", "output")}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -81,6 +92,12 @@ def add_parser(subparsers: Any) -> None:
         metavar=("LOW", "HIGH"),
         help="histogram range of |a| (default 0 10, as fast.ai)",
     )
+    for option, (param, _) in _HSIC_OPTIONS.items():
+        parser.add_argument(
+            f"--{option}",
+            choices=param.choices,
+            help=f"{param.description} (default {param.default})",
+        )
     parser.add_argument(
         "--db",
         type=Path,
@@ -128,6 +145,11 @@ def print_summary(summary: ComputeSummary) -> None:
 def metric_params(args: argparse.Namespace) -> dict[str, dict[str, ParamValue]]:
     """The metric parameters the options set (the registry's defaults for the rest)."""
     params: dict[str, dict[str, ParamValue]] = {}
+    for option, (param, metrics) in _HSIC_OPTIONS.items():
+        value = getattr(args, option.replace("-", "_"))
+        if value is not None:
+            for name in metrics:
+                params.setdefault(name, {})[param.name] = value
     if args.dead_threshold is not None:
         params["dead_fraction"] = {"threshold": args.dead_threshold}
     histogram: dict[str, ParamValue] = {}

@@ -29,10 +29,9 @@ import polars as pl
 
 from dyntools.hmm.normalize import Notice, drop_short_runs, usable_columns, zscore
 from dyntools.metrics.feature import Feature
-from dyntools.metrics.kinds import Against, TemporalMetric
+from dyntools.metrics.kinds import Against, TemporalMetric, compared_with
 from dyntools.metrics.registry import PAPER_FEATURES as PAPER_FEATURES
 from dyntools.metrics.registry import REGISTRY
-from dyntools.metrics.temporal import compared_with
 
 SCALAR_PREFIX = "scalar:"
 Normalization = Literal["per-run", "global"]

@@ -17,6 +17,14 @@ import numpy as np
 
 from dyntools.metrics.batch import Column, Flags, Floats, KernelBatch, MatrixBatch, ratio
 from dyntools.metrics.histogram import DEFAULT_HISTOGRAM, Histogram, HistogramSpec
+from dyntools.metrics.hsic_inputs import (
+    AUTO_CODING,
+    CODINGS,
+    NORMALIZED,
+    OUTPUT_CHOICES,
+    PYGLOW,
+    SOFTMAX,
+)
 from dyntools.metrics.kinds import (
     ActivationMetric,
     Against,
@@ -274,7 +282,14 @@ def _relative_update(pair: Comparison) -> Outcome:
         return None, pair.problem
     if pair.other_norm == 0.0:
         return None, Reason(ReasonCode.UNDEFINED, "previous version is all zeros (division by 0)")
-    return pair.difference_norm / pair.other_norm, None
+    value = pair.difference_norm / pair.other_norm
+    if value < pair.resolution:
+        return value, Reason(
+            ReasonCode.ROUNDING,
+            f"{value:.2g} is below the resolution of the stored dtype ({pair.resolution:.2g}): "
+            "rounding dominates this difference",
+        )
+    return value, None
 
 
 def _cosine_to_init(pair: Comparison) -> Outcome:
@@ -378,9 +393,13 @@ def _hsic_y(point: InformationPoint) -> Outcome:
     return point.hsic_y, point.reason if point.hsic_y is None else None
 
 
-# The default variant's kernels (normalized HSIC, median heuristic) and PyGlow's (docs/metrics.md).
-NORMALIZED = "normalized"
-PYGLOW = "pyglow"
+_INPUTS = Param(
+    "inputs",
+    AUTO_CODING,
+    "how the probe inputs enter the X kernel: one-hot (integer codes such as token ids, one-hot "
+    "per position), values (real coordinates); auto: one-hot for integer inputs, else values",
+    choices=CODINGS,
+)
 
 _INFORMATION = (
     InformationMetric(
@@ -388,13 +407,23 @@ _INFORMATION = (
         against=Against.INPUT,
         description="normalized HSIC(H, X), Gaussian kernels",
         variant=NORMALIZED,
+        params=(_INPUTS,),
         compute=_hsic_x,
     ),
     InformationMetric(
         name="hsic_y",
         against=Against.TARGET,
-        description="normalized HSIC(H, one-hot Y), Gaussian kernels",
+        description="normalized HSIC(H, Y), Y the probe labels, Gaussian kernels",
         variant=NORMALIZED,
+        params=(
+            Param(
+                "labels",
+                AUTO_CODING,
+                "how the probe labels enter the Y kernel: one-hot (class indices, token ids), "
+                "values (real targets); auto: one-hot for integer labels, else values",
+                choices=CODINGS,
+            ),
+        ),
         compute=_hsic_y,
     ),
     InformationMetric(
@@ -402,13 +431,23 @@ _INFORMATION = (
         against=Against.INPUT,
         description="PyGlow's HSIC(H, X), sigma 5, tr(KHLH)/(m-1)",
         variant=PYGLOW,
+        params=(_INPUTS,),
         compute=_hsic_x,
     ),
     InformationMetric(
         name="hsic_y_pyglow",
         against=Against.TARGET,
-        description="PyGlow's HSIC(H, model output), sigma 5",
+        description="PyGlow's HSIC(H, Y), Y the model's output, sigma 5",
         variant=PYGLOW,
+        params=(
+            Param(
+                "output",
+                SOFTMAX,
+                "what of the model's output Y is: softmax (the probabilities PyGlow's networks "
+                "output; sigmoid for one column) or logits",
+                choices=OUTPUT_CHOICES,
+            ),
+        ),
         compute=_hsic_y,
     ),
 )

@@ -86,16 +86,29 @@ class Against(StrEnum):
     TARGET = "target"
 
 
+def compared_with(against: Against, first_step: int) -> str:
+    """What a temporal metric compares the checkpoints of a run with, in words; ``first_step``:
+    the run's first saved checkpoint (step 0 is the initialization, by dyntools' convention and
+    every trainer's)."""
+    if against is Against.PREVIOUS:
+        return "the previous saved checkpoint"
+    if first_step == 0:
+        return "step 0 (the initialization)"
+    return f"step {first_step} (the first saved checkpoint, not the initialization)"
+
+
 @dataclass(frozen=True)
 class Param:
     """A metric parameter, its default and what it means (stored with every value).
 
-    ``minimum``: the least value a number may take (checked before any work)."""
+    ``minimum``: the least value a number may take; ``choices``: the values a text may take
+    (both checked before any work)."""
 
     name: str
     default: ParamValue
     description: str
     minimum: float | None = None
+    choices: tuple[str, ...] = ()
 
     def check(self, value: ParamValue, metric: str) -> ParamValue:
         if type(value) is not type(self.default) and not (
@@ -107,6 +120,10 @@ class Param:
             )
         if self.minimum is not None and not float(value) >= self.minimum:
             raise ValueError(f"{metric} {self.name} must be >= {self.minimum:g}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ValueError(
+                f"{metric} {self.name} must be one of {list(self.choices)}, got {value!r}"
+            )
         return float(value) if isinstance(self.default, float) else value
 
 

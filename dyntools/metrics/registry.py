@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from dyntools.metrics.builtin import BUILTIN, NORMALIZED, PYGLOW
+from dyntools.metrics.builtin import BUILTIN
+from dyntools.metrics.hsic_inputs import NORMALIZED, PYGLOW
 from dyntools.metrics.kinds import (
     Against,
     HookKind,

@@ -3,16 +3,17 @@
 ``relative_update`` = ||W_t - W_prev||_F / ||W_prev||_F (the previous *saved* checkpoint, not
 the previous optimizer step) and ``cosine_to_init`` = <W_t, W_0> / (||W_t||_F ||W_0||_F) (the
 run's first saved checkpoint: the initialization only where the run saved step 0) are functions
-of a ``Comparison`` (``builtin``); this module computes it, in float64, and says in words what a
-checkpoint was compared with (``compared_with``).
+of a ``Comparison`` (``builtin``); this module computes it, in float64 (``kinds.compared_with`` says
+in words what a checkpoint was compared with).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from dyntools.metrics.finite import all_finite
-from dyntools.metrics.kinds import Against
 from dyntools.metrics.records import Comparison, Reason, ReasonCode
 
 _NAN = float("nan")
@@ -23,9 +24,12 @@ def missing(problem: Reason) -> Comparison:
     return Comparison(_NAN, _NAN, _NAN, _NAN, problem)
 
 
-def compare(current: torch.Tensor, other: torch.Tensor, what: str) -> Comparison:
+def compare(
+    current: torch.Tensor, other: torch.Tensor, what: str, stored: Sequence[torch.dtype] = ()
+) -> Comparison:
     """Norms, difference norm and dot product of ``current`` and ``other`` (the ``what``
-    checkpoint's version), or why they cannot be compared."""
+    checkpoint's version), or why they cannot be compared; ``stored``: the dtypes the two
+    versions were saved in (their resolution bounds what a difference can mean)."""
     if other.shape != current.shape:
         return missing(
             Reason(
@@ -43,15 +47,5 @@ def compare(current: torch.Tensor, other: torch.Tensor, what: str) -> Comparison
         other_norm=float(torch.linalg.vector_norm(b)),
         difference_norm=float(torch.linalg.vector_norm(a - b)),
         dot=float(torch.dot(a, b)),
+        resolution=max((torch.finfo(dtype).eps for dtype in stored), default=0.0),
     )
-
-
-def compared_with(against: Against, first_step: int) -> str:
-    """What a temporal metric compares the checkpoints of a run with, in words; ``first_step``:
-    the run's first saved checkpoint (step 0 is the initialization, by dyntools' convention and
-    every trainer's)."""
-    if against is Against.PREVIOUS:
-        return "the previous saved checkpoint"
-    if first_step == 0:
-        return "step 0 (the initialization)"
-    return f"step {first_step} (the first saved checkpoint, not the initialization)"

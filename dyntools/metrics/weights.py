@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -303,6 +304,7 @@ class _Run:
         # matrix order -> metric -> row; ordered by the selection at the end.
         self.rows: dict[int, dict[str, MetricValue]] = {}
         self.read_names: set[str] = set()
+        self.stored_dtypes: dict[str, torch.dtype] = {}  # the dtype each tensor was saved in
 
     def ordered_rows(self, chosen: Sequence[str]) -> tuple[MetricValue, ...]:
         return tuple(
@@ -318,6 +320,7 @@ class _Run:
         """The tensor in float32 (float64 kept), or None (recorded in ``skipped``)."""
         self.read_names.add(name)
         tensor = self.source.read(name)
+        self.stored_dtypes[name] = tensor.dtype
         if tuple(tensor.shape) != shape:
             raise ValueError(
                 f"tensor {name!r} was announced with shape {list(shape)} but read as "
@@ -366,7 +369,12 @@ class _Run:
                     pair = (
                         missing(other)
                         if isinstance(other, Reason)
-                        else compare(view, other[i], metric.against.value)
+                        else compare(
+                            view,
+                            other.views[i],
+                            metric.against.value,
+                            (self.stored_dtypes[name], other.dtype),
+                        )
                     )
                     self._put(matrix, metric.name, *metric.compute(pair))
         if not collected:
@@ -392,7 +400,7 @@ class _Run:
 
     def _other_version(
         self, against: Against, name: str, planned: list[Matrix]
-    ) -> list[torch.Tensor] | Reason:
+    ) -> _OtherVersion | Reason:
         """This tensor's matrices in the previous/initial checkpoint, or why there are none."""
         source = self.others[against]
         if source is None:
@@ -409,11 +417,14 @@ class _Run:
         if shape != self.shapes[name]:
             why = f"shape changed from {list(shape)} ({against.value}) to {list(self.shapes[name])}"
             return Reason(ReasonCode.OTHER_VERSION, why)
-        tensor = _as_float(name, source.read(name), None)
+        stored = source.read(name)
+        tensor = _as_float(name, stored, None)
         if tensor is None:
             why = f"{against.value} version of {name!r} is not a float tensor"
             return Reason(ReasonCode.NOT_FLOAT, why)
-        return matrix_views(tensor, planned, self.cuts.get(name, _WHOLE))
+        return _OtherVersion(
+            matrix_views(tensor, planned, self.cuts.get(name, _WHOLE)), stored.dtype
+        )
 
     def _metrics_of(self, matrix: Matrix) -> list[str]:
         if matrix.kind == "matrix":
@@ -504,6 +515,13 @@ def _stack(matrices: list[torch.Tensor]) -> torch.Tensor:
         # A view: the SVD copies its input anyway, so stacking one matrix would copy it twice.
         return oriented[0].to(dtype)[None]
     return torch.stack([m.to(dtype) for m in oriented])
+
+
+class _OtherVersion(NamedTuple):
+    """A tensor's matrices in another checkpoint, and the dtype it was stored in."""
+
+    views: list[torch.Tensor]
+    dtype: torch.dtype
 
 
 def _as_float(

@@ -4,6 +4,7 @@ registry (statistics, histograms, information-plane coordinates)."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 import torch
@@ -11,7 +12,8 @@ import torch
 from dyntools.capture import capture, first_tensor, load_weights, rebuild_model
 from dyntools.checkpoints import Probe, read_probe
 from dyntools.metrics import InformationPlane, layer_output
-from dyntools.metrics.builtin import NORMALIZED
+from dyntools.metrics.hsic import OUTPUTS
+from dyntools.metrics.hsic_inputs import AUTO_CODING, NORMALIZED, SOFTMAX, Coding
 from dyntools.metrics.kinds import (
     ActivationMetric,
     HistogramMetric,
@@ -19,6 +21,7 @@ from dyntools.metrics.kinds import (
     InformationMetric,
     Metric,
     Outcome,
+    ParamValue,
 )
 from dyntools.metrics.records import InformationPoint, LayerOutput, Reason, ReasonCode, Scope
 from dyntools.metrics.registry import metric
@@ -139,19 +142,30 @@ def _error(job: Job, what: str, reason: Reason) -> ErrorRow:
 def _planes(
     probe: Probe, model_output: torch.Tensor | None, units: tuple[WorkUnit, ...]
 ) -> dict[str, InformationPlane]:
-    """The information planes the units need; X and Y kernels are built once per checkpoint.
-    The default variant compares with the labels, PyGlow's with the model's output."""
-    variants = {
-        entry.variant
-        for unit in units
-        if isinstance(entry := metric(unit.metric), InformationMetric)
-    }
-    x = probe.x.reshape(probe.x.shape[0], -1).to(torch.float64)
+    """The information planes the units need, with the codings their stored parameters name;
+    X and Y kernels are built once per checkpoint. The default variant compares with the
+    labels, PyGlow's with the model's output."""
+    params: dict[str, dict[str, ParamValue]] = defaultdict(dict)
+    for unit in units:
+        entry = metric(unit.metric)
+        if isinstance(entry, InformationMetric):
+            params[entry.variant].update(json.loads(unit.params) if unit.params else {})
     planes: dict[str, InformationPlane] = {}
-    for variant in sorted(variants):
+    for variant, given in sorted(params.items()):
+        inputs = _coding(given.get("inputs"))
         if variant == NORMALIZED:
-            planes[variant] = InformationPlane(x, probe.y, variant=variant)
+            labels = _coding(given.get("labels"))
+            planes[variant] = InformationPlane(
+                probe.x, probe.y, variant=variant, x_coding=inputs, y_coding=labels
+            )
         elif model_output is not None:
-            out = model_output.reshape(model_output.shape[0], -1).to(torch.float64)
-            planes[variant] = InformationPlane(x, out, variant=variant)
+            output = OUTPUTS[str(given.get("output", SOFTMAX))](model_output)
+            planes[variant] = InformationPlane(
+                probe.x, output.reshape(output.shape[0], -1), variant=variant, x_coding=inputs
+            )
     return planes
+
+
+def _coding(stored: ParamValue | None) -> Coding | None:
+    """A stored coding parameter (None: the probe tensor's own, as ``auto`` resolves)."""
+    return None if stored is None or stored == AUTO_CODING else Coding(str(stored))

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from dyntools.capture import ActivationHookPoint, list_modules, rebuild_model
-from dyntools.checkpoints import Run, discover_runs
+from dyntools.checkpoints import Run, discover_runs, read_probe
 from dyntools.hookpoints import select_paths
-from dyntools.metrics.kinds import HookKind
+from dyntools.metrics.hsic import resolved_params
+from dyntools.metrics.kinds import HookKind, InformationMetric, params_key
+from dyntools.metrics.registry import metric
 from dyntools.pipeline.activation_job import run_activation_units
 from dyntools.pipeline.jobs import Job, JobResult
 from dyntools.pipeline.options import ComputeOptions
@@ -116,11 +118,24 @@ def _activation_units(run: Run, options: ComputeOptions, model: RebuiltModel) ->
             f"run {run.run_id} has no probe.safetensors, so no activation metrics: save one "
             "with CheckpointWriter.save_probe(x, y)"
         )
+    params = {name: _activation_params(run.probe, name, options) for name in metrics}
     return [
-        WorkUnit(HookKind.ACTIVATION, path, name, options.params_key(name))
+        WorkUnit(HookKind.ACTIVATION, path, name, params[name])
         for path in activation_paths(model, options)
         for name in metrics
     ]
+
+
+def _activation_params(probe: Path, name: str, options: ComputeOptions) -> str:
+    """The stored parameters of an activation metric in this run: an information metric's
+    ``auto`` codings become the coding this run's probe tensors get."""
+    if not isinstance(metric(name), InformationMetric):
+        return options.params_key(name)
+    batch = read_probe(probe)
+    try:
+        return params_key(resolved_params(options.params_of(name), batch.x, batch.y))
+    except ValueError as error:
+        raise ValueError(f"{probe}: {name}: {error}") from None
 
 
 def _unmatched_notes(
@@ -175,10 +190,10 @@ def _plan_jobs(
         if missing.is_empty():
             continue
         by_step: dict[int, set[WorkUnit]] = defaultdict(set)
-        for step, kind, hook, metric, params in missing.select(
+        for step, kind, hook, name, params in missing.select(
             "step", "kind", "hook_point", "metric", "params"
         ).iter_rows():
-            by_step[step].add(WorkUnit(HookKind(kind), hook, metric, params))
+            by_step[step].add(WorkUnit(HookKind(kind), hook, name, params))
         activation_set = set(units_a)
         for index, ref in enumerate(run.checkpoints):
             todo = by_step.get(ref.step)

@@ -110,10 +110,13 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
     rows = [*per_matrix, *means, *network_rows]
     result.metrics = [_row(job, value, params_of, plan) for value in rows]
     skipped = [*first.skipped, *(second.skipped if second else ())]
+    # Missing values, and kept values rounding dominates, are recorded with their reason.
     result.errors = [
         _error(job, _subject(v), v.reason)
         for v in rows
-        if v.value is None and v.reason is not None and not v.reason.expected
+        if v.reason is not None
+        and not v.reason.expected
+        and (v.value is None or v.reason.code is ReasonCode.ROUNDING)
     ] + [_error(job, s.tensor, s.reason) for s in skipped if not s.reason.expected]
     result.computed = done(job, job.weight_units, fingerprint_text(job.ref))
     return result

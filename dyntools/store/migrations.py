@@ -1,7 +1,9 @@
 """Upgrades of database files written by older dyntools releases, one schema version at a time.
 
 Each migration runs inside the caller's transaction: a file is upgraded whole or not at all.
-Nothing computed is thrown away: a migrated file serves the same values without a recompute.
+Nothing computed is thrown away, except values whose definition changed: those are dropped with
+their ``computed`` units, so the next compute recomputes exactly them (the incremental
+machinery, not a wipe); every other value is served again without a recompute.
 """
 
 from __future__ import annotations
@@ -168,5 +170,17 @@ def _v2_fit_result(text: str) -> str:
     return json.dumps(result)
 
 
+def v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 3: HSIC values state how the probe entered their kernels (``inputs``/``labels``
+    one-hot or values, PyGlow's ``output`` softmax or logits). Schema 2's did not (integer
+    inputs were used as coordinates, PyGlow's Y was the logits): they are dropped and
+    recomputed."""
+    information = [m.name for m in REGISTRY.values() if m.kind is MetricKind.INFORMATION]
+    for table in ("metrics", "computed"):
+        con.execute(
+            f"DELETE FROM {table} WHERE params = '' AND list_contains(?, metric)", [information]
+        )
+
+
 # from_version -> the function that upgrades a file of that version to from_version + 1.
-MIGRATIONS: dict[int, Migration] = {1: v1_to_v2}
+MIGRATIONS: dict[int, Migration] = {1: v1_to_v2, 2: v2_to_v3}

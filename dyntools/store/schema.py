@@ -28,7 +28,7 @@ import duckdb
 import polars as pl
 
 # Bump when a table changes, and add a migration from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 # -- the rows of every table: the one declaration the DDL and the polars schemas derive from ---

@@ -7,10 +7,9 @@ from collections.abc import Iterable, Mapping
 
 import polars as pl
 
-from dyntools.metrics.kinds import TemporalMetric
-from dyntools.metrics.records import Scope
+from dyntools.metrics.kinds import TemporalMetric, compared_with
+from dyntools.metrics.records import ReasonCode, Scope
 from dyntools.metrics.registry import REGISTRY
-from dyntools.metrics.temporal import compared_with
 
 CURVE_COLUMNS = ("run_id", "kind", "hook_point", "metric", "params", "step", "epoch", "value")
 
@@ -94,4 +93,22 @@ def comparison_notes(metrics: Iterable[str], first_steps: Mapping[str, int]) -> 
             continue
         parts = "; ".join(f"{what} in {', '.join(runs)}" for what, runs in runs_of.items())
         notes.append(f"{name} compares each checkpoint with {parts}.")
+    return notes
+
+
+def rounding_notes(errors: pl.DataFrame, runs: Iterable[str], metrics: Iterable[str]) -> list[str]:
+    """How many values of each shown metric rounding dominates (``Store.read_errors`` rows
+    with code ``rounding``: a difference below the stored dtype's resolution)."""
+    rounding = errors.filter(
+        (pl.col("code") == ReasonCode.ROUNDING) & pl.col("run_id").is_in(list(runs))
+    )
+    notes = []
+    for name in metrics:
+        count = rounding.filter(pl.col("what").str.ends_with(f" {name}")).height
+        if count:
+            notes.append(
+                f"{name}: {count} values of these runs are below the resolution of the dtype "
+                "their checkpoints were saved in, so rounding dominates them (the Hook points "
+                "page lists them)."
+            )
     return notes
