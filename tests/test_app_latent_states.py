@@ -158,8 +158,13 @@ def test_a_heldout_run_is_scored_not_fitted(analysed_folder: Path) -> None:
     (scored,) = [c for c in vega_charts(app) if "heldout_log_likelihood" in chart_data(c).columns]
     shown = chart_data(scored).drop_nulls("heldout_log_likelihood").sort("n_states")
     frame = selection_frame(result)
-    assert shown["n_states"].to_list() == [1, 2, 3]
-    assert shown["heldout_log_likelihood"].to_list() == frame["heldout_log_likelihood"].to_list()
+    scored_rows = frame.drop_nulls("heldout_log_likelihood")
+    # 7 checkpoints: an n whose every restart collapses a state has no model to score.
+    assert shown["n_states"].to_list() == scored_rows["n_states"].to_list()
+    assert shown["n_states"].to_list()[:2] == [1, 2]
+    assert (
+        shown["heldout_log_likelihood"].to_list() == scored_rows["heldout_log_likelihood"].to_list()
+    )
     # Independently: score the chosen model on each run's normalized features. The held-out
     # run gives the reported value per step; the kept run alone gives the fitted log-likelihood
     # (both runs together would not: the model was fitted on the kept run only).

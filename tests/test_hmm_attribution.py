@@ -8,7 +8,6 @@ from scipy.stats import multivariate_normal
 from dyntools.hmm.attribution import (
     emission_log_density,
     filtered_posteriors,
-    full_covariances,
     posterior_gradient,
     rank_features,
     transition_drivers,
@@ -27,7 +26,7 @@ def fitted(covariance_type: str) -> HMMParams:
 
 def log_filtered(params: HMMParams, x: np.ndarray, t: int, target: int) -> float:
     """log p(z_t = target | x_1..t), forward algorithm written out with scipy densities."""
-    covs = full_covariances(params)
+    covs = params.full_covariances()
     alpha = None
     for s in range(t + 1):
         dens = np.array([multivariate_normal(params.means[k], covs[k]).pdf(x[s]) for k in range(3)])
@@ -62,7 +61,7 @@ def test_emission_density_and_filter_against_references() -> None:
     params = fitted("full")
     table = small_table()
     dens = emission_log_density(params, table.values[:5])
-    covs = full_covariances(params)
+    covs = params.full_covariances()
     for k in range(3):
         expected = multivariate_normal(params.means[k], covs[k]).logpdf(table.values[:5])
         np.testing.assert_allclose(dens[:, k], expected)

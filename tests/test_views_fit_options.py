@@ -101,7 +101,6 @@ def _row(n: int, ll: float, heldout: float | None) -> SelectionRow:
         failed=0,
         converged=2,
         best_seed=0,
-        best_uses_all_states=True,
     )
 
 

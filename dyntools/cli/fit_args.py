@@ -40,6 +40,13 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--restarts", type=int, default=defaults.restarts, metavar="R")
     parser.add_argument("--covariance", choices=COVARIANCE_TYPES, default=defaults.covariance_type)
+    parser.add_argument(
+        "--min-covar",
+        type=float,
+        default=defaults.min_covar,
+        help="added to every covariance's diagonal in each EM step, relative to the features' "
+        "variance (keeps full and tied covariances positive-definite)",
+    )
     parser.add_argument("--normalize", choices=NORMALIZATIONS, default=defaults.normalize)
     parser.add_argument("--seed", type=int, default=defaults.seed, metavar="S")
     parser.add_argument("--n-iter", type=int, default=defaults.n_iter, help="EM iteration budget")
@@ -78,6 +85,7 @@ def fit_config_from_args(args: argparse.Namespace, data_fingerprint: str = "") -
         n_states=args.states,
         restarts=args.restarts,
         covariance_type=args.covariance,
+        min_covar=args.min_covar,
         seed=args.seed,
         n_iter=args.n_iter,
         tol=args.tol,

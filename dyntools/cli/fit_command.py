@@ -41,6 +41,7 @@ def runs_below(store: Store, folder: Path) -> tuple[str, ...]:
 
 
 def handler(args: argparse.Namespace) -> int:
+    config = fit_config_from_args(args)  # bad settings are refused before anything is read
     if not args.folder.is_dir():
         raise FileNotFoundError(f"{args.folder} is not a folder: check the path")
     if args.db is not None:
@@ -55,7 +56,6 @@ def handler(args: argparse.Namespace) -> int:
             f"no dyntools database for {args.folder} (looked for {db}): "
             f"run `dyntools compute {args.folder}` first"
         )
-    config = fit_config_from_args(args)
     if not config.features and not config.paper_features:
         config = dataclasses.replace(config, paper_features=True)
     if config.runs is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ from dyntools.hmm.convergence import ConvergenceAnalysis, convergence_analysis
 from dyntools.hmm.estimator import LatentStateModel
 from dyntools.hmm.features import FeatureTable, align_scalars, build_feature_table
 from dyntools.hmm.graph import TransitionGraph, transition_graph
-from dyntools.hmm.hmmlearn_backend import RestartFit
+from dyntools.hmm.hmmlearn_backend import MIN_COVAR, RestartFit
 from dyntools.hmm.normalize import Notice
 from dyntools.hmm.params import HMMParams
 from dyntools.hmm.selection import SelectionRow
@@ -32,8 +33,9 @@ from dyntools.selection import NetworkSelection
 
 # Bump when a change of the fitting code changes results, so old stored fits are not reused.
 # 2: features are ``Feature``s (the paper's are named by their metric).
-# 3: one time axis per fit (step or epoch), never mixed.
-FIT_FORMAT_VERSION = 3
+# 3: one time axis per fit (step or epoch), never mixed. 4: regularized covariances, failed
+# restarts with reasons, caveats, switch attributions, convergence significance, stability.
+FIT_FORMAT_VERSION = 4
 VAL_ACC = "val_acc"
 
 
@@ -52,6 +54,8 @@ class FitConfig:
     n_states: int | None = None  # overrides the BIC choice
     restarts: int = 5
     covariance_type: str = "diag"
+    # Added to every covariance's diagonal in each EM step, relative to the features' variance.
+    min_covar: float = MIN_COVAR
     seed: int = 0
     n_iter: int = 200
     tol: float = 5e-4  # least log-likelihood gain per time step
@@ -59,6 +63,22 @@ class FitConfig:
     convergence_threshold: float = 0.9
     axis: str = AUTO_AXIS  # step, epoch, or auto: epoch when every checkpoint states one
     data_fingerprint: str = ""  # set by the store: identifies the metric values used
+
+    def __post_init__(self) -> None:
+        # NaN passes every comparison's negation: check finiteness first, by name.
+        numbers = {"tol": self.tol, "min_covar": self.min_covar}
+        for name, value in numbers.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not (math.isfinite(self.convergence_threshold) and 0 <= self.convergence_threshold <= 1):
+            raise ValueError(
+                f"the convergence threshold is a validation accuracy in [0, 1], got "
+                f"{self.convergence_threshold!r}"
+            )
+        counts = {"max_states": self.max_states, "restarts": self.restarts, "n_iter": self.n_iter}
+        for name, count in counts.items():
+            if count < 1:
+                raise ValueError(f"{name} must be at least 1, got {count}")
 
 
 @dataclass(frozen=True)
@@ -159,6 +179,7 @@ def fit_latent_states(
         covariance_type=config.covariance_type,
         n_iter=config.n_iter,
         tol=config.tol,
+        min_covar=config.min_covar,
         random_state=config.seed,
         heldout_runs=config.heldout_runs,
         n_jobs=n_jobs,

@@ -36,22 +36,9 @@ class EdgeDrivers:
     gradient: np.ndarray  # averaged d log p(target | x_1..t) / d x_t at the switches
 
 
-def full_covariances(params: HMMParams) -> np.ndarray:
-    """Covariance matrices of every state, shape (n_states, d, d), whatever the type."""
-    n, d = params.n_states, params.n_features
-    covars = params.covars
-    full = {
-        "full": lambda: covars,
-        "tied": lambda: np.broadcast_to(covars, (n, d, d)).copy(),
-        "diag": lambda: np.stack([np.diag(c) for c in covars]),
-        "spherical": lambda: np.stack([np.eye(d) * c for c in covars]),
-    }
-    return np.asarray(full[params.covariance_type]())
-
-
 def emission_log_density(params: HMMParams, values: np.ndarray) -> np.ndarray:
     """log N(x_t; mu_l, Sigma_l) for every row and state, shape (n_rows, n_states)."""
-    covs = full_covariances(params)
+    covs = params.full_covariances()
     d = params.n_features
     out = np.empty((values.shape[0], params.n_states))
     for state in range(params.n_states):
@@ -90,7 +77,7 @@ def posterior_gradient(
 ) -> np.ndarray:
     """d log p(z_t = j | x_1..t) / d x_t for every target j, shape (n_states, d)."""
     if precisions is None:
-        precisions = np.linalg.inv(full_covariances(params))
+        precisions = np.linalg.inv(params.full_covariances())
     pulls = np.einsum("lab,lb->la", precisions, params.means - x)  # P_l (mu_l - x)
     return np.asarray(pulls - filtered @ pulls)
 
@@ -100,7 +87,7 @@ def transition_drivers(
 ) -> dict[tuple[int, int], EdgeDrivers]:
     """Drivers of every transition i -> j (i != j) seen in the decoded ``states``."""
     filtered = filtered_posteriors(params, values, lengths)
-    precisions = np.linalg.inv(full_covariances(params))
+    precisions = np.linalg.inv(params.full_covariances())
     sums: dict[tuple[int, int], np.ndarray] = {}
     counts: dict[tuple[int, int], int] = {}
     start = 0

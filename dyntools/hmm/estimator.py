@@ -8,7 +8,7 @@ import numpy as np
 
 from dyntools.hmm.decode import Decoding, decode, relabel_by_first_visit
 from dyntools.hmm.features import FeatureTable
-from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
+from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, MIN_COVAR
 from dyntools.hmm.params import HMMParams
 from dyntools.hmm.selection import Selection, select_model
 
@@ -19,7 +19,9 @@ class LatentStateModel:
     Parameters follow scikit-learn conventions (stored as given, validated in ``fit``);
     fitted attributes end in ``_``: ``selection_``, ``n_states_``, ``params_`` (states
     relabelled by order of first visit), ``decoding_`` (of the fitted table).
-    ``tol`` is the least gain in log-likelihood per time step that keeps EM going.
+    ``tol`` is the least gain in log-likelihood per time step that keeps EM going;
+    ``min_covar`` is added to every covariance's diagonal in each EM step, relative to the
+    features' mean variance.
     """
 
     def __init__(
@@ -30,6 +32,7 @@ class LatentStateModel:
         covariance_type: str = "diag",
         n_iter: int = 200,
         tol: float = 5e-4,
+        min_covar: float = MIN_COVAR,
         random_state: int = 0,
         heldout_runs: Sequence[str] = (),
         n_jobs: int = 1,
@@ -40,6 +43,7 @@ class LatentStateModel:
         self.covariance_type = covariance_type
         self.n_iter = n_iter
         self.tol = tol
+        self.min_covar = min_covar
         self.random_state = random_state
         self.heldout_runs = heldout_runs
         self.n_jobs = n_jobs
@@ -67,6 +71,7 @@ class LatentStateModel:
             seed=int(self.random_state),
             n_iter=self.n_iter,
             tol=self.tol,
+            min_covar=self.min_covar,
             n_states=self.n_states,
             heldout=test,
             n_jobs=self.n_jobs,

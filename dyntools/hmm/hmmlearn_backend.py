@@ -10,13 +10,21 @@ limited-maintenance mode) can be replaced here alone. What this module adds to h
 - ``implementation="scaling"`` (2-3x faster than "log", same fixed point; see the tests);
 - an honest convergence flag (hmmlearn's ``monitor_.converged`` is also true when the
   iteration budget ran out);
-- failed fits (a state that loses all its mass gives NaN parameters) reported, not raised;
+- covariances regularized in every M-step (``min_covar``, relative to the data's variance,
+  added to the diagonal, as scikit-learn's ``reg_covar``; hmmlearn applies its ``min_covar``
+  only to the start), so that ``full`` and ``tied`` stay positive-definite on collinear
+  features;
+- failed fits reported with their reason, not raised: EM breaking down (a state that loses
+  all its mass gives NaN parameters), a covariance that is not positive-definite, or a state
+  holding fewer checkpoints than its covariance needs (it collapses onto them and the
+  likelihood diverges: such a restart would otherwise win every comparison);
 - restarts in parallel processes with BLAS/OpenMP limited to one thread per fit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import os
@@ -38,7 +46,9 @@ if TYPE_CHECKING:
 # server's first render, also when they only read fits back from the store.
 
 COVARIANCE_TYPES: tuple[str, ...] = ("diag", "full", "spherical", "tied")
-MIN_COVAR = 1e-3  # hmmlearn's default floor on variances
+# Added to every covariance's diagonal in each M-step, as a fraction of the data's mean variance
+# (1 for z-scored features): hmmlearn's min_covar default, applied throughout.
+MIN_COVAR = 1e-3
 # Start transition matrices "sticky": training phases last many checkpoints. Measured on the
 # benchmark data: 20 % fewer EM iterations than hmmlearn's uniform start, the same BIC choice.
 START_SELF_TRANSITION = 0.9
@@ -54,6 +64,7 @@ class FitTask:
     n_iter: int = 200
     tol: float = 1.0  # absolute gain in total log-likelihood, as hmmlearn's ``tol``
     implementation: str = "scaling"
+    min_covar: float = MIN_COVAR  # relative to the data's mean variance
 
 
 @dataclass(frozen=True)
@@ -92,12 +103,20 @@ def hmmlearn_n_parameters(n_states: int, n_features: int, covariance_type: str) 
     return int(sum(model._get_n_fit_scalars_per_param().values()))
 
 
+def min_rows(covariance_type: str, n_features: int) -> int:
+    """The fewest checkpoints a state needs for its own covariance to be estimated: d + 1 for a
+    full matrix, 2 for variances; 1 for a tied covariance (estimated over every state)."""
+    return {"full": n_features + 1, "diag": 2, "spherical": 2, "tied": 1}[covariance_type]
+
+
 def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> RestartFit:
     """Fit one restart on stacked runs (``lengths`` = rows per run, never concatenated)."""
     if task.covariance_type not in COVARIANCE_TYPES:
         raise ValueError(
             f"unknown covariance type {task.covariance_type!r}; use one of {COVARIANCE_TYPES}"
         )
+    if not task.min_covar > 0:
+        raise ValueError(f"min_covar must be > 0, got {task.min_covar!r}")
     from hmmlearn import hmm
 
     model = hmm.GaussianHMM(n_components=task.n_states)  # replaced below; keeps monitor_
@@ -108,6 +127,7 @@ def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> Restar
             params = _params_of(model)
             if not _finite(params):
                 raise FloatingPointError("EM produced non-finite parameters")
+            _check_covariances(params)
             log_likelihood = float(model.score(values, lengths=np.asarray(lengths)))
             _, path = model.decode(values, lengths=np.asarray(lengths))
         except (ValueError, FloatingPointError, np.linalg.LinAlgError) as error:
@@ -116,6 +136,16 @@ def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> Restar
     history = list(model.monitor_.history)
     converged = len(history) >= 2 and history[-1] - history[-2] < task.tol
     counts = np.bincount(path, minlength=task.n_states)
+    needed = min_rows(task.covariance_type, values.shape[1])
+    thin = [k for k, c in enumerate(counts) if c < needed]
+    if thin:
+        k = thin[0]
+        why = (
+            f"state {k} holds {counts[k]} checkpoint{'s' if counts[k] != 1 else ''}, fewer "
+            f"than the {needed} a {task.covariance_type} covariance over "
+            f"{values.shape[1]} features needs: it collapses onto them (the likelihood diverges)"
+        )
+        return RestartFit(task, None, -np.inf, int(model.monitor_.iter), False, (), why)
     return RestartFit(
         task=task,
         params=params,
@@ -175,11 +205,13 @@ def _scored(params: HMMParams, score: Callable[[hmm.GaussianHMM], Any]) -> Any:
 
 
 def _initial_model(values: np.ndarray, task: FitTask) -> hmm.GaussianHMM:
-    from hmmlearn import hmm
     from sklearn.cluster import KMeans
 
     n = task.n_states
-    model = hmm.GaussianHMM(
+    d = values.shape[1]
+    ridge = task.min_covar * float(np.mean(np.var(values, axis=0))) if values.size else 0.0
+    model = _regularized_class()(
+        ridge=max(ridge, np.finfo(np.float64).tiny),
         n_components=n,
         covariance_type=task.covariance_type,
         n_iter=task.n_iter,
@@ -187,11 +219,14 @@ def _initial_model(values: np.ndarray, task: FitTask) -> hmm.GaussianHMM:
         random_state=task.seed,
         implementation=task.implementation,
         init_params="",
+        # No prior: maximum likelihood plus the ridge (hmmlearn's default prior adds 0.01 to
+        # every entry of a full covariance, which regularizes nothing).
+        covars_prior=0.0,
+        covars_weight=0.0,
     )
     # hmmlearn's start, except one k-means run seeded by the restart.
     kmeans = KMeans(n_clusters=n, n_init=1, random_state=task.seed).fit(values)
-    d = values.shape[1]
-    cov = np.atleast_2d(np.cov(values.T)) + MIN_COVAR * np.eye(d)
+    cov = np.atleast_2d(np.cov(values.T)) + ridge * np.eye(d)
     model.startprob_ = np.full(n, 1.0 / n)
     model.transmat_ = _sticky_transmat(n)
     model.means_ = kmeans.cluster_centers_
@@ -203,6 +238,45 @@ def _initial_model(values: np.ndarray, task: FitTask) -> hmm.GaussianHMM:
     }
     model.covars_ = starts[task.covariance_type]
     return model
+
+
+@functools.cache
+def _regularized_class() -> type[hmm.GaussianHMM]:
+    """GaussianHMM whose M-step adds ``ridge`` to every covariance's diagonal (built on first
+    use: hmmlearn is imported lazily)."""
+    from hmmlearn import hmm
+
+    class RegularizedGaussianHMM(hmm.GaussianHMM):  # type: ignore[misc]
+        _covars_: np.ndarray
+
+        def __init__(self, ridge: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.ridge = ridge
+
+        def _do_mstep(self, stats: dict[str, Any]) -> None:
+            super()._do_mstep(stats)
+            if "c" not in self.params:
+                return
+            covars = self._covars_
+            if self.covariance_type in ("full", "tied"):
+                d = covars.shape[-1]
+                symmetric = 0.5 * (covars + np.swapaxes(covars, -1, -2))
+                self._covars_ = symmetric + self.ridge * np.eye(d)
+            else:
+                self._covars_ = covars + self.ridge
+
+    return RegularizedGaussianHMM
+
+
+def _check_covariances(params: HMMParams) -> None:
+    """Raise LinAlgError naming the first state whose covariance is not positive-definite."""
+    for k, covariance in enumerate(params.full_covariances()):
+        try:
+            np.linalg.cholesky(covariance)
+        except np.linalg.LinAlgError:
+            raise np.linalg.LinAlgError(
+                f"the covariance of state {k} is not positive-definite"
+            ) from None
 
 
 def _sticky_transmat(n: int) -> np.ndarray:

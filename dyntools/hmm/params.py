@@ -28,3 +28,14 @@ class HMMParams:
     @property
     def n_features(self) -> int:
         return int(self.means.shape[1])
+
+    def full_covariances(self) -> np.ndarray:
+        """Covariance matrices of every state, shape (n_states, d, d), whatever the type."""
+        n, d, covars = self.n_states, self.n_features, self.covars
+        full = {
+            "full": lambda: covars,
+            "tied": lambda: np.broadcast_to(covars, (n, d, d)).copy(),
+            "diag": lambda: np.stack([np.diag(c) for c in covars]),
+            "spherical": lambda: np.stack([np.eye(d) * c for c in covars]),
+        }
+        return np.asarray(full[self.covariance_type]())

@@ -28,8 +28,8 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
     lines.append(header)
     for row in result.selection:
         mark = " <- lowest BIC" if row.n_states == result.bic_choice else ""
-        if not row.best_uses_all_states and math.isfinite(row.bic):
-            mark += " (some state unused in every restart)"
+        if row.failed == row.restarts:
+            mark += f" (every restart failed: {row.failure})"
         line = (
             f"  {row.n_states:>2} {row.best_log_likelihood:>12.1f} {row.mean_log_likelihood:>12.1f}"
             f" {row.std_log_likelihood:>8.1f} {row.aic:>12.1f} {row.bic:>12.1f}"

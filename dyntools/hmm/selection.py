@@ -1,24 +1,30 @@
 """Model selection: fit n = 1..K states with several seeded restarts, compare by BIC.
 
-Per n: the best restart (highest log-likelihood among restarts whose decoded paths use every
-state, so the "best model" really has n states), the mean and standard deviation of the
+Per n: the best restart (highest log-likelihood among the restarts that did not fail: the
+backend fails a restart whose states do not each hold enough checkpoints for their covariance,
+so the "best model" really has n states), the mean and standard deviation of the
 log-likelihood over restarts, and AIC and BIC of the best restart with hmmlearn's parameter
-count and the number of time steps. Optionally each best model also scores held-out runs
-(the paper's procedure).
+count and the number of time steps. When every restart of an n fails, its row says why and
+the other n still stand. The sweep is clamped to the states the data allow (``feasible_states``).
+Optionally each best model also scores held-out runs (the paper's procedure).
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from dyntools.hmm.features import FeatureTable
 from dyntools.hmm.hmmlearn_backend import (
+    MIN_COVAR,
     FitTask,
     RestartFit,
     fit_many,
     log_likelihood,
+    min_rows,
     n_parameters,
 )
 from dyntools.hmm.params import HMMParams
@@ -37,10 +43,10 @@ class SelectionRow:
     bic: float
     heldout_log_likelihood: float | None  # per time step, when held-out runs were given
     restarts: int
-    failed: int  # restarts whose EM broke down
+    failed: int  # restarts that failed (EM broke down, a state collapsed, ...)
     converged: int  # restarts that converged within the iteration budget
     best_seed: int
-    best_uses_all_states: bool
+    failure: str = ""  # why restarts failed (the most frequent reason), '' if none did
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,11 @@ class Selection:
     best: dict[int, HMMParams]
     bic_choice: int  # the lowest BIC
     chosen: int  # what the user asked for, else bic_choice
+    asked_max_states: int  # the sweep asked for, before clamping to ``feasible_states``
+
+    @property
+    def max_states(self) -> int:
+        return len(self.rows)
 
 
 def restart_seed(seed: int, n_states: int, restart: int) -> int:
@@ -69,6 +80,7 @@ def select_model(
     seed: int = 0,
     n_iter: int = 200,
     tol: float = 5e-4,
+    min_covar: float = MIN_COVAR,
     n_states: int | None = None,
     heldout: FeatureTable | None = None,
     n_jobs: int = 1,
@@ -82,13 +94,23 @@ def select_model(
             f"max_states ({max_states}), restarts ({restarts}) and n_iter ({n_iter}) "
             "must all be at least 1"
         )
+    if not (math.isfinite(tol) and tol > 0 and math.isfinite(min_covar) and min_covar > 0):
+        raise ValueError(f"tol ({tol}) and min_covar ({min_covar}) must be positive numbers")
     if n_states is not None and not 1 <= n_states <= max_states:
         raise ValueError(f"--states {n_states} is outside the sweep 1..{max_states}")
-    if max_states > table.n_rows:
-        raise ValueError(f"max_states {max_states} exceeds the {table.n_rows} time steps; lower it")
+    feasible = feasible_states(table.n_rows, table.values.shape[1], covariance_type)
+    if n_states is not None and n_states > feasible:
+        raise ValueError(
+            f"{n_states} states need more checkpoints than the {table.n_rows} fitted: "
+            f"{_why_feasible(table, covariance_type, feasible)}"
+        )
+    asked = max_states
+    max_states = min(max_states, feasible)
     absolute_tol = tol * table.n_rows
     tasks = [
-        FitTask(n, restart_seed(seed, n, r), covariance_type, n_iter, absolute_tol)
+        FitTask(
+            n, restart_seed(seed, n, r), covariance_type, n_iter, absolute_tol, min_covar=min_covar
+        )
         for n in range(1, max_states + 1)
         for r in range(restarts)
     ]
@@ -103,13 +125,30 @@ def select_model(
             best[n] = params
     usable = [r for r in rows if np.isfinite(r.bic)]
     if not usable:
-        errors = {o.error for o in outcomes if o.error}
-        raise ValueError(f"every fit failed ({sorted(errors)[:3]}); try fewer states or features")
+        reasons = "; ".join(f"{r.n_states} states: {r.failure}" for r in rows[:3])
+        raise ValueError(f"every fit failed ({reasons}); try fewer states or features")
     bic_choice = min(usable, key=lambda r: r.bic).n_states
     chosen = bic_choice if n_states is None else n_states
     if chosen not in best:
-        raise ValueError(f"every restart with {chosen} states failed; choose another number")
-    return Selection(tuple(rows), tuple(outcomes), best, bic_choice, chosen)
+        why = rows[chosen - 1].failure
+        raise ValueError(
+            f"every restart with {chosen} states failed ({why}); choose another number"
+        )
+    return Selection(tuple(rows), tuple(outcomes), best, bic_choice, chosen, asked)
+
+
+def feasible_states(n_rows: int, n_features: int, covariance_type: str) -> int:
+    """The most states whose covariances ``n_rows`` checkpoints can estimate (each state
+    needs ``min_rows`` of them), at least 1."""
+    return max(1, n_rows // min_rows(covariance_type, n_features))
+
+
+def _why_feasible(table: FeatureTable, covariance_type: str, feasible: int) -> str:
+    need = min_rows(covariance_type, table.values.shape[1])
+    return (
+        f"a {covariance_type} covariance over {table.values.shape[1]} features needs {need} "
+        f"checkpoints per state, so at most {feasible} states fit"
+    )
 
 
 def _row(
@@ -117,14 +156,15 @@ def _row(
 ) -> tuple[SelectionRow, HMMParams | None]:
     good = [o for o in outcomes if o.params is not None]
     k = n_parameters(n, table.values.shape[1], outcomes[0].task.covariance_type)
+    errors = Counter(o.error for o in outcomes if o.params is None)
+    failure = errors.most_common(1)[0][0] if errors else ""
     if not good:
         nan = float("nan")
         row = SelectionRow(
-            n, -np.inf, nan, nan, k, nan, nan, None, len(outcomes), len(outcomes), 0, -1, False
+            n, -np.inf, nan, nan, k, nan, nan, None, len(outcomes), len(outcomes), 0, -1, failure
         )
         return row, None
-    full = [o for o in good if all(c > 0 for c in o.state_counts)]
-    winner = max(full or good, key=lambda o: o.log_likelihood)
+    winner = max(good, key=lambda o: o.log_likelihood)
     lls = np.array([o.log_likelihood for o in good])
     best_ll = winner.log_likelihood
     heldout_ll = None
@@ -144,6 +184,6 @@ def _row(
         failed=len(outcomes) - len(good),
         converged=sum(o.converged for o in good),
         best_seed=winner.task.seed,
-        best_uses_all_states=bool(full),
+        failure=failure,
     )
     return row, winner.params

@@ -1,7 +1,8 @@
 """``FitResult`` <-> plain JSON-able dicts (the store persists them; ``--json`` prints them).
 
 Arrays become nested lists; non-finite numbers become ``null`` (JSON has no NaN) and come
-back as NaN. ``fit_result_from_json(fit_result_to_json(r)) == r`` up to that.
+back as NaN. ``fit_result_from_json(fit_result_to_json(r)) == r`` up to that. Fits stored by
+an older dyntools read back: fields added since take their defaults.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def fit_result_from_json(data: dict[str, Any]) -> FitResult:
         epochs=_array(data["epochs"]),
         axis=Axis(data["axis"]),
         notices=tuple(Notice(**n) for n in data["notices"]),
-        selection=tuple(SelectionRow(**_floats(r)) for r in data["selection"]),
+        selection=tuple(
+            SelectionRow(**_known(SelectionRow, _floats(r))) for r in data["selection"]
+        ),
         bic_choice=data["bic_choice"],
         n_states=data["n_states"],
         params=HMMParams(
@@ -111,6 +114,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields of ``data`` that ``cls`` has: fits stored by an older dyntools may hold
+    fields since dropped (their new fields take their defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def _num(value: float | None) -> float:

@@ -193,7 +193,8 @@ _MATRIX = (
     ),
     MatrixMetric(
         name="effective_rank",
-        description="exp(entropy of sigma / sum(sigma)) (Roy & Vetterli)",
+        description="Roy & Vetterli's effective rank: exp(entropy of sigma / sum(sigma)) "
+        "(not WeightWatcher's entropy, which takes sigma^2 and divides by log rank)",
         compute=_effective_rank,
         needs_svd=True,
     ),
