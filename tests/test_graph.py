@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dyntools.hmm.attribution import EdgeDrivers
+from dyntools.hmm.attribution import Driver, EdgeDrivers
 from dyntools.hmm.graph import transition_graph
 from dyntools.hmm.params import HMMParams
 
@@ -22,7 +22,9 @@ def test_nodes_and_edges_from_hand_made_paths() -> None:
     epochs = {"a": np.arange(5.0), "b": np.arange(5.0)}
     val_acc = {"a": np.array([0.0, 0.0, 0.5, 0.5, 1.0]), "b": np.array([0.4, 0.6, 1, 1, 1.0])}
     drivers = {
-        (1, 2): EdgeDrivers(1, 2, 2, np.array([0.5, -2.0]), np.array([1.0, 0.1])),
+        (1, 2): EdgeDrivers(
+            1, 2, 2, np.array([0.5, -2.0]), np.array([1.0, 0.1]), np.array([0.2, 0.3])
+        ),
     }
     graph = transition_graph(
         params(), paths, epochs, drivers, ["f", "g"], {"val_acc": val_acc}, top=1
@@ -38,8 +40,8 @@ def test_nodes_and_edges_from_hand_made_paths() -> None:
     assert graph.nodes[2].spent_per_run == 2.0
     assert [(e.source, e.target, e.count) for e in graph.edges] == [(0, 1, 1), (1, 2, 2)]
     assert graph.edges[0].probability == 0.2 and graph.edges[0].top_gradient == ()
-    assert graph.edges[1].top_mean_difference == (("g", -2.0),)
-    assert graph.edges[1].top_gradient == (("f", 1.0),)
+    assert [(d.feature, d.value) for d in graph.edges[1].top_mean_difference] == [("g", -2.0)]
+    assert graph.edges[1].top_gradient == (Driver("f", 1.0, 0.2),)
 
 
 def test_self_loops_on_request() -> None:

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from dyntools.checkpoints.records import Axis
+from dyntools.hmm.attribution import Driver
 from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.ui.recent import MAX_RECENT, read_recent, remember_folder
 from dyntools.views.export import frame_bytes
@@ -97,8 +98,8 @@ def test_graph_specs_size_shape_width_and_tooltips() -> None:
     graph = TransitionGraph(
         nodes=(_node(0, 0.64, 2, 50.0), _node(1, 0.36, 0, 10.0)),
         edges=(
-            TransitionEdge(0, 1, 3, 0.2, (("fc1/l2", 1.5),), ()),
-            TransitionEdge(1, 0, 1, 0.9, (), (("fc2/l2", -0.25),)),
+            TransitionEdge(0, 1, 3, 0.2, (Driver("fc1/l2", 1.5),), ()),
+            TransitionEdge(1, 0, 1, 0.9, (), (Driver("fc2/l2", -0.25, 0.125),)),
         ),
     )
     nodes, edges = graph_specs(graph, Axis.STEP)
@@ -108,7 +109,7 @@ def test_graph_specs_size_shape_width_and_tooltips() -> None:
     assert small.x < big.x  # laid out by mean time
     assert "steps 49 to 51" in big.title
     assert edges[1].width > edges[0].width
-    assert "fc1/l2 +1.50" in edges[0].title and "fc2/l2 -0.25" in edges[1].title
+    assert "fc1/l2 +1.5" in edges[0].title and "fc2/l2 -0.25 ±0.12" in edges[1].title
     assert "(initial)" in big.title
     assert state_of(big.id) == 0
     with pytest.raises(ValueError, match="not a state node id"):

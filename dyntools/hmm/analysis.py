@@ -33,9 +33,10 @@ from dyntools.selection import NetworkSelection
 
 # Bump when a change of the fitting code changes results, so old stored fits are not reused.
 # 2: features are ``Feature``s (the paper's are named by their metric).
-# 3: one time axis per fit (step or epoch), never mixed. 4: regularized covariances, failed
-# restarts with reasons, caveats, switch attributions, convergence significance, stability.
-FIT_FORMAT_VERSION = 4
+# Bumped whenever a fit's results change for the same configuration (its hash includes it, so
+# a stale stored fit is never served). 3: one time axis per fit. 4: regularized covariances,
+# failed restarts with reasons. 5: switch attributions with spreads.
+FIT_FORMAT_VERSION = 5
 VAL_ACC = "val_acc"
 
 

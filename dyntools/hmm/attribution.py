@@ -1,24 +1,34 @@
-"""Which features drive a transition i -> j (docs/latent-states.md, docs/design.md "Hidden Markov model"), in plain numpy.
+"""Which features drive a transition i -> j (docs/latent-states.md, "Transitions"), in plain
+numpy.
 
 (a) ``mu_j - mu_i``: the difference of the state means, in standard units (the features are
 z-scored), ranked by magnitude.
 
-(b) The gradient of the filtered log-posterior of the target state with respect to the
-current observation,
+(b) The switch gradient: at the last checkpoint t still in state i before each observed switch
+to j (the published reference's point: the filtered posterior there still favours i, so the
+gradient is informative; at the first checkpoint in j it is ~1 and the gradient ~0), the
+gradient of the filtered log-odds of j against i with respect to x_t,
 
-    d log p(z_t = j | x_1..t) / d x_t = P_j (mu_j - x_t) - sum_l p_t(l) P_l (mu_l - x_t),
+    d [log p(z_t = j | x_1..t) - log p(z_t = i | x_1..t)] / d x_t
+        = P_j (mu_j - x_t) - P_i (mu_i - x_t),
 
-with ``P_l`` the precision (inverse covariance) of state l and ``p_t`` the filtered (forward)
-posterior, averaged over the observed i -> j switches. It follows from
-``p_t(j) ∝ [sum_i p_{t-1}(i) A_ij] N(x_t; mu_j, Sigma_j)``, where only the Gaussian depends on
-``x_t``. The published code summed the second term over all axes (a scalar); here it is a
-vector, one entry per feature.
+with ``P_l`` the precision (inverse covariance) of state l. The predictive factor
+``sum_k p_{t-1}(k) A_kl`` and the normalizer do not depend on x_t, so the log-odds gradient is
+the difference of the two states' pulls and never saturates. It is averaged over the observed
+i -> j switches, with its spread (standard deviation over switches), per feature: how far moving
+each feature (in standard units) at the switch moves the log-odds towards j.
+
+``posterior_gradient`` (d log p(z_t = j | x_1..t) / d x_t for every j) is the filtered
+posterior's own gradient; it saturates once the posterior is sure, which is why (b) uses the
+log-odds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,7 +43,22 @@ class EdgeDrivers:
     target: int
     n_switches: int
     mean_difference: np.ndarray  # mu_target - mu_source
-    gradient: np.ndarray  # averaged d log p(target | x_1..t) / d x_t at the switches
+    gradient: np.ndarray  # the switch gradient of the log-odds, averaged over the switches
+    gradient_spread: np.ndarray  # its standard deviation over the switches (NaN for one)
+
+
+class Driver(NamedTuple):
+    """A feature ranked as a driver of a transition: its score and the score's spread over the
+    switches (NaN where the score has none, such as a difference of state means)."""
+
+    feature: str
+    value: float
+    spread: float = math.nan
+
+    def text(self) -> str:
+        """``feature +0.36`` or, with a spread, ``feature +0.36 ±0.05``."""
+        spread = f" ±{self.spread:.2g}" if math.isfinite(self.spread) else ""
+        return f"{self.feature} {self.value:+.3g}{spread}"
 
 
 def emission_log_density(params: HMMParams, values: np.ndarray) -> np.ndarray:
@@ -82,39 +107,57 @@ def posterior_gradient(
     return np.asarray(pulls - filtered @ pulls)
 
 
+def log_odds_gradient(
+    params: HMMParams, x: np.ndarray, source: int, target: int, precisions: np.ndarray | None = None
+) -> np.ndarray:
+    """d [log p(z_t = target | x_1..t) - log p(z_t = source | x_1..t)] / d x_t, shape (d,)."""
+    if precisions is None:
+        precisions = np.linalg.inv(params.full_covariances())
+    pull_target = precisions[target] @ (params.means[target] - x)
+    pull_source = precisions[source] @ (params.means[source] - x)
+    return np.asarray(pull_target - pull_source)
+
+
 def transition_drivers(
     params: HMMParams, values: np.ndarray, lengths: Sequence[int], states: np.ndarray
 ) -> dict[tuple[int, int], EdgeDrivers]:
-    """Drivers of every transition i -> j (i != j) seen in the decoded ``states``."""
-    filtered = filtered_posteriors(params, values, lengths)
+    """Drivers of every transition i -> j (i != j) seen in the decoded ``states``, evaluated at
+    the last checkpoint of i before each switch."""
     precisions = np.linalg.inv(params.full_covariances())
-    sums: dict[tuple[int, int], np.ndarray] = {}
-    counts: dict[tuple[int, int], int] = {}
+    gradients: dict[tuple[int, int], list[np.ndarray]] = {}
     start = 0
     for length in lengths:
         for t in range(start + 1, start + length):
             edge = (int(states[t - 1]), int(states[t]))
             if edge[0] == edge[1]:
                 continue
-            grad = posterior_gradient(params, values[t], filtered[t], precisions)[edge[1]]
-            sums[edge] = sums.get(edge, 0.0) + grad
-            counts[edge] = counts.get(edge, 0) + 1
+            gradient = log_odds_gradient(params, values[t - 1], *edge, precisions=precisions)
+            gradients.setdefault(edge, []).append(gradient)
         start += length
     return {
         edge: EdgeDrivers(
             source=edge[0],
             target=edge[1],
-            n_switches=counts[edge],
+            n_switches=len(found),
             mean_difference=params.means[edge[1]] - params.means[edge[0]],
-            gradient=sums[edge] / counts[edge],
+            gradient=np.mean(found, axis=0),
+            gradient_spread=np.std(found, axis=0)
+            if len(found) > 1
+            else np.full(values.shape[1], math.nan),
         )
-        for edge in sorted(sums)
+        for edge, found in sorted(gradients.items())
     }
 
 
 def rank_features(
-    scores: np.ndarray, columns: Sequence[str], top: int = 5
-) -> tuple[tuple[str, float], ...]:
-    """The ``top`` features by magnitude of their score, signed scores kept."""
+    scores: np.ndarray,
+    columns: Sequence[str],
+    top: int = 5,
+    spreads: np.ndarray | None = None,
+) -> tuple[Driver, ...]:
+    """The ``top`` features by magnitude of their score, signed scores (and spreads) kept."""
     order = np.argsort(-np.abs(scores), kind="stable")[:top]
-    return tuple((columns[k], float(scores[k])) for k in order)
+    return tuple(
+        Driver(columns[k], float(scores[k]), math.nan if spreads is None else float(spreads[k]))
+        for k in order
+    )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dyntools.hmm.attribution import EdgeDrivers, rank_features
+from dyntools.hmm.attribution import Driver, EdgeDrivers, rank_features
 from dyntools.hmm.params import HMMParams
 
 
@@ -47,8 +47,8 @@ class TransitionEdge:
     target: int
     count: int  # times it happens in the decoded paths
     probability: float  # transmat_[source, target]
-    top_mean_difference: tuple[tuple[str, float], ...]
-    top_gradient: tuple[tuple[str, float], ...]
+    top_mean_difference: tuple[Driver, ...]  # mu_target - mu_source, standard units
+    top_gradient: tuple[Driver, ...]  # the switch log-odds gradient, mean and spread
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,11 @@ def transition_graph(
                 top_mean_difference=(
                     rank_features(driver.mean_difference, columns, top) if driver else ()
                 ),
-                top_gradient=rank_features(driver.gradient, columns, top) if driver else (),
+                top_gradient=(
+                    rank_features(driver.gradient, columns, top, driver.gradient_spread)
+                    if driver
+                    else ()
+                ),
             )
         )
     return TransitionGraph(tuple(nodes), tuple(edges))

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from dyntools.hmm.analysis import FitResult
+from dyntools.hmm.attribution import Driver
 
 _MAX_SEGMENTS = 40  # segments of a run's state path shown before eliding
 
@@ -59,7 +60,10 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
             f" (~{node.spent_per_run:.3g} {unit}s per run)"
             f"{start}" + (f"; {scalars}" if scalars else "")
         )
-    lines += ["", "transitions (count, probability; top features by mean change and gradient):"]
+    lines += [
+        "",
+        "transitions (count, probability; top features by mean change, and by switch gradient ±spread):",
+    ]
     for edge in result.graph.edges:
         lines.append(
             f"  {_symbol(edge.source)} -> {_symbol(edge.target)}: {edge.count} times, "
@@ -121,8 +125,8 @@ def _num(value: float) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
 
 
-def _features(ranked: tuple[tuple[str, float], ...]) -> str:
-    return ", ".join(f"{name} {value:+.3g}" for name, value in ranked) or "-"
+def _features(ranked: tuple[Driver, ...]) -> str:
+    return ", ".join(driver.text() for driver in ranked) or "-"
 
 
 def _run_lengths(path: np.ndarray) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 from dyntools.checkpoints.records import Axis
 from dyntools.hmm.analysis import FitResult, RestartSummary, config_from_json, config_json
+from dyntools.hmm.attribution import Driver
 from dyntools.hmm.convergence import ConvergenceAnalysis, DetourState
 from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.hmm.normalize import Notice
@@ -93,8 +94,8 @@ def _edge(data: dict[str, Any]) -> TransitionEdge:
         target=data["target"],
         count=data["count"],
         probability=data["probability"],
-        top_mean_difference=tuple((n, v) for n, v in data["top_mean_difference"]),
-        top_gradient=tuple((n, v) for n, v in data["top_gradient"]),
+        top_mean_difference=tuple(_driver(d) for d in data["top_mean_difference"]),
+        top_gradient=tuple(_driver(d) for d in data["top_gradient"]),
     )
 
 
@@ -114,6 +115,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _driver(data: list[Any]) -> Driver:
+    """[feature, value, spread] (fits stored before spreads: [feature, value])."""
+    return Driver(data[0], _num(data[1]), _num(data[2]) if len(data) > 2 else math.nan)
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

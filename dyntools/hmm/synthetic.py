@@ -31,17 +31,23 @@ def make_regime_runs(
     separation: float = 1.0,
     jitter: int = 15,
     seed: int = 0,
+    means: np.ndarray | None = None,
 ) -> SyntheticRuns:
     """Runs whose features are regime means plus unit Gaussian noise.
 
     Regime k starts near step ``k * n_steps / n_regimes``, moved by up to ``jitter`` steps per
-    run. Scalars ``val_acc`` (rising with the regime) and ``train_loss`` come along so that
-    convergence and state summaries can be exercised.
+    run. ``means`` (n_regimes, n_features) sets the regime means (default: drawn with standard
+    deviation ``separation``). Scalars ``val_acc`` (rising with the regime) and ``train_loss``
+    come along so that convergence and state summaries can be exercised.
     """
     if n_regimes < 1 or n_steps < n_regimes:
         raise ValueError(f"need 1 <= n_regimes ({n_regimes}) <= n_steps ({n_steps})")
     rng = np.random.default_rng(seed)
-    means = rng.normal(0.0, separation, size=(n_regimes, n_features))
+    drawn = rng.normal(0.0, separation, size=(n_regimes, n_features))
+    if means is None:
+        means = drawn
+    elif means.shape != (n_regimes, n_features):
+        raise ValueError(f"means must be ({n_regimes}, {n_features}), got {means.shape}")
     metric_parts: list[pl.DataFrame] = []
     scalar_parts: list[pl.DataFrame] = []
     states: dict[str, np.ndarray] = {}

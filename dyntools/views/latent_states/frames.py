@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from dyntools.hmm import FitResult
+from dyntools.hmm.attribution import Driver
 
 # Stable colours by state label (Tableau 10); more states than colours wrap around.
 STATE_COLORS = (
@@ -203,8 +204,8 @@ def edges_frame(result: FitResult) -> pl.DataFrame:
     )
 
 
-def _features_text(features: tuple[tuple[str, float], ...]) -> str:
-    return "; ".join(f"{name} {value:+.2f}" for name, value in features)
+def _features_text(features: tuple[Driver, ...]) -> str:
+    return "; ".join(driver.text() for driver in features)
 
 
 def convergence_frame(result: FitResult) -> pl.DataFrame:

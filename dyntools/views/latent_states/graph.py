@@ -82,10 +82,10 @@ def edge_tooltip(edge: TransitionEdge) -> str:
     ]
     if edge.top_mean_difference:
         lines.append("mean change (std units):")
-        lines += [f"  {name} {value:+.2f}" for name, value in edge.top_mean_difference]
+        lines += [f"  {driver.text()}" for driver in edge.top_mean_difference]
     if edge.top_gradient:
-        lines.append("gradient attribution:")
-        lines += [f"  {name} {value:+.3g}" for name, value in edge.top_gradient]
+        lines.append("switch gradient (log-odds per std unit, ± spread over switches):")
+        lines += [f"  {driver.text()}" for driver in edge.top_gradient]
     return "\n".join(lines)
 
 
