@@ -5,8 +5,11 @@ import streamlit as st
 from dyntools import charts, ui
 from dyntools.checkpoints.records import AUTO_AXIS, AXIS_CHOICES
 from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
+from dyntools.hmm.caveats import CaveatCode
+from dyntools.hmm.report import r_squared_text
 from dyntools.metrics.feature import Feature
 from dyntools.views.latent_states.frames import (
+    caveats_about,
     convergence_frame,
     edges_frame,
     regression_frame,
@@ -137,6 +140,10 @@ for notice in result.notices:
 left, right = st.columns(2)
 with left:
     st.subheader("Model selection")
+    for message in caveats_about(
+        result, CaveatCode.CLAMPED, CaveatCode.EDGE, CaveatCode.PARAMETERS
+    ):
+        st.warning(message, icon=":material/warning:")
     selection = selection_frame(result)
     ui.chart(
         charts.model_selection(selection, result.n_states),
@@ -175,6 +182,8 @@ st.caption(
     "Node size: share of checkpoints; star: a state some run starts in; edge width: transition "
     "probability. Hover an edge for the features that drive it; click a node for its summary."
 )
+for message in caveats_about(result, CaveatCode.ONE_RUN_STATE):
+    st.warning(message, icon=":material/warning:")
 nodes, edges = graph_specs(result.graph, result.axis)
 clicked = ui.state_graph(nodes, edges, memo_key="latent.graph_click")
 labels = [node.id for node in nodes]
@@ -202,11 +211,9 @@ if analysis is None:
         "The runs logged no validation accuracy (`val_acc`), so there is no convergence analysis."
     )
 else:
-    r2 = (
-        "n/a (fewer than 2 converged runs)"
-        if analysis.r_squared is None
-        else f"{analysis.r_squared:.3f}"
-    )
+    for message in caveats_about(result, CaveatCode.FORCED_REGRESSION):
+        st.warning(message, icon=":material/warning:")
+    r2 = r_squared_text(analysis)
     st.markdown(
         f"Convergence: first checkpoint with validation accuracy >= {analysis.threshold:g}. "
         f"R² of the convergence {result.axis.value} on the visit counts: **{r2}**. "

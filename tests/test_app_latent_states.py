@@ -98,6 +98,18 @@ def test_chosen_features_and_convergence(analysed_folder: Path) -> None:
     assert conv.select(pl.sum_horizontal(states)).to_series().to_list() == [7, 7]
 
 
+def test_every_caveat_is_shown_as_a_warning(analysed_folder: Path) -> None:
+    app = direct("latent-states", analysed_folder)
+    by_key(app.slider, "latent.max_states").set_value(3).run()
+    assert not app.exception
+    result = _stored_fit(app, analysed_folder)
+    assert result.caveats, "2 runs of 7 checkpoints: the regression at least is forced"
+    warnings = [w.value for w in app.warning]
+    for caveat in result.caveats:
+        assert caveat.message in warnings
+    assert "permutation p =" in texts(app)
+
+
 def _stored_fit(app: AppTest, folder: Path) -> FitResult:
     """The fit the page shows, read back from the store by its config hash."""
     stored = Store(locate_db(folder).path).load_fit(app.session_state["dyntools.fit"])

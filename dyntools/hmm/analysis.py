@@ -20,14 +20,15 @@ import polars as pl
 
 from dyntools.checkpoints.records import AUTO_AXIS, AXIS_CHOICES, Axis
 from dyntools.hmm.attribution import transition_drivers
+from dyntools.hmm.caveats import Caveat, SweepFacts, fit_caveats
 from dyntools.hmm.convergence import ConvergenceAnalysis, convergence_analysis
 from dyntools.hmm.estimator import LatentStateModel
 from dyntools.hmm.features import FeatureTable, align_scalars, build_feature_table
 from dyntools.hmm.graph import TransitionGraph, transition_graph
-from dyntools.hmm.hmmlearn_backend import MIN_COVAR, RestartFit
+from dyntools.hmm.hmmlearn_backend import MIN_COVAR, RestartFit, min_rows
 from dyntools.hmm.normalize import Notice
 from dyntools.hmm.params import HMMParams
-from dyntools.hmm.selection import SelectionRow
+from dyntools.hmm.selection import SelectionRow, feasible_states
 from dyntools.metrics.feature import Feature
 from dyntools.selection import NetworkSelection
 
@@ -35,8 +36,9 @@ from dyntools.selection import NetworkSelection
 # 2: features are ``Feature``s (the paper's are named by their metric).
 # Bumped whenever a fit's results change for the same configuration (its hash includes it, so
 # a stale stored fit is never served). 3: one time axis per fit. 4: regularized covariances,
-# failed restarts with reasons. 5: switch attributions with spreads.
-FIT_FORMAT_VERSION = 5
+# failed restarts with reasons. 5: switch attributions with spreads. 6: caveats, convergence
+# significance.
+FIT_FORMAT_VERSION = 6
 VAL_ACC = "val_acc"
 
 
@@ -115,6 +117,7 @@ class FitResult:
     graph: TransitionGraph
     convergence: ConvergenceAnalysis | None  # None when no val_acc was logged
     seconds: float = field(default=0.0, compare=False)
+    caveats: tuple[Caveat, ...] = ()  # where the conclusions may mislead (caveats.py)
 
     @property
     def times(self) -> np.ndarray:
@@ -196,8 +199,28 @@ def fit_latent_states(
     convergence = None
     if VAL_ACC in per_row:
         convergence = convergence_analysis(
-            paths, times, per_run_scalars[VAL_ACC], model.n_states_, config.convergence_threshold
+            paths,
+            times,
+            per_run_scalars[VAL_ACC],
+            model.n_states_,
+            config.convergence_threshold,
+            seed=config.seed,
         )
+    fitted = [run for run in table.run_ids if run not in config.heldout_runs]
+    n_fitted = sum(n for run, n in zip(table.run_ids, table.lengths, strict=True) if run in fitted)
+    d = len(table.columns)
+    sweep = SweepFacts(
+        rows=model.selection_.rows,
+        asked_max_states=model.selection_.asked_max_states,
+        feasible=feasible_states(n_fitted, d, config.covariance_type),
+        states_needing=min_rows(config.covariance_type, d),
+        covariance_type=config.covariance_type,
+        chosen=model.n_states_,
+        bic_choice=model.selection_.bic_choice,
+        n_rows=n_fitted,
+        n_features=d,
+        n_runs=len(fitted),
+    )
     return FitResult(
         config=config,
         config_hash=config_hash(config),
@@ -218,6 +241,7 @@ def fit_latent_states(
         graph=graph,
         convergence=convergence,
         seconds=time.perf_counter() - start,
+        caveats=fit_caveats(sweep, graph, convergence),
     )
 
 

@@ -8,19 +8,22 @@ import numpy as np
 
 from dyntools.hmm.analysis import FitResult
 from dyntools.hmm.attribution import Driver
+from dyntools.hmm.caveats import plural
+from dyntools.hmm.convergence import ConvergenceAnalysis
 
 _MAX_SEGMENTS = 40  # segments of a run's state path shown before eliding
 
 
 def format_fit_report(result: FitResult, *, top: int = 3) -> str:
-    """Notices, selection table, chosen n, state paths, states, edges, convergence."""
+    """Warnings, notices, selection table, chosen n, state paths, states, edges, convergence."""
     cfg = result.config
     lines = [
-        f"HMM fit {result.config_hash[:12]}: {len(result.run_ids)} runs, "
-        f"{sum(result.lengths)} checkpoints, {len(result.columns)} features, "
+        f"HMM fit {result.config_hash[:12]}: {plural(len(result.run_ids), 'run')}, "
+        f"{plural(sum(result.lengths), 'checkpoint')}, {plural(len(result.columns), 'feature')}, "
         f"covariance {cfg.covariance_type}, {cfg.normalize} z-score, "
-        f"{cfg.restarts} restarts (seed {cfg.seed}), {result.seconds:.1f} s",
+        f"{plural(cfg.restarts, 'restart')} (seed {cfg.seed}), {result.seconds:.1f} s",
     ]
+    lines += [f"warning: {c.message}" for c in result.caveats]
     lines += [f"note: {n.message}" for n in result.notices]
     lines += ["", "model selection (log-likelihood on the fitted runs):"]
     heldout = any(r.heldout_log_likelihood is not None for r in result.selection)
@@ -53,10 +56,11 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
     lines += ["", f"states (times in {unit}s):"]
     for node in result.graph.nodes:
         scalars = ", ".join(f"{k} {v:.3g}" for k, v in node.scalar_means.items())
-        start = f", initial in {node.initial_runs} runs" if node.initial else ""
+        start = f", initial in {plural(node.initial_runs, 'run')}" if node.initial else ""
         lines.append(
             f"  {_symbol(node.state)}: {node.occupancy:6.1%} of checkpoints, "
-            f"{node.runs_visiting} runs, {unit}s {_num(node.first_time)}-{_num(node.last_time)}"
+            f"{plural(node.runs_visiting, 'run')}, {unit}s "
+            f"{_num(node.first_time)}-{_num(node.last_time)}"
             f" (~{node.spent_per_run:.3g} {unit}s per run)"
             f"{start}" + (f"; {scalars}" if scalars else "")
         )
@@ -66,7 +70,7 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
     ]
     for edge in result.graph.edges:
         lines.append(
-            f"  {_symbol(edge.source)} -> {_symbol(edge.target)}: {edge.count} times, "
+            f"  {_symbol(edge.source)} -> {_symbol(edge.target)}: {plural(edge.count, 'time')}, "
             f"p={edge.probability:.3f}"
         )
         lines.append("      mean change: " + _features(edge.top_mean_difference[:top]))
@@ -93,24 +97,41 @@ def _convergence_lines(result: FitResult) -> list[str]:
             f"{_symbol(s)} {c:+.3g}" for s, c in enumerate(conv.coefficients) if np.isfinite(c)
         )
         lines.append(
-            f"  R^2 of the convergence {unit} on visit counts: {conv.r_squared:.3f} "
+            f"  R^2 of the convergence {unit} on visit counts: {r_squared_text(conv)} "
             f"({unit}s per visit: {coefficients})"
         )
-        runs, unknowns = len(conv.converged_at), len(conv.coefficients) + 1
-        if runs <= unknowns:
-            lines.append(
-                f"  (only {runs} converged runs for {unknowns} unknowns: R^2 is 1 by "
-                "construction; fit more runs for a meaningful regression)"
-            )
     for detour in conv.detours:
-        lines.append(
-            f"  detour state {_symbol(detour.state)}: {detour.runs_visiting} runs visit it and "
-            f"converge at {unit} {detour.mean_visiting:.1f} on average, "
-            f"the others at {detour.mean_not_visiting:.1f}"
+        where = (
+            f"visited by {plural(detour.runs_visiting, 'run')}, converging at {unit} "
+            f"{detour.mean_visiting:.1f} on average; the others at {detour.mean_not_visiting:.1f}"
         )
+        if detour.supported:
+            verdict = f"detour state {_symbol(detour.state)} (p = {_p(detour.p_value)})"
+        elif detour.p_value is None:
+            verdict = f"state {_symbol(detour.state)} (one run: not enough runs to tell)"
+        else:
+            verdict = (
+                f"state {_symbol(detour.state)} (not a detour by this data: p = "
+                f"{_p(detour.p_value)}; not enough runs to tell)"
+            )
+        lines.append(f"  {verdict}: {where}")
     if not conv.detours:
         lines.append("  no detour state")
     return lines
+
+
+def r_squared_text(analysis: ConvergenceAnalysis) -> str:
+    """The regression's R^2 in words: ``0.812 (adjusted 0.700, permutation p = 0.012)``."""
+    if analysis.r_squared is None:
+        return "n/a (fewer than 2 converged runs with different times)"
+    adjusted = (
+        "n/a" if analysis.adjusted_r_squared is None else f"{analysis.adjusted_r_squared:.3f}"
+    )
+    return f"{analysis.r_squared:.3f} (adjusted {adjusted}, permutation p = {_p(analysis.p_value)})"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
 def _symbol(state: int) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from dyntools.checkpoints.records import Axis
 from dyntools.hmm.analysis import FitResult, RestartSummary, config_from_json, config_json
 from dyntools.hmm.attribution import Driver
+from dyntools.hmm.caveats import Caveat, CaveatCode
 from dyntools.hmm.convergence import ConvergenceAnalysis, DetourState
 from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.hmm.normalize import Notice
@@ -82,9 +83,13 @@ def fit_result_from_json(data: dict[str, Any]) -> FitResult:
             coefficients=tuple(_num(c) for c in conv["coefficients"]),
             intercept=_num(conv["intercept"]),
             r_squared=conv["r_squared"],
-            detours=tuple(DetourState(**d) for d in conv["detours"]),
+            detours=tuple(DetourState(**_known(DetourState, d)) for d in conv["detours"]),
+            adjusted_r_squared=conv.get("adjusted_r_squared"),
+            p_value=conv.get("p_value"),
+            regressors=conv.get("regressors", 0),
         ),
         seconds=data["seconds"],
+        caveats=tuple(Caveat(CaveatCode(c["code"]), c["message"]) for c in data.get("caveats", [])),
     )
 
 

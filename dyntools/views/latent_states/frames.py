@@ -18,6 +18,7 @@ import polars as pl
 
 from dyntools.hmm import FitResult
 from dyntools.hmm.attribution import Driver
+from dyntools.hmm.caveats import CaveatCode
 
 # Stable colours by state label (Tableau 10); more states than colours wrap around.
 STATE_COLORS = (
@@ -229,17 +230,29 @@ def convergence_frame(result: FitResult) -> pl.DataFrame:
 
 
 def regression_frame(result: FitResult) -> pl.DataFrame:
-    """Per state: the regression coefficient (time per checkpoint spent) and detour flag."""
+    """Per state: the regression coefficient (time per checkpoint spent) and, for states whose
+    visitors converge later, the detour test: ``detour`` is "yes" when supported, "no" when the
+    permutation test does not support it, "can't tell" with one visiting run."""
     analysis = result.convergence
     if analysis is None:
         return pl.DataFrame(schema={"state": pl.String, "per_visit": pl.Float64})
     detours = {d.state: d for d in analysis.detours}
+
+    def verdict(state: int) -> str | None:
+        found = detours.get(state)
+        if found is None:
+            return None
+        if found.p_value is None:
+            return "can't tell (one run)"
+        return "yes" if found.supported else "no"
+
     return pl.DataFrame(
         [
             {
                 "state": state_label(s),
                 "per_visit": coefficient,
-                "detour": s in detours,
+                "detour": verdict(s),
+                "p_value": detours[s].p_value if s in detours else None,
                 "mean_visiting": detours[s].mean_visiting if s in detours else None,
                 "mean_not_visiting": detours[s].mean_not_visiting if s in detours else None,
             }
@@ -248,11 +261,17 @@ def regression_frame(result: FitResult) -> pl.DataFrame:
         schema={
             "state": pl.String,
             "per_visit": pl.Float64,
-            "detour": pl.Boolean,
+            "detour": pl.String,
+            "p_value": pl.Float64,
             "mean_visiting": pl.Float64,
             "mean_not_visiting": pl.Float64,
         },
     )
+
+
+def caveats_about(result: FitResult, *codes: CaveatCode) -> list[str]:
+    """The messages of the fit's caveats with these codes (to show next to what they qualify)."""
+    return [caveat.message for caveat in result.caveats if caveat.code in codes]
 
 
 def latest_fit(fits: pl.DataFrame, runs: Sequence[str]) -> str | None:
