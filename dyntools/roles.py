@@ -123,7 +123,8 @@ _BIAS_LEAVES: Final = frozenset({"bias", "beta", "shift"})
 _TYPES: Final[tuple[tuple[re.Pattern[str], Layer], ...]] = (
     (re.compile(r"norm", re.IGNORECASE), Layer.NORM),
     (re.compile(r"^embedding", re.IGNORECASE), Layer.EMBEDDING),
-    (re.compile(r"^conv[123]d$"), Layer.CONV),
+    # torch's Conv1d, Conv2d, Conv3d (not Hugging Face's Conv1D, a Linear: next rule).
+    (re.compile(r"^Conv[123]d$"), Layer.CONV),
     (re.compile(r"^(Linear|Conv1D)$"), Layer.LINEAR),  # Hugging Face's Conv1D is a Linear
 )
 

@@ -42,6 +42,11 @@ class NetworkSelection:
     layers: tuple[Layer, ...] = ()  # custom: these layers' weights and biases
 
     def __post_init__(self) -> None:
+        if Layer.NORM in self.layers:
+            raise ValueError(
+                "normalization layers cannot enter the paper features: their scales are never "
+                "pooled with the weights, nor their shifts with the biases"
+            )
         custom = bool(self.tensors or self.layers)
         if custom != (self.preset is Preset.CUSTOM):
             raise ValueError(

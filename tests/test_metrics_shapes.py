@@ -111,3 +111,16 @@ def test_a_shape_not_handled_is_reported_with_why() -> None:
     assert not skipped["odd.weight"].expected
     assert skipped["empty.weight"].code is ReasonCode.EMPTY
     assert result.values == ()
+
+
+def test_a_selected_tensor_without_matrices_makes_the_network_value_missing() -> None:
+    state = {"a.weight": torch.randn(8, 8), "attn.qkv.weight": torch.randn(3 * D_MODEL, D_MODEL)}
+    cuts = {"attn.qkv.weight": Cut(heads=5, fused=Fused.BLOCKS)}  # 5 heads do not divide 32
+    result = compute_weight_metrics(MappingSource(state), list(state), metrics=["l2"], cuts=cuts)
+    (row,) = result.network_means(["l2"])
+    assert row.value is None and row.reason is not None
+    assert row.reason.code is ReasonCode.HEAD_SPLIT
+    assert "1 selected tensor(s) yield no matrix (e.g. attn.qkv.weight" in row.reason.message
+    # Over the tensors that all yield matrices, the mean stands.
+    (alone,) = result.network_means(["l2"], {"a.weight"})
+    assert alone.value == pytest.approx(float(state["a.weight"].norm()), rel=1e-6)

@@ -10,6 +10,7 @@ import torch
 
 from dyntools.models import build_model
 from dyntools.roles import Layer, Part, Role, classify
+from dyntools.selection import NetworkSelection, Preset
 
 pytest.importorskip("transformers")
 import transformers
@@ -242,3 +243,16 @@ def test_unknown_tensors_are_other_and_masks_are_buffers() -> None:
     assert roles["layer.scale_vector"].layer is Layer.OTHER
     assert {roles[n].part for n in ("h.0.attn.bias", "h.0.attn.masked_bias", "layer.ids")} == {BUF}
     assert roles["embed_out.weight"] == Role(Layer.UNEMBEDDING, W)
+
+
+def test_module_types_name_torch_convolutions_and_hf_conv1d() -> None:
+    shapes = {"c.weight": (4, 3, 3, 3), "h.weight": (8, 4)}
+    tensors = [Info(name, shape, True) for name, shape in shapes.items()]
+    roles = classify(tensors, {"c": "Conv2d", "h": "Conv1D"})
+    assert roles["c.weight"] == Role(Layer.CONV, Part.WEIGHT)
+    assert roles["h.weight"] == Role(Layer.LINEAR, Part.WEIGHT)  # Hugging Face's Conv1D
+
+
+def test_normalization_layers_cannot_be_selected() -> None:
+    with pytest.raises(ValueError, match="normalization layers cannot enter the paper features"):
+        NetworkSelection(Preset.CUSTOM, layers=(Layer.NORM,))

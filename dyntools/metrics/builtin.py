@@ -3,7 +3,8 @@ the exact definitions and their references).
 
 The anchor metrics follow ``visualize_training.metrics.get_matrix_metrics`` (visualizing-training
 1.0.0) and ``get_tensor_metrics`` for 4-D convolution weights; the extras reuse the same singular
-values (WeightWatcher's definitions, eigenvalues lambda = sigma^2). Adding a metric: write its
+values (``stable_rank`` and the log norms are WeightWatcher's definitions, eigenvalues lambda =
+sigma^2; ``effective_rank`` is Roy & Vetterli's). Adding a metric: write its
 function of its kind's input record (``dyntools.metrics.kinds``) and add its entry to
 ``BUILTIN``. This module imports no torch: the functions read records built by the code that
 owns the tensors.

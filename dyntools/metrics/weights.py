@@ -76,8 +76,24 @@ class WeightMetrics:
         ``tensors``, default all), as the reference averages its per-matrix metrics into the
         paper's features. A NaN the reference also gives (``var_singular_value`` of a one-row
         matrix) is left out of the mean, as its nan-mean does; a matrix with no value (NaN/inf
-        weights, a failed SVD) makes the network value missing, since a mean over the other
-        matrices would silently describe another network."""
+        weights, a failed SVD), or a selected tensor that yields no matrix at all (it cannot be
+        split per head, an unsupported shape), makes the network value missing, since a mean
+        over the other matrices would silently describe another network."""
+        unmeasured = [
+            s
+            for s in self.skipped
+            if not s.reason.expected and (tensors is None or s.tensor in tensors)
+        ]
+        if unmeasured:
+            skipped = unmeasured[0]
+            why = Reason(
+                skipped.reason.code,
+                f"{len(unmeasured)} selected tensor(s) yield no matrix (e.g. {skipped.tensor}: "
+                f"{skipped.reason.message})",
+            )
+            return tuple(
+                MetricValue(Scope.NETWORK, "", "", None, name, None, why) for name in metrics
+            )
         found: dict[str, list[float]] = {}
         gaps: dict[str, list[MetricValue]] = {}
         for row in self.values:
