@@ -21,8 +21,15 @@ def widget(page: Page, test_id: str, label: str) -> Locator:
 
 
 def choose(page: Page, label: str, option: str) -> None:
-    """Pick ``option`` in the selectbox labelled ``label`` and wait for the rerun."""
-    widget(page, "stSelectbox", label).click()
+    """Pick ``option`` in the selectbox labelled ``label`` and wait for the rerun.
+
+    The box is scrolled into view first: its dropdown closes on a scroll, and clicking a box
+    off screen scrolls the page while the dropdown opens (then it opens and closes at once).
+    """
+    box = widget(page, "stSelectbox", label)
+    box.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)  # let the scroll settle before the dropdown opens
+    box.click()
     page.get_by_role("option", name=option, exact=True).click()
     wait_for_rerun(page)
 
