@@ -5,8 +5,9 @@ import streamlit as st
 from dyntools import charts, ui
 from dyntools.checkpoints.records import AUTO_AXIS, AXIS_CHOICES
 from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
-from dyntools.hmm.caveats import CaveatCode
+from dyntools.hmm.caveats import CaveatCode, plural
 from dyntools.hmm.report import r_squared_text
+from dyntools.hmm.selection import CRITERIA
 from dyntools.metrics.feature import Feature
 from dyntools.views.latent_states.frames import (
     caveats_about,
@@ -21,6 +22,7 @@ from dyntools.views.latent_states.frames import (
 )
 from dyntools.views.latent_states.graph import graph_specs, node_id, state_of
 from dyntools.views.latent_states.options import (
+    heldout_checkpoints,
     heldout_runs,
     runs_text,
     shared_features,
@@ -28,6 +30,7 @@ from dyntools.views.latent_states.options import (
     split_heldout,
 )
 
+CRITERION_LABELS = {"bic": "lowest BIC", "heldout": "held-out log-likelihood"}
 PAPER = "The paper's 14 features (whole network)"
 CHOSEN = "Hook point metrics"
 BIC = "lowest BIC"
@@ -49,9 +52,26 @@ with st.expander("Fit settings", expanded=True):
     )
     max_states = b.slider("Maximum states", 1, 12, FitConfig.max_states, key="latent.max_states")
     restarts = b.slider("Restarts per n", 1, 20, FitConfig.restarts, key="latent.restarts")
+    heldout_share = b.slider(
+        "Held-out checkpoints",
+        0.0,
+        0.5,
+        FitConfig.heldout_checkpoints,
+        0.05,
+        key="latent.heldout_checkpoints",
+        help="A share of each run's checkpoints held out at random and scored, as EleutherAI's "
+        "training maps do with 0.2.",
+    )
     seed = c.number_input("Seed", 0, 2**31 - 1, 0, key="latent.seed")
     threshold = c.slider(
         "Converged at validation accuracy", 0.0, 1.0, 0.9, 0.01, key="latent.threshold"
+    )
+    criterion = c.selectbox(
+        "Choose n by",
+        CRITERIA,
+        format_func=CRITERION_LABELS.__getitem__,
+        key="latent.criterion",
+        help="Held-out log-likelihood needs held-out runs or checkpoints.",
     )
 
 runs = ui.shared_multiselect(
@@ -118,6 +138,8 @@ config = FitConfig(
     seed=int(seed),
     convergence_threshold=float(threshold),
     heldout_runs=heldout,
+    heldout_checkpoints=float(heldout_share),
+    criterion=criterion,
     axis=axis,
 )
 with st.spinner("Fitting..."), ui.user_errors("fit"):
@@ -151,10 +173,16 @@ with left:
         name="selection",
         data=selection,
     )
-    if heldout_runs(result):
+    if result.fitted is not None:
+        scored = [
+            f"runs {', '.join(heldout_runs(result))}" if heldout_runs(result) else "",
+            plural(heldout_checkpoints(result), "random checkpoint")
+            if heldout_checkpoints(result)
+            else "",
+        ]
         st.caption(
-            f"Held-out runs ({', '.join(heldout_runs(result))}): log-likelihood per time step "
-            "under each number of states' best model (higher is better)."
+            f"Held out ({'; '.join(part for part in scored if part)}): log-likelihood per time "
+            "step under each number of states' best model (higher is better)."
         )
         ui.chart(
             charts.heldout_likelihood(selection, result.n_states),

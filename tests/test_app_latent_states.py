@@ -182,7 +182,11 @@ def test_a_heldout_run_is_scored_not_fitted(analysed_folder: Path) -> None:
     # (both runs together would not: the model was fitted on the kept run only).
     data = fit_data(Store(locate_db(analysed_folder).path))
     table = build_feature_table(
-        data.for_fit(None), paper=True, runs=list(RUNS), normalize=result.config.normalize
+        data.for_fit(None),
+        paper=True,
+        runs=list(RUNS),
+        normalize=result.config.normalize,
+        heldout_runs=[held],  # its rows take no part in the normalization
     )
     chosen = frame.row(by_predicate=pl.col("n_states") == result.n_states, named=True)
     on_held = log_likelihood(result.params, table.subset([held]).values, [7])

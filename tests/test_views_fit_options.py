@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from dyntools.charts import heldout_likelihood
@@ -14,6 +15,7 @@ from dyntools.metrics import Feature
 from dyntools.views.latent_states.frames import selection_frame
 from dyntools.views.latent_states.options import (
     fitted_runs,
+    heldout_checkpoints,
     heldout_runs,
     runs_text,
     shared_features,
@@ -75,6 +77,8 @@ class _Result:
     selection: tuple[SelectionRow, ...] = ()
     bic_choice: int = 1
     n_states: int = 1
+    lengths: tuple[int, ...] = ()
+    fitted: np.ndarray | None = None
 
 
 def test_fitted_and_heldout_runs_of_a_result() -> None:
@@ -125,3 +129,10 @@ def test_selection_frame_without_heldout_runs_has_a_null_float_column() -> None:
     frame = selection_frame(result)  # type: ignore[arg-type]
     assert frame.schema["heldout_log_likelihood"] == pl.Float64
     assert frame["heldout_log_likelihood"].null_count() == 2
+
+
+def test_heldout_checkpoints_of_the_fitted_runs_are_counted() -> None:
+    fitted = np.array([True, False, True, True, False, False])  # r2's last two: a held-out run
+    result = _Result(("r1", "r2"), FitConfig(heldout_runs=("r2",)), lengths=(3, 3), fitted=fitted)
+    assert heldout_checkpoints(result) == 1  # type: ignore[arg-type]
+    assert runs_text(result) == "1 run fitted, 1 held out; 1 checkpoint of the fitted runs held out"  # type: ignore[arg-type]

@@ -13,6 +13,7 @@ from dyntools.cli.selection_args import add_network_arguments, network_selection
 from dyntools.hmm.analysis import FitConfig
 from dyntools.hmm.features import NORMALIZATIONS
 from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
+from dyntools.hmm.selection import CRITERIA
 from dyntools.metrics.feature import Feature
 
 
@@ -57,6 +58,21 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         "--heldout", nargs="+", default=[], metavar="RUN", help="runs scored, not fitted"
     )
     parser.add_argument(
+        "--heldout-checkpoints",
+        type=float,
+        default=defaults.heldout_checkpoints,
+        metavar="FRACTION",
+        help="hold out this fraction of each run's checkpoints at random (seeded) and score "
+        "them, as EleutherAI's training maps do with 0.2",
+    )
+    parser.add_argument(
+        "--criterion",
+        choices=CRITERIA,
+        default=defaults.criterion,
+        help="choose n by the lowest BIC, or by the highest held-out log-likelihood per step "
+        "(needs --heldout or --heldout-checkpoints)",
+    )
+    parser.add_argument(
         "--threshold",
         type=float,
         default=defaults.convergence_threshold,
@@ -90,6 +106,8 @@ def fit_config_from_args(args: argparse.Namespace, data_fingerprint: str = "") -
         n_iter=args.n_iter,
         tol=args.tol,
         heldout_runs=tuple(args.heldout),
+        heldout_checkpoints=args.heldout_checkpoints,
+        criterion=args.criterion,
         convergence_threshold=args.threshold,
         network_selection=network_selection_from_args(args),
         axis=args.axis,

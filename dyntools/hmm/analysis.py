@@ -37,8 +37,8 @@ from dyntools.selection import NetworkSelection
 # Bumped whenever a fit's results change for the same configuration (its hash includes it, so
 # a stale stored fit is never served). 3: one time axis per fit. 4: regularized covariances,
 # failed restarts with reasons. 5: switch attributions with spreads. 6: caveats, convergence
-# significance.
-FIT_FORMAT_VERSION = 6
+# significance. 7: normalization statistics from the fitted rows only; held-out checkpoints.
+FIT_FORMAT_VERSION = 7
 VAL_ACC = "val_acc"
 
 
@@ -63,6 +63,10 @@ class FitConfig:
     n_iter: int = 200
     tol: float = 5e-4  # least log-likelihood gain per time step
     heldout_runs: tuple[str, ...] = ()
+    # A fraction of each fitted run's checkpoints held out at random (EleutherAI's training
+    # maps hold out 0.2), scored like held-out runs.
+    heldout_checkpoints: float = 0.0
+    criterion: str = "bic"  # how n is chosen: lowest BIC, or highest held-out log-likelihood
     convergence_threshold: float = 0.9
     axis: str = AUTO_AXIS  # step, epoch, or auto: epoch when every checkpoint states one
     data_fingerprint: str = ""  # set by the store: identifies the metric values used
@@ -77,6 +81,10 @@ class FitConfig:
             raise ValueError(
                 f"the convergence threshold is a validation accuracy in [0, 1], got "
                 f"{self.convergence_threshold!r}"
+            )
+        if not 0.0 <= self.heldout_checkpoints < 1.0:
+            raise ValueError(
+                f"heldout_checkpoints is a fraction in [0, 1), got {self.heldout_checkpoints!r}"
             )
         counts = {"max_states": self.max_states, "restarts": self.restarts, "n_iter": self.n_iter}
         for name, count in counts.items():
@@ -118,6 +126,7 @@ class FitResult:
     convergence: ConvergenceAnalysis | None  # None when no val_acc was logged
     seconds: float = field(default=0.0, compare=False)
     caveats: tuple[Caveat, ...] = ()  # where the conclusions may mislead (caveats.py)
+    fitted: np.ndarray | None = None  # per row: fitted (True) or held out; None: all fitted
 
     @property
     def times(self) -> np.ndarray:
@@ -175,6 +184,9 @@ def fit_latent_states(
         scalars=scalars,
         scalar_features=config.scalar_features,
         normalize=config.normalize,
+        heldout_runs=config.heldout_runs,
+        heldout_fraction=config.heldout_checkpoints,
+        seed=config.seed,
     )
     model = LatentStateModel(
         max_states=config.max_states,
@@ -185,7 +197,7 @@ def fit_latent_states(
         tol=config.tol,
         min_covar=config.min_covar,
         random_state=config.seed,
-        heldout_runs=config.heldout_runs,
+        criterion=config.criterion,
         n_jobs=n_jobs,
     ).fit(table)
     states = model.decoding_.states
@@ -207,7 +219,7 @@ def fit_latent_states(
             seed=config.seed,
         )
     fitted = [run for run in table.run_ids if run not in config.heldout_runs]
-    n_fitted = sum(n for run, n in zip(table.run_ids, table.lengths, strict=True) if run in fitted)
+    n_fitted = int(table.fitted_rows.sum())
     d = len(table.columns)
     sweep = SweepFacts(
         rows=model.selection_.rows,
@@ -242,6 +254,7 @@ def fit_latent_states(
         convergence=convergence,
         seconds=time.perf_counter() - start,
         caveats=fit_caveats(sweep, graph, convergence),
+        fitted=table.fitted,
     )
 
 

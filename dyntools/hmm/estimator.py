@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from dyntools.hmm.decode import Decoding, decode, relabel_by_first_visit
@@ -18,7 +16,10 @@ class LatentStateModel:
 
     Parameters follow scikit-learn conventions (stored as given, validated in ``fit``);
     fitted attributes end in ``_``: ``selection_``, ``n_states_``, ``params_`` (states
-    relabelled by order of first visit), ``decoding_`` (of the fitted table).
+    relabelled by order of first visit), ``decoding_`` (of the fitted table). The model is
+    fitted on the table's fitted rows; its held-out rows (runs, or random checkpoints) are
+    scored. ``criterion`` chooses n: ``bic`` (lowest BIC) or ``heldout`` (highest held-out
+    log-likelihood per time step).
     ``tol`` is the least gain in log-likelihood per time step that keeps EM going;
     ``min_covar`` is added to every covariance's diagonal in each EM step, relative to the
     features' mean variance.
@@ -34,7 +35,7 @@ class LatentStateModel:
         tol: float = 5e-4,
         min_covar: float = MIN_COVAR,
         random_state: int = 0,
-        heldout_runs: Sequence[str] = (),
+        criterion: str = "bic",
         n_jobs: int = 1,
     ) -> None:
         self.max_states = max_states
@@ -45,7 +46,7 @@ class LatentStateModel:
         self.tol = tol
         self.min_covar = min_covar
         self.random_state = random_state
-        self.heldout_runs = heldout_runs
+        self.criterion = criterion
         self.n_jobs = n_jobs
 
     def fit(self, table: FeatureTable) -> LatentStateModel:
@@ -57,12 +58,11 @@ class LatentStateModel:
             )
         if not isinstance(self.random_state, int | np.integer):
             raise ValueError(f"random_state must be an int seed, got {self.random_state!r}")
-        heldout = list(self.heldout_runs)
-        train_runs = [r for r in table.run_ids if r not in heldout]
-        if heldout and not train_runs:
+        fitted = table.fitted_rows
+        if not fitted.any():
             raise ValueError("every run is held out: keep at least one run to fit on")
-        train = table.subset(train_runs) if heldout else table
-        test = table.subset(heldout) if heldout else None
+        train = table.take(fitted) if table.held_out else table
+        test = table.take(~fitted) if table.held_out else None
         self.selection_: Selection = select_model(
             train,
             max_states=self.max_states,
@@ -74,10 +74,11 @@ class LatentStateModel:
             min_covar=self.min_covar,
             n_states=self.n_states,
             heldout=test,
+            criterion=self.criterion,
             n_jobs=self.n_jobs,
         )
         self.n_states_: int = self.selection_.chosen
-        # Labels follow the first visits in the whole table, held-out runs included.
+        # Labels follow the first visits in the whole table, held-out rows included.
         self.params_: HMMParams = relabel_by_first_visit(
             self.selection_.best[self.n_states_], table
         )

@@ -51,6 +51,18 @@ class FeatureTable:
     raw: np.ndarray  # (n_rows, n_features) before normalization
     normalize: str
     notices: tuple[Notice, ...]
+    # Which rows the model is fitted on (the others are held out: whole runs, or random
+    # checkpoints); the normalization statistics come from these rows only. None: every row.
+    fitted: np.ndarray | None = None
+
+    @property
+    def fitted_rows(self) -> np.ndarray:
+        """The fitted-row mask, every row when none is held out."""
+        return np.ones(self.n_rows, dtype=bool) if self.fitted is None else self.fitted
+
+    @property
+    def held_out(self) -> bool:
+        return not bool(self.fitted_rows.all())
 
     @property
     def n_rows(self) -> int:
@@ -73,16 +85,35 @@ class FeatureTable:
         slices = self.run_slices()
         pick = [self.run_ids.index(r) for r in run_ids]
         rows = np.concatenate([np.arange(slices[i].start, slices[i].stop) for i in pick])
+        return self._rows(rows, tuple(run_ids), tuple(self.lengths[i] for i in pick))
+
+    def take(self, mask: np.ndarray) -> FeatureTable:
+        """The rows of ``mask``, each run's in order (a run left with none is dropped): the
+        fitted rows, or the held-out ones, as sequences."""
+        runs = self.row_runs()
+        kept = [
+            (run, int(mask[s].sum()))
+            for run, s in zip(self.run_ids, self.run_slices(), strict=True)
+        ]
+        kept = [(run, n) for run, n in kept if n]
+        rows = np.flatnonzero(mask)
+        assert all(runs[r] in dict(kept) for r in rows)
+        return self._rows(rows, tuple(r for r, _ in kept), tuple(n for _, n in kept))
+
+    def _rows(
+        self, rows: np.ndarray, run_ids: tuple[str, ...], lengths: tuple[int, ...]
+    ) -> FeatureTable:
         return FeatureTable(
             columns=self.columns,
-            run_ids=tuple(run_ids),
-            lengths=tuple(self.lengths[i] for i in pick),
+            run_ids=run_ids,
+            lengths=lengths,
             steps=self.steps[rows],
             epochs=self.epochs[rows],
             values=self.values[rows],
             raw=self.raw[rows],
             normalize=self.normalize,
             notices=self.notices,
+            fitted=None if self.fitted is None else self.fitted[rows],
         )
 
     def to_frame(self) -> pl.DataFrame:
@@ -118,11 +149,16 @@ def build_feature_table(
     scalars: pl.DataFrame | None = None,
     scalar_features: Sequence[str] = (),
     normalize: str = "global",
+    heldout_runs: Sequence[str] = (),
+    heldout_fraction: float = 0.0,
+    seed: int = 0,
 ) -> FeatureTable:
     """Pivot tidy metrics (and optionally training scalars) into a normalized feature table.
 
     ``features`` picks features; ``paper`` adds the 14 paper features; with neither, every
-    feature in ``metrics`` is used.
+    feature in ``metrics`` is used. ``heldout_runs`` and a ``heldout_fraction`` of each other
+    run's checkpoints (chosen at random with ``seed``, EleutherAI's procedure) are held out:
+    not fitted, and not part of the normalization statistics or the constant-column check.
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {normalize!r}; choose one of {NORMALIZATIONS}")
@@ -155,7 +191,8 @@ def build_feature_table(
     raw = wide.select(columns).to_numpy().astype(np.float64) if columns else np.empty((0, 0))
     run_ids = tuple(wide.unique("run_id", maintain_order=True)["run_id"].to_list())
     lengths = tuple(int(n) for n in wide.group_by("_order", maintain_order=True).len()["len"])
-    keep = usable_columns(raw, columns, run_ids, lengths, normalize, notices)
+    fitted = heldout_mask(run_ids, lengths, heldout_runs, heldout_fraction, seed)
+    keep = usable_columns(raw, columns, run_ids, lengths, normalize, notices, fitted)
     raw = raw[:, keep]
     kept = tuple(c for c, k in zip(columns, keep, strict=True) if k)
     if not kept:
@@ -171,11 +208,40 @@ def build_feature_table(
         lengths=lengths,
         steps=wide["step"].to_numpy().astype(np.int64),
         epochs=wide["epoch"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-        values=zscore(raw, lengths, normalize),
+        values=zscore(raw, lengths, normalize, fitted),
         raw=raw,
         normalize=normalize,
         notices=tuple(notices),
+        fitted=None if fitted.all() else fitted,
     )
+
+
+def heldout_mask(
+    run_ids: Sequence[str],
+    lengths: Sequence[int],
+    heldout_runs: Sequence[str],
+    fraction: float,
+    seed: int,
+) -> np.ndarray:
+    """True for the rows that are fitted: not in a held-out run, and not among the random
+    ``fraction`` of each other run's checkpoints held out (at least two stay fitted per run)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the held-out fraction of checkpoints must be in [0, 1), got {fraction}")
+    unknown = sorted(set(heldout_runs) - set(run_ids))
+    if unknown:
+        raise LookupError(f"held-out runs {unknown} are not among the runs {list(run_ids)}")
+    rng = np.random.default_rng(seed)
+    parts = []
+    for run, n in zip(run_ids, lengths, strict=True):
+        fitted = np.full(n, run not in heldout_runs)
+        out = min(round(fraction * n), max(0, n - 2)) if fitted.any() else 0
+        if out:
+            fitted[rng.choice(n, size=out, replace=False)] = False
+        parts.append(fitted)
+    mask = np.concatenate(parts) if parts else np.ones(0, dtype=bool)
+    if lengths and not mask.any():
+        raise ValueError("every run is held out: keep at least one run to fit the model on")
+    return mask
 
 
 def _initial_notices(

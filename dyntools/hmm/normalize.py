@@ -50,10 +50,13 @@ def usable_columns(
     lengths: tuple[int, ...],
     normalize: str,
     notices: list[Notice],
+    fitted: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A mask of the columns that have no missing value and are not constant."""
+    """A mask of the columns that have no missing value and are not constant (on the fitted
+    rows: their statistics normalize every row)."""
     keep = np.ones(len(columns), dtype=bool)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
+    fitted = np.ones(raw.shape[0], dtype=bool) if fitted is None else fitted
     for k, name in enumerate(columns):
         column = raw[:, k]
         missing = ~np.isfinite(column)
@@ -72,9 +75,12 @@ def usable_columns(
             )
             continue
         groups = (
-            [column[bounds[r] : bounds[r + 1]] for r in range(len(run_ids))]
+            [
+                _reference(column[bounds[r] : bounds[r + 1]], fitted[bounds[r] : bounds[r + 1]])
+                for r in range(len(run_ids))
+            ]
             if normalize == "per-run"
-            else [column]
+            else [column[fitted]]
         )
         flat = [
             run_ids[r] if normalize == "per-run" else "all runs"
@@ -99,13 +105,26 @@ def _is_constant(values: np.ndarray) -> bool:
     return bool(np.ptp(values) <= _CONSTANT_RTOL * scale)
 
 
-def zscore(raw: np.ndarray, lengths: tuple[int, ...], normalize: str) -> np.ndarray:
+def _reference(block: np.ndarray, fitted: np.ndarray) -> np.ndarray:
+    """The rows a run's statistics come from: its fitted rows, or all of a held-out run's."""
+    return block[fitted] if fitted.any() else block
+
+
+def zscore(
+    raw: np.ndarray, lengths: tuple[int, ...], normalize: str, fitted: np.ndarray | None = None
+) -> np.ndarray:
+    """z-scores with the mean and standard deviation of the fitted rows: of all of them
+    (global), or of each run's (per-run; a held-out run uses its own rows, which tells the
+    fitted runs nothing)."""
+    fitted = np.ones(raw.shape[0], dtype=bool) if fitted is None else fitted
     if normalize == "global":
-        return np.asarray((raw - raw.mean(axis=0)) / raw.std(axis=0))
+        reference = raw[fitted]
+        return np.asarray((raw - reference.mean(axis=0)) / reference.std(axis=0))
     out = np.empty_like(raw)
     start = 0
     for n in lengths:
         block = raw[start : start + n]
-        out[start : start + n] = (block - block.mean(axis=0)) / block.std(axis=0)
+        reference = _reference(block, fitted[start : start + n])
+        out[start : start + n] = (block - reference.mean(axis=0)) / reference.std(axis=0)
         start += n
     return out

@@ -25,7 +25,8 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
     ]
     lines += [f"warning: {c.message}" for c in result.caveats]
     lines += [f"note: {n.message}" for n in result.notices]
-    lines += ["", "model selection (log-likelihood on the fitted runs):"]
+    held = "" if result.fitted is None else f"; {int((~result.fitted).sum())} checkpoints held out"
+    lines += ["", f"model selection (log-likelihood on the fitted checkpoints{held}):"]
     heldout = any(r.heldout_log_likelihood is not None for r in result.selection)
     header = f"  {'n':>2} {'best LL':>12} {'mean LL':>12} {'std':>8} {'AIC':>12} {'BIC':>12}"
     header += f" {'conv':>5} {'fail':>4}" + (f" {'held-out LL/step':>17}" if heldout else "")
@@ -44,8 +45,10 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
             line += f" {value:>17.3f}" if value is not None else f" {'':>17}"
         lines.append(line + mark)
     chosen = f"chosen: {result.n_states} states"
-    if result.n_states != result.bic_choice:
+    if result.config.n_states is not None:
         chosen += f" (asked for; the lowest BIC is at {result.bic_choice})"
+    elif result.config.criterion == "heldout":
+        chosen += f" (highest held-out log-likelihood; the lowest BIC is at {result.bic_choice})"
     else:
         chosen += " (lowest BIC)"
     lines += ["", chosen, "", "state paths (state x consecutive checkpoints):"]

@@ -29,6 +29,10 @@ from dyntools.hmm.hmmlearn_backend import (
 )
 from dyntools.hmm.params import HMMParams
 
+# How n is chosen when the user does not fix it: the lowest BIC on the fitted rows (the paper
+# uses held-out runs; EleutherAI held-out checkpoints), or the highest held-out log-likelihood.
+CRITERIA = ("bic", "heldout")
+
 
 @dataclass(frozen=True)
 class SelectionRow:
@@ -57,7 +61,7 @@ class Selection:
     outcomes: tuple[RestartFit, ...]
     best: dict[int, HMMParams]
     bic_choice: int  # the lowest BIC
-    chosen: int  # what the user asked for, else bic_choice
+    chosen: int  # what the user asked for, else the criterion's choice
     asked_max_states: int  # the sweep asked for, before clamping to ``feasible_states``
 
     @property
@@ -83,6 +87,7 @@ def select_model(
     min_covar: float = MIN_COVAR,
     n_states: int | None = None,
     heldout: FeatureTable | None = None,
+    criterion: str = "bic",
     n_jobs: int = 1,
 ) -> Selection:
     """Sweep n = 1..max_states; ``tol`` is the least gain in log-likelihood per time step.
@@ -96,6 +101,10 @@ def select_model(
         )
     if not (math.isfinite(tol) and tol > 0 and math.isfinite(min_covar) and min_covar > 0):
         raise ValueError(f"tol ({tol}) and min_covar ({min_covar}) must be positive numbers")
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; choose one of {list(CRITERIA)}")
+    if criterion == "heldout" and heldout is None:
+        raise ValueError("choosing n by held-out log-likelihood needs held-out runs or checkpoints")
     if n_states is not None and not 1 <= n_states <= max_states:
         raise ValueError(f"--states {n_states} is outside the sweep 1..{max_states}")
     feasible = feasible_states(table.n_rows, table.values.shape[1], covariance_type)
@@ -128,13 +137,19 @@ def select_model(
         reasons = "; ".join(f"{r.n_states} states: {r.failure}" for r in rows[:3])
         raise ValueError(f"every fit failed ({reasons}); try fewer states or features")
     bic_choice = min(usable, key=lambda r: r.bic).n_states
-    chosen = bic_choice if n_states is None else n_states
+    choice = bic_choice if criterion == "bic" else _heldout_choice(usable)
+    chosen = choice if n_states is None else n_states
     if chosen not in best:
         why = rows[chosen - 1].failure
         raise ValueError(
             f"every restart with {chosen} states failed ({why}); choose another number"
         )
     return Selection(tuple(rows), tuple(outcomes), best, bic_choice, chosen, asked)
+
+
+def _heldout_choice(rows: list[SelectionRow]) -> int:
+    scored = [r for r in rows if r.heldout_log_likelihood is not None]
+    return max(scored, key=lambda r: r.heldout_log_likelihood or -np.inf).n_states
 
 
 def feasible_states(n_rows: int, n_features: int, covariance_type: str) -> int:

@@ -90,6 +90,7 @@ def fit_result_from_json(data: dict[str, Any]) -> FitResult:
         ),
         seconds=data["seconds"],
         caveats=tuple(Caveat(CaveatCode(c["code"]), c["message"]) for c in data.get("caveats", [])),
+        fitted=None if data.get("fitted") is None else np.asarray(data["fitted"], dtype=bool),
     )
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
 from dyntools.hmm import FitResult
+from dyntools.hmm.caveats import plural
 from dyntools.metrics.feature import Feature
 
 
@@ -58,7 +60,23 @@ def heldout_runs(result: FitResult) -> tuple[str, ...]:
 
 
 def runs_text(result: FitResult) -> str:
-    """``"2 runs"``, or with held-out runs ``"1 run fitted, 1 held out"``."""
+    """``"2 runs"``, or with held-out runs ``"1 run fitted, 1 held out"``, and the held-out
+    checkpoints of the fitted runs (``"; 12 checkpoints held out"``)."""
     fitted, heldout = fitted_runs(result), heldout_runs(result)
-    text = f"{len(fitted)} {'run' if len(fitted) == 1 else 'runs'}"
-    return f"{text} fitted, {len(heldout)} held out" if heldout else text
+    text = plural(len(fitted), "run")
+    text = f"{text} fitted, {len(heldout)} held out" if heldout else text
+    rows = heldout_checkpoints(result)
+    return f"{text}; {plural(rows, 'checkpoint')} of the fitted runs held out" if rows else text
+
+
+def heldout_checkpoints(result: FitResult) -> int:
+    """How many checkpoints of the fitted runs were held out at random and scored."""
+    if result.fitted is None:
+        return 0
+    in_fitted_runs = np.isin(_row_runs(result), fitted_runs(result))
+    return int((~result.fitted & in_fitted_runs).sum())
+
+
+def _row_runs(result: FitResult) -> np.ndarray:
+    """The run id of every row of a fit."""
+    return np.repeat(np.array(result.run_ids, dtype=object), result.lengths)
