@@ -8,6 +8,7 @@ from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
 from dyntools.hmm.caveats import CaveatCode, plural
 from dyntools.hmm.report import r_squared_text
 from dyntools.hmm.selection import CRITERIA
+from dyntools.hmm.stability import DEFAULT_RESAMPLES
 from dyntools.metrics.feature import Feature
 from dyntools.views.latent_states.frames import (
     caveats_about,
@@ -16,6 +17,8 @@ from dyntools.views.latent_states.frames import (
     regression_frame,
     runs_in_state,
     selection_frame,
+    stability_frame,
+    stability_text,
     state_intervals,
     state_points,
     state_summary,
@@ -65,6 +68,15 @@ with st.expander("Fit settings", expanded=True):
     seed = c.number_input("Seed", 0, 2**31 - 1, 0, key="latent.seed")
     threshold = c.slider(
         "Converged at validation accuracy", 0.0, 1.0, 0.9, 0.01, key="latent.threshold"
+    )
+    resamples = c.number_input(
+        "Stability resamples",
+        0,
+        200,
+        DEFAULT_RESAMPLES,
+        key="latent.resamples",
+        help="Bootstrap the runs this many times after the fit to tell how stable the number "
+        "of states and the labels are (0: skip).",
     )
     criterion = c.selectbox(
         "Choose n by",
@@ -173,6 +185,8 @@ with left:
         name="selection",
         data=selection,
     )
+    # Filled at the end of the page: the bootstrap runs after everything else is shown.
+    stability_box = st.container()
     if result.fitted is not None:
         scored = [
             f"runs {', '.join(heldout_runs(result))}" if heldout_runs(result) else "",
@@ -255,3 +269,13 @@ else:
     st.dataframe(conv, hide_index=True, width="stretch")
     st.dataframe(regression_frame(result), hide_index=True, width="stretch")
     ui.downloads(conv, "convergence", key="latent.conv_data")
+
+if resamples:
+    with stability_box:
+        checking = f"Checking stability: {int(resamples)} resamples of the runs..."
+        with st.spinner(checking), ui.user_errors("stability"):
+            checked = ui.stability(state.db, state.version or 0, outcome, int(resamples))
+        st.markdown(f"**Stability**: {stability_text(checked.result)}.")
+        for message in caveats_about(checked.result, CaveatCode.UNSTABLE):
+            st.warning(message, icon=":material/warning:")
+        st.dataframe(stability_frame(checked.result), hide_index=True, width="stretch")

@@ -75,8 +75,11 @@ def test_clicking_a_node_shows_its_summary(analysed_folder: Path) -> None:
     app.session_state[graph.proto.id] = "S1"
     app.run()
     assert by_key(app.selectbox, "latent.node").value == "S1"
-    summary = dict(app.dataframe[0].value.itertuples(index=False))
-    where = pl.from_pandas(app.dataframe[1].value)
+    frames = [frame.value for frame in app.dataframe]
+    (summary_frame,) = [f for f in frames if list(f.columns) == ["what", "value"]]
+    summary = dict(summary_frame.itertuples(index=False))
+    (where_frame,) = [f for f in frames if "visits" in f.columns]
+    where = pl.from_pandas(where_frame)
     assert int(summary["checkpoints"]) == where["checkpoints"].sum() > 0
     # The same value on the next rerun is no new click: the selectbox wins.
     by_key(app.selectbox, "latent.node").set_value("S0").run()
@@ -96,6 +99,19 @@ def test_chosen_features_and_convergence(analysed_folder: Path) -> None:
     # Visit counts per state add up to each run's checkpoints.
     states = [c for c in conv.columns if c.startswith("S")]
     assert conv.select(pl.sum_horizontal(states)).to_series().to_list() == [7, 7]
+
+
+def test_the_stability_is_shown_and_stored_with_the_fit(analysed_folder: Path) -> None:
+    app = direct("latent-states", analysed_folder)
+    by_key(app.slider, "latent.max_states").set_value(3)
+    by_key(app.number_input, "latent.resamples").set_value(4).run()
+    assert not app.exception
+    assert "Stability" in texts(app) and "of 4 resamples of the runs" in texts(app)
+    stored = _stored_fit(app, analysed_folder)
+    assert stored.stability is not None and stored.stability.resamples == 4
+    frames = [frame.value for frame in app.dataframe]
+    (kept,) = [f for f in frames if "kept_in_resamples" in f.columns]
+    assert list(kept["state"]) == [f"S{s}" for s in range(stored.n_states)]
 
 
 def test_every_caveat_is_shown_as_a_warning(analysed_folder: Path) -> None:

@@ -14,6 +14,7 @@ from dyntools.hmm.analysis import FitConfig
 from dyntools.hmm.features import NORMALIZATIONS
 from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
 from dyntools.hmm.selection import CRITERIA
+from dyntools.hmm.stability import DEFAULT_RESAMPLES
 from dyntools.metrics.feature import Feature
 
 
@@ -84,6 +85,14 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.axis,
         help="time axis of state durations and convergence: step, epoch (every checkpoint "
         "must state one), or auto: epoch where every checkpoint states one, else step",
+    )
+    parser.add_argument(
+        "--stability",
+        type=int,
+        default=DEFAULT_RESAMPLES,
+        metavar="N",
+        help="bootstrap the runs N times to tell how stable the number of states and the "
+        f"labels are (default {DEFAULT_RESAMPLES}; 0 skips it)",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_network_arguments(parser)

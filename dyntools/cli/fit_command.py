@@ -11,7 +11,8 @@ from typing import Any
 
 from dyntools.cli.fit_args import add_fit_arguments, fit_config_from_args
 from dyntools.hmm import fit_result_to_json, format_fit_report
-from dyntools.pipeline.fits import fit_or_load
+from dyntools.hmm.hmmlearn_backend import default_n_jobs
+from dyntools.pipeline.fits import fit_or_load, stability_or_load
 from dyntools.store import Store, find_existing_db, locate_db
 
 
@@ -63,15 +64,29 @@ def handler(args: argparse.Namespace) -> int:
         if not below:
             raise LookupError(f"no computed runs below {args.folder} in {db}")
         config = dataclasses.replace(config, runs=below)
-    outcome = fit_or_load(store, config)
+    if args.stability < 0:
+        raise ValueError(f"--stability takes a number of resamples >= 0, got {args.stability}")
+    fitted = outcome = fit_or_load(store, config)
+    timing = ""
+    if args.stability:
+        print(
+            f"checking stability: {args.stability} resamples of the runs ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        outcome = stability_or_load(
+            store, fitted, resamples=args.stability, n_jobs=default_n_jobs()
+        )
+        if outcome is not fitted:
+            timing = f"; stability in {outcome.seconds:.2f} s"
     if args.json:
         payload = fit_result_to_json(outcome.result)
         payload["config_hash"] = outcome.config_hash
-        payload["from_store"] = outcome.from_store
+        payload["from_store"] = fitted.from_store
         json.dump(payload, sys.stdout)
         print()
     else:
-        source = "read back from the store" if outcome.from_store else "fitted and stored"
+        source = "read back from the store" if fitted.from_store else "fitted and stored"
         print(format_fit_report(outcome.result))
-        print(f"\n({source} in {outcome.seconds:.2f} s; database {db})")
+        print(f"\n({source} in {fitted.seconds:.2f} s{timing}; database {db})")
     return 0

@@ -7,6 +7,7 @@ fingerprint of the metrics into ``data_fingerprint``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -20,7 +21,7 @@ import polars as pl
 
 from dyntools.checkpoints.records import AUTO_AXIS, AXIS_CHOICES, Axis
 from dyntools.hmm.attribution import transition_drivers
-from dyntools.hmm.caveats import Caveat, SweepFacts, fit_caveats
+from dyntools.hmm.caveats import Caveat, CaveatCode, SweepFacts, fit_caveats, stability_caveats
 from dyntools.hmm.convergence import ConvergenceAnalysis, convergence_analysis
 from dyntools.hmm.estimator import LatentStateModel
 from dyntools.hmm.features import FeatureTable, align_scalars, build_feature_table
@@ -29,6 +30,7 @@ from dyntools.hmm.hmmlearn_backend import MIN_COVAR, RestartFit, min_rows
 from dyntools.hmm.normalize import Notice
 from dyntools.hmm.params import HMMParams
 from dyntools.hmm.selection import SelectionRow, feasible_states
+from dyntools.hmm.stability import DEFAULT_RESAMPLES, Stability, stability
 from dyntools.metrics.feature import Feature
 from dyntools.selection import NetworkSelection
 
@@ -127,6 +129,7 @@ class FitResult:
     seconds: float = field(default=0.0, compare=False)
     caveats: tuple[Caveat, ...] = ()  # where the conclusions may mislead (caveats.py)
     fitted: np.ndarray | None = None  # per row: fitted (True) or held out; None: all fitted
+    stability: Stability | None = None  # the bootstrap over runs, when it has been run
 
     @property
     def times(self) -> np.ndarray:
@@ -171,12 +174,11 @@ def config_hash(config: FitConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def fit_latent_states(
-    metrics: pl.DataFrame, scalars: pl.DataFrame | None, config: FitConfig, *, n_jobs: int = 1
-) -> FitResult:
-    """Feature table -> model selection -> decoding -> graph -> convergence analysis."""
-    start = time.perf_counter()
-    table = build_feature_table(
+def feature_table(
+    metrics: pl.DataFrame, scalars: pl.DataFrame | None, config: FitConfig
+) -> FeatureTable:
+    """The normalized feature table a fit of ``config`` is computed on."""
+    return build_feature_table(
         metrics,
         features=list(config.features),
         paper=config.paper_features,
@@ -188,6 +190,14 @@ def fit_latent_states(
         heldout_fraction=config.heldout_checkpoints,
         seed=config.seed,
     )
+
+
+def fit_latent_states(
+    metrics: pl.DataFrame, scalars: pl.DataFrame | None, config: FitConfig, *, n_jobs: int = 1
+) -> FitResult:
+    """Feature table -> model selection -> decoding -> graph -> convergence analysis."""
+    start = time.perf_counter()
+    table = feature_table(metrics, scalars, config)
     model = LatentStateModel(
         max_states=config.max_states,
         n_states=config.n_states,
@@ -256,6 +266,35 @@ def fit_latent_states(
         caveats=fit_caveats(sweep, graph, convergence),
         fitted=table.fitted,
     )
+
+
+def with_stability(
+    result: FitResult,
+    table: FeatureTable,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    n_jobs: int = 1,
+) -> FitResult:
+    """``result`` with its bootstrap over runs (``stability.stability``) and the caveats it
+    adds; ``table`` is the fit's (``feature_table``)."""
+    config = result.config
+    found = stability(
+        table,
+        result.states,
+        result.n_states,
+        max_states=len(result.selection),
+        restarts=config.restarts,
+        covariance_type=config.covariance_type,
+        n_iter=config.n_iter,
+        tol=config.tol,
+        min_covar=config.min_covar,
+        resamples=resamples,
+        seed=config.seed,
+        n_jobs=n_jobs,
+    )
+    kept = tuple(c for c in result.caveats if c.code is not CaveatCode.UNSTABLE)
+    caveats = kept + stability_caveats(found, result.n_states)
+    return dataclasses.replace(result, stability=found, caveats=caveats)
 
 
 def _split(table: FeatureTable, values: np.ndarray) -> dict[str, np.ndarray]:

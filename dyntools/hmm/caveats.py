@@ -17,6 +17,7 @@ from enum import StrEnum
 from dyntools.hmm.convergence import ConvergenceAnalysis
 from dyntools.hmm.graph import TransitionGraph
 from dyntools.hmm.selection import SelectionRow
+from dyntools.hmm.stability import STABLE_AGREEMENT, STABLE_SHARE, Stability
 
 
 class CaveatCode(StrEnum):
@@ -116,3 +117,47 @@ def fit_caveats(
             )
         )
     return tuple(found)
+
+
+def stability_caveats(found: Stability, n_states: int) -> tuple[Caveat, ...]:
+    """An unstable number of states, unstable labels overall, and unstable states."""
+    caveats = []
+    share = found.share_choosing(n_states)
+    if share < STABLE_SHARE:
+        caveats.append(
+            Caveat(
+                CaveatCode.UNSTABLE,
+                f"the number of states is not stable: {n_states} is chosen in {share:.0%} of "
+                f"{plural(found.resamples, 'resample')} of the runs "
+                f"({chosen_text(found)})",
+            )
+        )
+    agreement = found.mean_agreement
+    if agreement < STABLE_AGREEMENT:
+        caveats.append(
+            Caveat(
+                CaveatCode.UNSTABLE,
+                f"the state labels are not stable: resamples of the runs agree with them at an "
+                f"adjusted Rand index of {agreement:.2f} (1 is the same partition, 0 chance)",
+            )
+        )
+    weak = [s for s, a in enumerate(found.state_agreement) if a < STABLE_AGREEMENT]
+    if weak:
+        caveats.append(
+            Caveat(
+                CaveatCode.UNSTABLE,
+                f"{'state' if len(weak) == 1 else 'states'} {', '.join(map(str, weak))}: fewer "
+                f"than half of {'its' if len(weak) == 1 else 'their'} checkpoints keep their "
+                "state in the resamples",
+            )
+        )
+    return tuple(caveats)
+
+
+def chosen_text(found: Stability) -> str:
+    """``5: 10%, 6: 25%, 7: 65%``: how often each number of states was chosen."""
+    counts = sorted(set(found.chosen))
+    return ", ".join(
+        f"{n}: {found.share_choosing(n):.0%}" if n else f"failed: {found.share_choosing(0):.0%}"
+        for n in counts
+    )

@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from dyntools.hmm.params import HMMParams
 
 if TYPE_CHECKING:
     from hmmlearn import hmm
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # hmmlearn, scikit-learn and threadpoolctl are imported where a model is built, not here: they
 # take about 1.5 s to import, and the app's pages import this module (for HMMParams) on every
@@ -170,6 +173,18 @@ def fit_many(
     executor = _executor(n_jobs)
     futures = {i: executor.submit(fit_one, values, list(lengths), tasks[i]) for i in order}
     return [futures[i].result() for i in range(len(tasks))]
+
+
+def parallel_map(function: Callable[[T], R], items: Sequence[T], n_jobs: int = 1) -> list[R]:
+    """``function`` over ``items`` in ``n_jobs`` worker processes (1: here, with one BLAS
+    thread), results in order; ``function`` must be a module-level function."""
+    if n_jobs <= 1 or len(items) <= 1:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1):
+            return [function(item) for item in items]
+    executor = _executor(n_jobs)
+    return list(executor.map(function, items))
 
 
 def log_likelihood(params: HMMParams, values: np.ndarray, lengths: Sequence[int]) -> float:
@@ -344,7 +359,9 @@ def _executor(n_jobs: int) -> ProcessPoolExecutor:
         # forkserver, not fork: the app has threads, and forking a threaded process can hang.
         context = multiprocessing.get_context("forkserver")
         # The fitting libraries too, so that every worker forks with them already imported.
-        context.set_forkserver_preload([__name__, "hmmlearn.hmm", "sklearn.cluster"])
+        context.set_forkserver_preload(
+            [__name__, "dyntools.hmm.stability", "hmmlearn.hmm", "sklearn.cluster"]
+        )
         _EXECUTORS[n_jobs] = ProcessPoolExecutor(
             max_workers=n_jobs, mp_context=context, initializer=_one_thread_per_worker
         )

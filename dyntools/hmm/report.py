@@ -8,7 +8,7 @@ import numpy as np
 
 from dyntools.hmm.analysis import FitResult
 from dyntools.hmm.attribution import Driver
-from dyntools.hmm.caveats import plural
+from dyntools.hmm.caveats import chosen_text, plural
 from dyntools.hmm.convergence import ConvergenceAnalysis
 
 _MAX_SEGMENTS = 40  # segments of a run's state path shown before eliding
@@ -51,7 +51,13 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
         chosen += f" (highest held-out log-likelihood; the lowest BIC is at {result.bic_choice})"
     else:
         chosen += " (lowest BIC)"
-    lines += ["", chosen, "", "state paths (state x consecutive checkpoints):"]
+    lines += [
+        "",
+        chosen,
+        *_stability_lines(result),
+        "",
+        "state paths (state x consecutive checkpoints):",
+    ]
     width = max(len(r) for r in result.run_ids)
     for run, path in result.paths().items():
         lines.append(f"  {run:<{width}} {_run_lengths(path)}")
@@ -121,6 +127,19 @@ def _convergence_lines(result: FitResult) -> list[str]:
     if not conv.detours:
         lines.append("  no detour state")
     return lines
+
+
+def _stability_lines(result: FitResult) -> list[str]:
+    found = result.stability
+    if found is None:
+        return ["stability: not checked (dyntools fit --stability N)"]
+    per_state = ", ".join(f"{_symbol(s)} {a:.2f}" for s, a in enumerate(found.state_agreement))
+    return [
+        f"stability ({plural(found.resamples, 'resample')} of the runs): "
+        f"{result.n_states} states chosen in {found.share_choosing(result.n_states):.0%} "
+        f"({chosen_text(found)}); labels agree at ARI {found.mean_agreement:.2f}; "
+        f"per state: {per_state}"
+    ]
 
 
 def r_squared_text(analysis: ConvergenceAnalysis) -> str:

@@ -22,6 +22,7 @@ from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
 from dyntools.hmm.normalize import Notice
 from dyntools.hmm.params import HMMParams
 from dyntools.hmm.selection import SelectionRow
+from dyntools.hmm.stability import Stability
 
 
 def fit_result_to_json(result: FitResult) -> dict[str, Any]:
@@ -91,6 +92,20 @@ def fit_result_from_json(data: dict[str, Any]) -> FitResult:
         seconds=data["seconds"],
         caveats=tuple(Caveat(CaveatCode(c["code"]), c["message"]) for c in data.get("caveats", [])),
         fitted=None if data.get("fitted") is None else np.asarray(data["fitted"], dtype=bool),
+        stability=_stability(data.get("stability")),
+    )
+
+
+def _stability(data: dict[str, Any] | None) -> Stability | None:
+    if data is None:
+        return None
+    return Stability(
+        resamples=data["resamples"],
+        seed=data["seed"],
+        chosen=tuple(data["chosen"]),
+        agreement=tuple(_num(a) for a in data["agreement"]),
+        state_agreement=tuple(_num(a) for a in data["state_agreement"]),
+        seconds=data["seconds"],
     )
 
 

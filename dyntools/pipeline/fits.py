@@ -22,7 +22,8 @@ from dyntools.hmm import (
     fit_result_from_json,
     fit_result_to_json,
 )
-from dyntools.hmm.analysis import config_json
+from dyntools.hmm.analysis import config_json, feature_table, with_stability
+from dyntools.hmm.stability import DEFAULT_RESAMPLES
 from dyntools.metrics.records import Scope
 from dyntools.selection import NetworkSelection
 from dyntools.store import Store
@@ -136,3 +137,30 @@ def fit_or_load(
     result = fit_latent_states(metrics, data.scalars, config, n_jobs=n_jobs)
     store.save_fit(key, config_json(config), json.dumps(fit_result_to_json(result)))
     return ServedFit(result, config, key, False, time.monotonic() - started)
+
+
+def stability_or_load(
+    store: Store,
+    served: ServedFit,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    n_jobs: int = 1,
+    data: FitData | None = None,
+) -> ServedFit:
+    """``served`` with its bootstrap over runs: read back when the stored fit has one of
+    ``resamples``, else computed and stored with the fit (its caveats updated)."""
+    found = served.result.stability
+    if found is not None and found.resamples == resamples:
+        return served
+    started = time.monotonic()
+    data = data if data is not None else fit_data(store)
+    table = feature_table(
+        data.for_fit(served.config.network_selection), data.scalars, served.config
+    )
+    result = with_stability(served.result, table, resamples=resamples, n_jobs=n_jobs)
+    store.save_fit(
+        served.config_hash, config_json(served.config), json.dumps(fit_result_to_json(result))
+    )
+    return dataclasses.replace(
+        served, result=result, from_store=False, seconds=time.monotonic() - started
+    )

@@ -18,6 +18,7 @@ from dyntools.ui.loaders import (
     load_scalar_index,
     load_summary,
     load_tree,
+    stability,
     store_state,
 )
 from dyntools.ui.page import MetricsPage, open_metrics_page
@@ -100,6 +101,7 @@ __all__ = [
     "require_metrics",
     "set_shared",
     "shared_multiselect",
+    "stability",
     "state_graph",
     "stop_with_error",
     "store_state",

@@ -16,10 +16,11 @@ import streamlit as st
 
 from dyntools.checkpoints import discover_runs
 from dyntools.hmm import FitConfig, FitResult, fit_result_from_json
+from dyntools.hmm.hmmlearn_backend import default_n_jobs
 from dyntools.hookpoints import HookPointTree, build_tree
 from dyntools.metrics.kinds import HookKind
 from dyntools.metrics.records import Scope
-from dyntools.pipeline.fits import FitData, ServedFit, fit_data, fit_or_load
+from dyntools.pipeline.fits import FitData, ServedFit, fit_data, fit_or_load, stability_or_load
 from dyntools.store import Store, locate_db
 from dyntools.store.store import NoResultsError
 from dyntools.views.activations import histogram_metrics
@@ -170,6 +171,27 @@ def fit(db: str, version: int, config: FitConfig) -> tuple[ServedFit, bool]:
         memo.pop(next(iter(memo)))
     memo[key] = outcome
     return outcome, False
+
+
+def stability(db: str, version: int, served: ServedFit, resamples: int) -> ServedFit:
+    """``served`` with its bootstrap over runs (read back when stored), kept per session like
+    ``fit`` so that reruns of the page do not compute it again."""
+    memo: dict[tuple[str, int, str, int], ServedFit] = st.session_state.setdefault(
+        "dyntools.stability_memo", {}
+    )
+    key = (db, version, served.config_hash, resamples)
+    if key not in memo:
+        if len(memo) >= 8:
+            memo.pop(next(iter(memo)))
+        memo[key] = stability_or_load(
+            Store(db),
+            served,
+            resamples=resamples,
+            n_jobs=default_n_jobs(),
+            data=load_fit_data(db, version),
+        )
+        load_fit.clear()  # the stored fit now holds its stability
+    return memo[key]
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
