@@ -226,7 +226,7 @@ st.caption(
 )
 for message in caveats_about(result, CaveatCode.ONE_RUN_STATE):
     st.warning(message, icon=":material/warning:")
-nodes, edges = graph_specs(result.graph, result.axis)
+nodes, edges = graph_specs(result.graph, result.axis, result.state_names)
 clicked = ui.state_graph(nodes, edges, memo_key="latent.graph_click")
 labels = [node.id for node in nodes]
 if clicked in labels:
@@ -239,6 +239,25 @@ with ui.user_errors("state"):
     where = runs_in_state(result, state_of(picked))
 left, right = st.columns([2, 3])
 left.dataframe(summary, hide_index=True, width="stretch")
+state_number = state_of(picked)
+name_key = f"latent.name.{outcome.config_hash}.{state_number}"
+st.session_state.setdefault(name_key, result.state_name(state_number))
+
+
+def _store_name() -> None:
+    with ui.user_errors("naming the state"):
+        ui.name_state(
+            state.db, state.version or 0, outcome, state_number, st.session_state[name_key]
+        )
+
+
+left.text_input(
+    f"Name of {picked}",
+    key=name_key,
+    on_change=_store_name,
+    placeholder="e.g. memorizing",
+    help="Stored with the fit: the graph, the report and a refit with the same settings show it.",
+)
 right.dataframe(where, hide_index=True, width="stretch")
 right.caption(f"spent, first and last: in {result.axis.value}s (the fit's time axis).")
 with st.expander("Transitions and what drives them"):

@@ -114,6 +114,29 @@ def test_the_stability_is_shown_and_stored_with_the_fit(analysed_folder: Path) -
     assert list(kept["state"]) == [f"S{s}" for s in range(stored.n_states)]
 
 
+def test_a_state_named_in_the_app_is_stored_with_the_fit(analysed_folder: Path) -> None:
+    app = direct("latent-states", analysed_folder)
+    by_key(app.slider, "latent.max_states").set_value(3)
+    by_key(app.number_input, "latent.resamples").set_value(0).run()
+    by_key(app.selectbox, "latent.node").set_value("S1").run()
+    fit_hash = app.session_state["dyntools.fit"]
+    by_key(app.text_input, f"latent.name.{fit_hash}.1").input("memorizing").run()
+    assert not app.exception
+    stored = _stored_fit(app, analysed_folder)
+    assert stored.state_name(1) == "memorizing" and stored.state_name(0) == ""
+    frames = [frame.value for frame in app.dataframe]
+    (summary,) = [f for f in frames if list(f.columns) == ["what", "value"]]
+    assert dict(summary.itertuples(index=False))["name"] == "memorizing"
+    (graph,) = app.get("component_instance")
+    assert "S1 memorizing" in str(graph.proto)
+    # A new session asking the same question reads the named fit back.
+    again = direct("latent-states", analysed_folder)
+    by_key(again.slider, "latent.max_states").set_value(3)
+    by_key(again.number_input, "latent.resamples").set_value(0).run()
+    assert "read back from the store" in again.success[0].value
+    assert "S1 memorizing" in str(again.get("component_instance")[0].proto)
+
+
 def test_every_caveat_is_shown_as_a_warning(analysed_folder: Path) -> None:
     app = direct("latent-states", analysed_folder)
     by_key(app.slider, "latent.max_states").set_value(3).run()

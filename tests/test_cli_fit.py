@@ -52,3 +52,24 @@ def test_fit_without_a_database_says_what_to_do(
     assert main(["fit", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "run `dyntools compute" in error and len(error.strip().splitlines()) == 1
+
+
+def test_stability_and_state_names_are_stored_with_the_fit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_runs(tmp_path, range(3))
+    compute(tmp_path, ComputeOptions(workers=1))
+    base = ["fit", str(tmp_path), "--max-states", "3", "--restarts", "2"]
+    assert main([*base, "--stability", "4", "--name", "0=start", "--name", "1=growing"]) == 0
+    captured = capsys.readouterr()
+    assert "checking stability: 4 resamples" in captured.err
+    assert "stability (4 resamples of the runs)" in captured.out
+    assert "  0 (start):" in captured.out and "  1 (growing):" in captured.out
+    # Asked again: the fit, its stability and its names come back from the store.
+    assert main([*base, "--stability", "4", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["from_store"] is True
+    assert payload["stability"]["resamples"] == 4
+    assert payload["state_names"][:2] == ["start", "growing"]
+    assert main([*base, "--name", "two=x"]) == 2
+    assert "--name takes STATE=NAME" in capsys.readouterr().err

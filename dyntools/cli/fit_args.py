@@ -94,6 +94,13 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
         help="bootstrap the runs N times to tell how stable the number of states and the "
         f"labels are (default {DEFAULT_RESAMPLES}; 0 skips it)",
     )
+    parser.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="STATE=NAME",
+        help="name a state of the fit (e.g. 2=memorizing; repeat for several), stored with it",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_network_arguments(parser)
 
@@ -122,3 +129,16 @@ def fit_config_from_args(args: argparse.Namespace, data_fingerprint: str = "") -
         axis=args.axis,
         data_fingerprint=data_fingerprint,
     )
+
+
+def state_names_from_args(args: argparse.Namespace) -> dict[int, str]:
+    """``--name 2=memorizing`` as {2: "memorizing"}; anything else is a clear error."""
+    names: dict[int, str] = {}
+    for text in args.name:
+        state, sep, name = text.partition("=")
+        if not sep or not state.strip().isdigit():
+            raise ValueError(
+                f"--name takes STATE=NAME with a state number, e.g. 2=memorizing; got {text!r}"
+            )
+        names[int(state)] = name
+    return names

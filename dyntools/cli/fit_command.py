@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dyntools.cli.fit_args import add_fit_arguments, fit_config_from_args
+from dyntools.cli.fit_args import add_fit_arguments, fit_config_from_args, state_names_from_args
 from dyntools.hmm import fit_result_to_json, format_fit_report
 from dyntools.hmm.hmmlearn_backend import default_n_jobs
-from dyntools.pipeline.fits import fit_or_load, stability_or_load
+from dyntools.pipeline.fits import fit_or_load, name_states, stability_or_load
 from dyntools.store import Store, find_existing_db, locate_db
 
 
@@ -43,6 +43,7 @@ def runs_below(store: Store, folder: Path) -> tuple[str, ...]:
 
 def handler(args: argparse.Namespace) -> int:
     config = fit_config_from_args(args)  # bad settings are refused before anything is read
+    names = state_names_from_args(args)
     if not args.folder.is_dir():
         raise FileNotFoundError(f"{args.folder} is not a folder: check the path")
     if args.db is not None:
@@ -79,6 +80,8 @@ def handler(args: argparse.Namespace) -> int:
         )
         if outcome is not fitted:
             timing = f"; stability in {outcome.seconds:.2f} s"
+    if names:
+        outcome = name_states(store, outcome, names)
     if args.json:
         payload = fit_result_to_json(outcome.result)
         payload["config_hash"] = outcome.config_hash

@@ -130,6 +130,24 @@ class FitResult:
     caveats: tuple[Caveat, ...] = ()  # where the conclusions may mislead (caveats.py)
     fitted: np.ndarray | None = None  # per row: fitted (True) or held out; None: all fitted
     stability: Stability | None = None  # the bootstrap over runs, when it has been run
+    # Names users gave the states (stored with the fit, not part of its configuration).
+    state_names: tuple[str, ...] = ()
+
+    def state_name(self, state: int) -> str:
+        """The name a user gave ``state``, '' if none."""
+        return self.state_names[state] if state < len(self.state_names) else ""
+
+    def with_state_names(self, names: Mapping[int, str]) -> FitResult:
+        """The same fit with ``names`` given to states (an empty name removes one)."""
+        unknown = sorted(s for s in names if not 0 <= s < self.n_states)
+        if unknown:
+            raise ValueError(
+                f"states {unknown} are not in this fit (it has states 0..{self.n_states - 1})"
+            )
+        current = [self.state_name(s) for s in range(self.n_states)]
+        for state, name in names.items():
+            current[state] = " ".join(name.split())  # one line, no stray spaces
+        return dataclasses.replace(self, state_names=tuple(current))
 
     @property
     def times(self) -> np.ndarray:

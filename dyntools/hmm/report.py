@@ -10,6 +10,7 @@ from dyntools.hmm.analysis import FitResult
 from dyntools.hmm.attribution import Driver
 from dyntools.hmm.caveats import chosen_text, plural
 from dyntools.hmm.convergence import ConvergenceAnalysis
+from dyntools.hmm.graph import StateNode
 
 _MAX_SEGMENTS = 40  # segments of a run's state path shown before eliding
 
@@ -65,9 +66,11 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
     lines += ["", f"states (times in {unit}s):"]
     for node in result.graph.nodes:
         scalars = ", ".join(f"{k} {v:.3g}" for k, v in node.scalar_means.items())
+        name = result.state_name(node.state)
         start = f", initial in {plural(node.initial_runs, 'run')}" if node.initial else ""
         lines.append(
-            f"  {_symbol(node.state)}: {node.occupancy:6.1%} of checkpoints, "
+            f"  {_symbol(node.state)}{f' ({name})' if name else ''}: "
+            f"{node.occupancy:6.1%} of checkpoints, "
             f"{plural(node.runs_visiting, 'run')}, {unit}s "
             f"{_num(node.first_time)}-{_num(node.last_time)}"
             f" (~{node.spent_per_run:.3g} {unit}s per run)"
@@ -127,6 +130,25 @@ def _convergence_lines(result: FitResult) -> list[str]:
     if not conv.detours:
         lines.append("  no detour state")
     return lines
+
+
+# Training scalars that say what a state is, in the order a summary names them.
+DESCRIBING = (
+    ("train_acc", "train acc"),
+    ("val_acc", "val acc"),
+    ("train_loss", "train loss"),
+    ("val_loss", "val loss"),
+)
+
+
+def state_description(node: StateNode) -> str:
+    """What the runs were doing in a state, from the accuracies and losses they logged:
+    ``train acc 1.00, val acc 0.29, val loss 10.2`` ('' when none was logged)."""
+    return ", ".join(
+        f"{words} {node.scalar_means[name]:.3g}"
+        for name, words in DESCRIBING
+        if name in node.scalar_means and math.isfinite(node.scalar_means[name])
+    )
 
 
 def _stability_lines(result: FitResult) -> list[str]:

@@ -93,6 +93,7 @@ def fit_result_from_json(data: dict[str, Any]) -> FitResult:
         caveats=tuple(Caveat(CaveatCode(c["code"]), c["message"]) for c in data.get("caveats", [])),
         fitted=None if data.get("fitted") is None else np.asarray(data["fitted"], dtype=bool),
         stability=_stability(data.get("stability")),
+        state_names=tuple(data.get("state_names", ())),
     )
 
 

@@ -164,3 +164,17 @@ def stability_or_load(
     return dataclasses.replace(
         served, result=result, from_store=False, seconds=time.monotonic() - started
     )
+
+
+def name_states(store: Store, served: ServedFit, names: Mapping[int, str]) -> ServedFit:
+    """``served`` with user-given state names, stored with the fit (as it is in the store:
+    its stability, when checked, is kept). Names are not part of the configuration: the same
+    question asked again reads the named fit back."""
+    stored = store.load_fit(served.config_hash)
+    if stored is None:
+        raise LookupError(f"fit {served.config_hash[:12]} is not in {store.path} any more: refit")
+    result = fit_result_from_json(json.loads(stored.result_json)).with_state_names(names)
+    store.save_fit(
+        served.config_hash, config_json(served.config), json.dumps(fit_result_to_json(result))
+    )
+    return dataclasses.replace(served, result=result)

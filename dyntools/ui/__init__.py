@@ -18,6 +18,7 @@ from dyntools.ui.loaders import (
     load_scalar_index,
     load_summary,
     load_tree,
+    name_state,
     stability,
     store_state,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "load_summary",
     "load_tree",
     "mirror_state",
+    "name_state",
     "open_metrics_page",
     "require_metrics",
     "set_shared",

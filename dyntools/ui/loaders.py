@@ -7,6 +7,7 @@ store is opened per query and never held (docs/design.md, "Storage").
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,14 @@ from dyntools.hmm.hmmlearn_backend import default_n_jobs
 from dyntools.hookpoints import HookPointTree, build_tree
 from dyntools.metrics.kinds import HookKind
 from dyntools.metrics.records import Scope
-from dyntools.pipeline.fits import FitData, ServedFit, fit_data, fit_or_load, stability_or_load
+from dyntools.pipeline.fits import (
+    FitData,
+    ServedFit,
+    fit_data,
+    fit_or_load,
+    name_states,
+    stability_or_load,
+)
 from dyntools.store import Store, locate_db
 from dyntools.store.store import NoResultsError
 from dyntools.views.activations import histogram_metrics
@@ -192,6 +200,24 @@ def stability(db: str, version: int, served: ServedFit, resamples: int) -> Serve
         )
         load_fit.clear()  # the stored fit now holds its stability
     return memo[key]
+
+
+def name_state(db: str, version: int, served: ServedFit, state: int, name: str) -> None:
+    """Store a user-given name for a state with the fit, and serve the named fit from now on."""
+    named = name_states(Store(db), served, {state: name})
+    fits: dict[tuple[str, int, FitConfig], ServedFit] = st.session_state.setdefault(
+        "dyntools.fit_memo", {}
+    )
+    for key in [k for k, v in fits.items() if v.config_hash == served.config_hash]:
+        fits[key] = named
+    checked: dict[tuple[str, int, str, int], ServedFit] = st.session_state.setdefault(
+        "dyntools.stability_memo", {}
+    )
+    for key in [k for k in checked if k[2] == served.config_hash]:
+        checked[key] = dataclasses.replace(
+            checked[key], result=checked[key].result.with_state_names({state: name})
+        )
+    load_fit.clear()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -19,6 +19,7 @@ import polars as pl
 from dyntools.hmm import FitResult
 from dyntools.hmm.attribution import Driver
 from dyntools.hmm.caveats import CaveatCode, chosen_text, plural
+from dyntools.hmm.report import state_description
 
 # Stable colours by state label (Tableau 10); more states than colours wrap around.
 STATE_COLORS = (
@@ -135,6 +136,8 @@ def state_summary(result: FitResult, state: int) -> pl.DataFrame:
     node = nodes[state]
     unit = result.axis.value
     rows: list[tuple[str, str]] = [
+        ("name", result.state_name(state) or "(none: name it below)"),
+        ("summary", state_description(node) or "(no accuracy or loss logged)"),
         ("checkpoints", str(node.checkpoints)),
         ("share of checkpoints", f"{node.occupancy:.1%}"),
         ("runs visiting", str(node.runs_visiting)),

@@ -9,6 +9,7 @@ on every rerun, and edges are curved so A->B and B->A do not overlap.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dyntools.checkpoints.records import Axis
@@ -65,13 +66,19 @@ def _time_order(nodes: tuple[StateNode, ...]) -> list[int]:
     return [node.state for node in sorted(nodes, key=key)]
 
 
-def node_tooltip(node: StateNode, unit: str) -> str:
+def node_label(state: int, name: str = "") -> str:
+    """``S2``, or with a user-given name ``S2 generalizing``."""
+    return f"{state_label(state)} {name}" if name else state_label(state)
+
+
+def node_tooltip(node: StateNode, unit: str, name: str = "") -> str:
+    visits = "1 run visits" if node.runs_visiting == 1 else f"{node.runs_visiting} runs visit"
     lines = [
-        f"state {state_label(node.state)}" + (" (initial)" if node.initial else ""),
-        f"{node.occupancy:.1%} of checkpoints, {node.runs_visiting} runs visit",
+        f"state {node_label(node.state, name)}" + (" (initial)" if node.initial else ""),
+        f"{node.occupancy:.1%} of checkpoints, {visits}",
         f"{unit}s {node.first_time:.4g} to {node.last_time:.4g}",
     ]
-    lines += [f"{name}: {value:.3g}" for name, value in sorted(node.scalar_means.items())]
+    lines += [f"{key}: {value:.3g}" for key, value in sorted(node.scalar_means.items())]
     return "\n".join(lines)
 
 
@@ -89,14 +96,21 @@ def edge_tooltip(edge: TransitionEdge) -> str:
     return "\n".join(lines)
 
 
-def graph_specs(graph: TransitionGraph, axis: Axis) -> tuple[list[NodeSpec], list[EdgeSpec]]:
-    """Node and edge specs: size by occupancy, initial states starred, width by probability."""
+def graph_specs(
+    graph: TransitionGraph, axis: Axis, names: Sequence[str] = ()
+) -> tuple[list[NodeSpec], list[EdgeSpec]]:
+    """Node and edge specs: size by occupancy, initial states starred, width by probability;
+    ``names``: user-given state names, shown in the labels."""
+
+    def name(state: int) -> str:
+        return names[state] if state < len(names) else ""
+
     order = {state: rank for rank, state in enumerate(_time_order(graph.nodes))}
     nodes = [
         NodeSpec(
             id=node_id(node.state),
-            label=state_label(node.state),
-            title=node_tooltip(node, axis.value),
+            label=node_label(node.state, name(node.state)),
+            title=node_tooltip(node, axis.value, name(node.state)),
             size=MIN_NODE_SIZE + (MAX_NODE_SIZE - MIN_NODE_SIZE) * math.sqrt(node.occupancy),
             color=state_color(node.state),
             shape="star" if node.initial else "dot",
