@@ -208,8 +208,8 @@ def name_state(db: str, version: int, served: ServedFit, state: int, name: str) 
     fits: dict[tuple[str, int, FitConfig], ServedFit] = st.session_state.setdefault(
         "dyntools.fit_memo", {}
     )
-    for key in [k for k, v in fits.items() if v.config_hash == served.config_hash]:
-        fits[key] = named
+    for fit_key in [k for k, v in fits.items() if v.config_hash == served.config_hash]:
+        fits[fit_key] = named
     checked: dict[tuple[str, int, str, int], ServedFit] = st.session_state.setdefault(
         "dyntools.stability_memo", {}
     )
