@@ -36,7 +36,7 @@ from dyntools.views.latent_states.options import (
 CRITERION_LABELS = {"bic": "lowest BIC", "heldout": "held-out log-likelihood"}
 PAPER = "The paper's 14 features (whole network)"
 CHOSEN = "Hook point metrics"
-BIC = "lowest BIC"
+AUTOMATIC = "chosen by the criterion"
 
 page = ui.open_metrics_page("Latent states")
 folder, state, index = page.folder, page.state, page.index
@@ -135,7 +135,12 @@ with b:
 if not fitted:
     st.info("Every chosen run is held out: keep at least one run to fit the model on.")
     st.stop()
-override = st.selectbox("Number of states", [BIC, *range(1, max_states + 1)], key="latent.n_states")
+override = st.selectbox(
+    "Number of states",
+    [AUTOMATIC, *range(1, max_states + 1)],
+    key="latent.n_states",
+    help="Chosen by the criterion of the fit settings (lowest BIC by default), or fixed.",
+)
 
 config = FitConfig(
     runs=tuple(runs),
@@ -144,7 +149,7 @@ config = FitConfig(
     scalar_features=tuple(scalars),
     normalize=normalize,
     max_states=max_states,
-    n_states=None if override == BIC else int(override),
+    n_states=None if override == AUTOMATIC else int(override),
     restarts=restarts,
     covariance_type=covariance,
     seed=int(seed),

@@ -69,12 +69,14 @@ def handler(args: argparse.Namespace) -> int:
         raise ValueError(f"--stability takes a number of resamples >= 0, got {args.stability}")
     fitted = outcome = fit_or_load(store, config)
     timing = ""
-    if args.stability:
+    stored = fitted.result.stability
+    if args.stability and (stored is None or stored.resamples != args.stability):
         print(
             f"checking stability: {args.stability} resamples of the runs ...",
             file=sys.stderr,
             flush=True,
         )
+    if args.stability:
         outcome = stability_or_load(
             store, fitted, resamples=args.stability, n_jobs=default_n_jobs()
         )

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dyntools.hmm.params import HMMParams
+from dyntools.text import printable
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Driver(NamedTuple):
     def text(self) -> str:
         """``feature +0.36`` or, with a spread, ``feature +0.36 ±0.05``."""
         spread = f" ±{self.spread:.2g}" if math.isfinite(self.spread) else ""
-        return f"{self.feature} {self.value:+.3g}{spread}"
+        return f"{printable(self.feature)} {self.value:+.3g}{spread}"
 
 
 def emission_log_density(params: HMMParams, values: np.ndarray) -> np.ndarray:

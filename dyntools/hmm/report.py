@@ -11,6 +11,7 @@ from dyntools.hmm.attribution import Driver
 from dyntools.hmm.caveats import chosen_text, plural
 from dyntools.hmm.convergence import ConvergenceAnalysis
 from dyntools.hmm.graph import StateNode
+from dyntools.text import printable
 
 _MAX_SEGMENTS = 40  # segments of a run's state path shown before eliding
 
@@ -59,9 +60,9 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
         "",
         "state paths (state x consecutive checkpoints):",
     ]
-    width = max(len(r) for r in result.run_ids)
+    width = max(len(printable(r)) for r in result.run_ids)
     for run, path in result.paths().items():
-        lines.append(f"  {run:<{width}} {_run_lengths(path)}")
+        lines.append(f"  {printable(run):<{width}} {_run_lengths(path)}")
     unit = result.axis.value
     lines += ["", f"states (times in {unit}s):"]
     for node in result.graph.nodes:
@@ -99,9 +100,9 @@ def _convergence_lines(result: FitResult) -> list[str]:
     unit = result.axis.value
     for run, when in conv.converged_at.items():
         counts = " ".join(f"{_symbol(s)}:{c}" for s, c in enumerate(conv.visit_counts[run]) if c)
-        lines.append(f"  {run}: {unit} {_num(when)}; visits: {counts}")
+        lines.append(f"  {printable(run)}: {unit} {_num(when)}; visits: {counts}")
     if conv.not_converged:
-        lines.append(f"  never converged: {', '.join(conv.not_converged)}")
+        lines.append(f"  never converged: {printable(', '.join(conv.not_converged))}")
     if conv.r_squared is None:
         lines.append(f"  regression: needs at least 2 converged runs with different {unit}s")
     else:
@@ -119,8 +120,10 @@ def _convergence_lines(result: FitResult) -> list[str]:
         )
         if detour.supported:
             verdict = f"detour state {_symbol(detour.state)} (p = {_p(detour.p_value)})"
-        elif detour.p_value is None:
+        elif detour.p_value is None and detour.runs_visiting < 2:
             verdict = f"state {_symbol(detour.state)} (one run: not enough runs to tell)"
+        elif detour.p_value is None:  # a fit stored before detours were tested
+            verdict = f"state {_symbol(detour.state)} (not tested: refit to test it)"
         else:
             verdict = (
                 f"state {_symbol(detour.state)} (not a detour by this data: p = "

@@ -246,7 +246,7 @@ def regression_frame(result: FitResult) -> pl.DataFrame:
         if found is None:
             return None
         if found.p_value is None:
-            return "can't tell (one run)"
+            return "can't tell (one run)" if found.runs_visiting < 2 else "not tested"
         return "yes" if found.supported else "no"
 
     return pl.DataFrame(
