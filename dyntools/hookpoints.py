@@ -106,7 +106,11 @@ class HookPointTree:
         return [node for node in self.nodes.values() if node.natural]
 
     def __getitem__(self, path: str) -> HookPoint:
-        return self.select([path])[0]
+        """The hook point named exactly ``path`` (names are data: never a pattern)."""
+        try:
+            return self.nodes[path]
+        except KeyError:
+            raise LookupError(_unknown(list(self.nodes), path, self.tensors)) from None
 
     def select(self, patterns: str | Sequence[str]) -> list[HookPoint]:
         """The hook points matching any of ``patterns`` (exact, glob or ``re:`` regex)."""
@@ -138,6 +142,8 @@ def select_paths(
 
 
 def _match(paths: Sequence[str], pattern: str) -> list[str]:
+    if pattern in paths:  # a name is itself, even one with glob characters (layers[0])
+        return [pattern]
     if pattern.startswith(REGEX_PREFIX):
         try:
             regex = re.compile(pattern[len(REGEX_PREFIX) :])
@@ -220,8 +226,12 @@ def build_tree(tensors: Iterable[TensorLike]) -> HookPointTree:
 
 
 def _tree_key(path: str) -> tuple[tuple[int, int | str], ...]:
-    # Numeric parts sort as numbers: layers.2 before layers.10.
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in path.split("."))
+    # Numeric parts sort as numbers: layers.2 before layers.10 (ASCII digits only: "²" is a
+    # digit to str.isdigit but no number to int).
+    return tuple(
+        (0, int(part)) if part.isascii() and part.isdigit() else (1, part)
+        for part in path.split(".")
+    )
 
 
 def select(tensors: Iterable[TensorLike], patterns: str | Sequence[str]) -> list[HookPoint]:

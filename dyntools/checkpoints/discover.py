@@ -10,7 +10,11 @@ The folder is walked top-down (following symbolic links, each real folder once, 
 cannot trap the walk). Each folder is offered to the layout readers in LAYOUTS order; the first
 that recognises it reads the run there. Hidden entries (names starting with ``.``, such as the
 writer's ``.NAME.PID.tmp`` files) are skipped. A damaged file becomes a Problem of its run; it
-never stops the rest of the folder from being read.
+never stops the rest of the folder from being read: whatever a layout reader raises while
+reading one folder (a case no check foresaw) becomes a Problem of that folder, and the walk goes
+on. Entries that are not regular files or folders (FIFOs, devices, sockets, links to them) and
+names that are not valid UTF-8 (they could not be stored or shown faithfully) are reported and
+skipped.
 """
 
 from __future__ import annotations
@@ -114,11 +118,23 @@ class _Walker:
             return
         owned: frozenset[str] = frozenset()
         for reader in LAYOUTS.values():
-            if reader.detect(listing):
+            try:
+                if not reader.detect(listing):
+                    continue
                 claim = reader.read(listing, run_id_for(self.root, path))
-                self.runs.append(claim.run)
-                owned = claim.owned
-                break
+            except Exception as error:  # the per-folder boundary: nothing escapes a folder
+                self.problems.append(
+                    Problem(
+                        path,
+                        f"could not be read as a {reader.name} run "
+                        f"({type(error).__name__}: {str(error)[:200]})",
+                        "the other folders were read; report this folder's layout to dyntools",
+                    )
+                )
+                return
+            self.runs.append(claim.run)
+            owned = claim.owned
+            break
         self._report_strays(listing, owned)
         for name in listing.dirs:
             if name not in owned:
@@ -133,6 +149,15 @@ class _Walker:
                 for entry in entries:
                     if entry.name.startswith("."):
                         continue
+                    if not _utf8(entry.name):
+                        self.problems.append(
+                            Problem(
+                                Path(entry.path),
+                                "its name is not valid UTF-8: not read",
+                                "rename it (dyntools stores and shows names as UTF-8 text)",
+                            )
+                        )
+                        continue
                     try:
                         is_dir = entry.is_dir()  # follows symbolic links
                         is_file = not is_dir and entry.is_file()
@@ -142,12 +167,21 @@ class _Walker:
                         (linked_dirs if entry.is_symlink() else dirs).append(entry.name)
                     elif is_file:
                         files.append(entry.name)
-                    elif entry.is_symlink() and not is_dir:
+                    elif entry.is_symlink() and not os.path.exists(entry.path):
                         self.problems.append(
                             Problem(
                                 Path(entry.path),
                                 "broken symbolic link",
                                 "its target is missing: restore it or remove the link",
+                            )
+                        )
+                    else:
+                        self.problems.append(
+                            Problem(
+                                Path(entry.path),
+                                "is not a regular file (a FIFO, device or socket, or a link to "
+                                "one): not read",
+                                "checkpoints and their side files must be regular files",
                             )
                         )
         except PermissionError:
@@ -182,6 +216,16 @@ class _Walker:
                     "give it a number (NAME_<step>.safetensors) or move it into its own folder",
                 )
             )
+
+
+def _utf8(name: str) -> bool:
+    """Whether a name read from the file system is valid UTF-8 (Python keeps undecodable
+    bytes as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_run(folder: Path | str) -> Run:

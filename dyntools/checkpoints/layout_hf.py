@@ -11,7 +11,6 @@ summary are left out.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from bisect import bisect_left
@@ -19,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from dyntools.checkpoints.files import read_json
 from dyntools.checkpoints.listing import Claim, LayoutReader, Listing
-from dyntools.checkpoints.records import CheckpointError, CheckpointRef, Problem
+from dyntools.checkpoints.records import MAX_STEP, CheckpointError, CheckpointRef, Problem
 from dyntools.checkpoints.run_builder import (
     assemble_run,
     problem_for,
@@ -123,15 +123,22 @@ def _checkpoint(folder: Path, step: int, epoch: float | None) -> CheckpointRef:
 
 
 def _sharded(folder: Path, index: Path, step: int, epoch: float | None) -> CheckpointRef:
-    try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        if not isinstance(weight_map, dict):
-            raise TypeError("weight_map is not an object")
-    except (ValueError, KeyError, TypeError) as error:
+    loaded = read_json(index)
+    weight_map = loaded.get("weight_map") if isinstance(loaded, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise CheckpointError(
-            index, f"not a valid shard index ({error})", "save the checkpoint again"
-        ) from None
-    shards = sorted({str(name) for name in weight_map.values()})
+            index,
+            "not a valid shard index (no weight_map of tensor names to shard files)",
+            "save the checkpoint again",
+        )
+    shards = sorted(set(weight_map.values()))
+    outside = [shard for shard in shards if not _plain_file_name(shard)]
+    if outside:
+        raise CheckpointError(
+            index,
+            f"names a shard outside its checkpoint folder ({outside[0]!r}): not followed",
+            "a shard index names files beside it; this one was not written by a trainer",
+        )
     files = [folder / shard for shard in shards]
     headers = []
     for path in files:
@@ -152,23 +159,25 @@ def _sharded(folder: Path, index: Path, step: int, epoch: float | None) -> Check
     return safetensors_ref(files, step=step, epoch=epoch, headers=headers)
 
 
+def _plain_file_name(name: str) -> bool:
+    """A name of a file in the same folder: no separator, not absolute, not . or .."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+
+
 def _read_json(path: Path, problems: list[Problem], *, required: bool = True) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except FileNotFoundError:
         if required:
             problems.append(
                 Problem(path, "missing", "its losses are unknown; weights are still read")
             )
         return {}
-    except (OSError, ValueError) as error:
-        problems.append(
-            problem_for(path, error)
-            if isinstance(error, OSError)
-            else Problem(
-                path, f"not valid JSON ({error})", "its losses are unknown; weights are still read"
-            )
-        )
+    except CheckpointError as error:
+        problems.append(Problem(path, error.what, "its losses are unknown; weights are still read"))
+        return {}
+    except OSError as error:
+        problems.append(problem_for(path, error))
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -185,7 +194,14 @@ def _entries(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     history = state.get("log_history")
     if not isinstance(history, list):
         return []
-    return [e for e in history if isinstance(e, dict) and isinstance(e.get("step"), int)]
+    return [
+        e
+        for e in history
+        if isinstance(e, dict)
+        and isinstance(e.get("step"), int)
+        and not isinstance(e.get("step"), bool)
+        and 0 <= e["step"] <= MAX_STEP
+    ]
 
 
 def _scalars(entry: Mapping[str, Any]) -> dict[str, float]:

@@ -12,13 +12,15 @@ epoch come from the checkpoint's saved ``global_step`` and ``epoch`` (file names
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from dyntools.checkpoints.files import read_text
 from dyntools.checkpoints.listing import Claim, LayoutReader, Listing
-from dyntools.checkpoints.records import CheckpointRef, Problem
+from dyntools.checkpoints.records import CheckpointError, CheckpointRef, Problem
 from dyntools.checkpoints.run_builder import (
     assemble_run,
     numbers_in_name,
@@ -96,14 +98,17 @@ def read(listing: Listing, run_id: str) -> Claim:
 
 
 def _read_metrics(path: Path, problems: list[Problem]) -> list[dict[str, float]]:
-    if not path.is_file():
+    if not path.exists():
         return []
     rows = []
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                rows.append({k: float(v) for k, v in row.items() if k and v not in (None, "")})
-    except (OSError, ValueError, csv.Error) as error:
+        text = read_text(path)
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            rows.append({k: float(v) for k, v in row.items() if k and v not in (None, "")})
+    except CheckpointError as error:
+        problems.append(Problem(path, error.what, "losses are unknown; weights are still read"))
+        return []
+    except (OSError, ValueError, TypeError, csv.Error) as error:
         problems.append(
             Problem(path, f"cannot be read ({error})", "losses are unknown; weights are still read")
         )

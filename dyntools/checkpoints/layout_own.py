@@ -16,7 +16,7 @@ from dyntools.checkpoints.format import (
     STEP_FILE_RE,
 )
 from dyntools.checkpoints.listing import Claim, LayoutReader, Listing
-from dyntools.checkpoints.records import CheckpointRef, Problem
+from dyntools.checkpoints.records import CheckpointError, CheckpointRef, Problem
 from dyntools.checkpoints.run_builder import assemble_run, problem_for, safetensors_ref
 from dyntools.checkpoints.run_metadata import int_or_none, parse_scalars, read_run_json
 from dyntools.checkpoints.safetensors_header import read_header
@@ -33,10 +33,12 @@ def read(listing: Listing, run_id: str) -> Claim:
     config: dict[str, Any] = {}
     try:
         config = read_run_json(listing.path)
-    except (ValueError, OSError) as error:
+    except CheckpointError as error:
         problems.append(
-            Problem(listing.path / RUN_JSON, str(error), "the checkpoints are still listed")
+            Problem(error.path, error.what, f"{error.hint}; the checkpoints are still listed")
         )
+    except OSError as error:
+        problems.append(problem_for(listing.path / RUN_JSON, error))
     owned = {RUN_JSON, PROBE_FILE}
     candidates: list[CheckpointRef] = []
     for name in listing.files:
@@ -51,6 +53,21 @@ def read(listing: Listing, run_id: str) -> Claim:
             problems.append(problem_for(path, error))
             continue
         number = int(match.group(1))
+        bad = [
+            f"{key} {header.metadata[key]!r}"
+            for key in (META_STEP, META_EPOCH)
+            if key in header.metadata and int_or_none(header.metadata[key]) is None
+        ]
+        if bad:
+            problems.append(
+                Problem(
+                    path,
+                    f"its metadata {' and '.join(bad)} is not a number a checkpoint can have "
+                    "(0 to 2^63 - 1): not read",
+                    "save that checkpoint again",
+                )
+            )
+            continue
         epoch = int_or_none(header.metadata.get(META_EPOCH))
         if epoch is None and name.startswith("epoch_"):
             epoch = number

@@ -12,6 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from dyntools.checkpoints.records import CheckpointError
+from dyntools.checkpoints.safetensors_header import read_header
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ def read_probe(path: Path) -> Probe:
 
     A damaged file or one without ``x`` and ``y`` raises CheckpointError naming it.
     """
+    read_header(path)  # a regular, well-formed safetensors file (raises CheckpointError)
     try:
         tensors = load_file(str(path))
     except SafetensorError as error:

@@ -12,6 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from dyntools.text import path_text, printable
+
 # dtype names follow torch without the "torch." prefix.
 FLOAT_DTYPES: Final = frozenset(
     {
@@ -31,6 +33,10 @@ FLOAT_DTYPES: Final = frozenset(
 FORMAT_SAFETENSORS: Final = "safetensors"
 FORMAT_SHARDED: Final = "safetensors-sharded"
 FORMAT_TORCH: Final = "torch"
+
+
+# The largest step a checkpoint may have: the store keeps steps as signed 64-bit integers.
+MAX_STEP: Final = 2**63 - 1
 
 
 class Axis(StrEnum):
@@ -55,15 +61,15 @@ class Problem:
     hint: str
 
     def message(self) -> str:
-        """One line: ``PATH: what; hint``."""
-        return f"{self.path}: {self.what}; {self.hint}"
+        """One line: ``PATH: what; hint``, safe to print (names are escaped)."""
+        return printable(f"{path_text(self.path)}: {self.what}; {self.hint}")
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read: names the file, what is wrong and what to do."""
 
     def __init__(self, path: Path, what: str, hint: str) -> None:
-        super().__init__(f"{path}: {what}; {hint}")
+        super().__init__(printable(f"{path_text(path)}: {what}; {hint}"))
         self.path = path
         self.what = what
         self.hint = hint

@@ -3,6 +3,7 @@ files, and turning a list of candidate checkpoints into a consistent, ordered ru
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,6 +16,7 @@ from dyntools.checkpoints.records import (
     FORMAT_SAFETENSORS,
     FORMAT_SHARDED,
     FORMAT_TORCH,
+    MAX_STEP,
     CheckpointError,
     CheckpointRef,
     Problem,
@@ -124,6 +126,13 @@ def torch_ref(
     state = state_dict_of(loaded, key)
     numbers = numeric_entries(loaded)
     saved_step = next((numbers[k] for k in ("global_step", "step") if k in numbers), None)
+    for what, value in (("step", saved_step), ("epoch", numbers.get("epoch"))):
+        if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_STEP):
+            raise CheckpointError(
+                path,
+                f"holds a saved {what} of {value}, which no checkpoint can have",
+                "re-save it with its real step and epoch",
+            )
     if "epoch" in numbers:
         epoch = numbers["epoch"]
     if saved_step is not None:
@@ -186,9 +195,23 @@ def assemble_run(
     config: Mapping[str, Any] | None = None,
     probe: Path | None = None,
 ) -> Run:
-    """Order the checkpoints by step, drop duplicate steps and odd shapes (each reported)."""
+    """Order the checkpoints by step, drop steps that cannot be stored, duplicate steps and odd
+    shapes (each reported)."""
     found = list(problems)
-    ordered = sorted(candidates, key=lambda ref: (ref.step, str(ref.path)))
+    storable = []
+    for ref in candidates:
+        if 0 <= ref.step <= MAX_STEP:
+            storable.append(ref)
+            continue
+        found.append(
+            Problem(
+                ref.path,
+                f"its step {ref.step} is beyond what a checkpoint can have (0 to 2^63 - 1): "
+                "not read",
+                "rename it with its real step",
+            )
+        )
+    ordered = sorted(storable, key=lambda ref: (ref.step, str(ref.path)))
     unique: list[CheckpointRef] = []
     for ref in ordered:
         if unique and unique[-1].step == ref.step:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from pathlib import Path
+from stat import S_ISREG
 from types import TracebackType
 from typing import Any, Final
 
@@ -144,6 +145,8 @@ def open_checkpoint(ref: CheckpointRef) -> CheckpointReader:
             stat = path.stat()
         except OSError as error:
             raise _os_error(path, error) from None
+        if not S_ISREG(stat.st_mode):  # swapped for a FIFO or device since the scan
+            raise CheckpointError(path, "is no longer a regular file", _RESCAN)
         size += stat.st_size
         mtime_ns = max(mtime_ns, stat.st_mtime_ns)
     if (size, mtime_ns) != (ref.fingerprint.size, ref.fingerprint.mtime_ns):

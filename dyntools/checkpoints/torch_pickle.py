@@ -7,6 +7,7 @@ format are memory-mapped, so reading one tensor does not read the others.
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import zipfile
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from dyntools.checkpoints.files import open_regular
 from dyntools.checkpoints.records import CheckpointError
 
 if TYPE_CHECKING:
@@ -37,11 +39,25 @@ _RESAVE_HINT: Final = (
 
 
 def load_pickle(path: Path) -> Any:
-    """``torch.load(path, weights_only=True)``, memory-mapped when the file format allows."""
-    if path.stat().st_size == 0:
+    """``torch.load(path, weights_only=True)``, memory-mapped when the file format allows.
+
+    Checked first, without loading: a regular, non-empty file; not gzip-compressed; a zip
+    archive only with stored (uncompressed) entries, as ``torch.save`` writes them, so that a
+    small file cannot inflate to gigabytes in memory.
+    """
+    with open_regular(path) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        magic = handle.read(4)
+    if size == 0:
         raise CheckpointError(path, "empty file (0 bytes)", "delete it or save it again")
+    if magic[:2] == GZIP_MAGIC:
+        raise CheckpointError(
+            path, "is gzip-compressed, not a torch.save file", "decompress it (gunzip) first"
+        )
     # Only torch's zip format can be memory-mapped; the legacy format loads whole.
-    mmap = zipfile.is_zipfile(path)
+    mmap = magic == ZIP_MAGIC and zipfile.is_zipfile(path)
+    if mmap:
+        _check_archive(path, size)
     import torch
 
     try:
@@ -59,6 +75,31 @@ def load_pickle(path: Path) -> Any:
             f"not a readable torch file ({type(error).__name__}: {first_line[:160]})",
             "it is truncated or corrupt: delete it or save it again",
         ) from None
+
+
+GZIP_MAGIC: Final = b"\x1f\x8b"
+ZIP_MAGIC: Final = b"PK\x03\x04"
+
+
+def _check_archive(path: Path, size: int) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise CheckpointError(
+            path, f"is a damaged zip archive ({error})", "delete it or save it again"
+        ) from None
+    packed = [m.filename for m in members if m.compress_type != zipfile.ZIP_STORED]
+    declared = sum(m.file_size for m in members)
+    if packed or declared > size:
+        raise CheckpointError(
+            path,
+            "is a compressed zip archive"
+            + (f" ({packed[0]!r} is compressed)" if packed else "")
+            + f" declaring {declared / 2**20:.0f} MiB in a {size / 2**20:.1f} MiB file; "
+            "torch.save stores entries uncompressed",
+            "this is not a torch.save file: not loaded",
+        )
 
 
 def is_state_dict(value: object) -> bool:
@@ -83,16 +124,13 @@ def locate_state_dict(path: Path, loaded: Any, container_key: str | None = None)
             "the file changed since the folder was scanned: scan it again",
         )
     if isinstance(loaded, Mapping):
-        import torch
-
-        tensors_only = {k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
-        if tensors_only and len(tensors_only) == len(loaded):
+        if is_state_dict(loaded):
             return None
         for key in STATE_DICT_KEYS:
             if is_state_dict(loaded.get(key)):
                 return key
     kind = type(loaded).__name__
-    keys = f" with keys {sorted(map(str, loaded))[:8]}" if isinstance(loaded, Mapping) else ""
+    keys = f" with keys {sorted(map(repr, loaded))[:8]}" if isinstance(loaded, Mapping) else ""
     raise CheckpointError(
         path,
         f"holds a {kind}{keys}, not a state dict",

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from dyntools.text import printable
+
 # name -> module; modules are imported only when their command runs, so `dyntools runs` does
 # not pay for importing the training code.
 COMMANDS: dict[str, str] = {
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dyntools: interrupted", file=sys.stderr)
         return 130
     except USER_ERRORS as error:
-        print(f"dyntools {args.command}: error: {error}", file=sys.stderr)
+        print(f"dyntools {args.command}: error: {printable(str(error))}", file=sys.stderr)
         return 2
     return status
 

@@ -17,6 +17,7 @@ from dyntools.pipeline import ComputeOptions, ComputeSummary, compute, parse_pat
 from dyntools.pipeline.progress import ProgressBar
 from dyntools.pipeline.workers import configure_process
 from dyntools.selection import NetworkSelection
+from dyntools.text import printable
 
 
 def _metrics_with(name: str) -> tuple[Param, tuple[str, ...]]:
@@ -133,13 +134,13 @@ def print_summary(summary: ComputeSummary) -> None:
         f"({summary.values_written} values in {summary.seconds:.1f} s) -> {summary.db}"
     )
     for note in summary.notes:
-        print(f"note: {note}")
+        print(f"note: {printable(note)}")
     for failure in summary.failed:
-        print(f"failed: {failure.reason}")
+        print(f"failed: {printable(failure.reason)}")
     if summary.problems:
         print(f"{len(summary.problems)} problems found while reading the folder:")
         for problem in summary.problems:
-            print(f"  {problem}")
+            print(f"  {printable(problem)}")
 
 
 def metric_params(args: argparse.Namespace) -> dict[str, dict[str, ParamValue]]:

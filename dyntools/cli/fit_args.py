@@ -136,7 +136,7 @@ def state_names_from_args(args: argparse.Namespace) -> dict[int, str]:
     names: dict[int, str] = {}
     for text in args.name:
         state, sep, name = text.partition("=")
-        if not sep or not state.strip().isdigit():
+        if not sep or not (state.strip().isascii() and state.strip().isdigit()):
             raise ValueError(
                 f"--name takes STATE=NAME with a state number, e.g. 2=memorizing; got {text!r}"
             )

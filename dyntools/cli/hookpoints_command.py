@@ -16,6 +16,7 @@ from dyntools.cli.selection_args import add_network_arguments, network_selection
 from dyntools.hookpoints import HookPoint, build_tree, select_paths
 from dyntools.roles import classify
 from dyntools.selection import NetworkSelection
+from dyntools.text import printable
 
 SCHEMA = 1
 
@@ -209,6 +210,6 @@ def handle(args: argparse.Namespace) -> int:
     where = payload["checkpoint"]
     source = f", step {where['step']}" if where else ""
     what = "tensor roles" if args.roles else f"{payload['kind']} hook points"
-    print(f"run {run.run_id}{others}: {what}{source}")
-    print("\n".join(lines))
+    print(f"run {printable(run.run_id)}{others}: {what}{source}")
+    print("\n".join(printable(line) for line in lines))
     return 0

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from dyntools.checkpoints import Discovery, Problem, Run, discover_runs
+from dyntools.text import path_text, printable
 
 SCHEMA = 1
 
@@ -61,11 +62,11 @@ def _table(found: Discovery) -> str:
         scalars = ", ".join(run.scalar_names) or "-"
         rows.append(
             (
-                run.run_id,
+                printable(run.run_id),
                 run.layout,
                 str(len(run.checkpoints)),
                 steps,
-                scalars,
+                printable(scalars),
                 str(len(run.problems)),
             )
         )
@@ -77,7 +78,10 @@ def _table(found: Discovery) -> str:
         for row in rows
     ]
     problems = found.all_problems()
-    lines.append(f"{len(found.runs)} run(s) in {found.root}; {len(problems)} problem(s)")
+    lines.append(
+        f"{len(found.runs)} run(s) in {printable(path_text(found.root))}; "
+        f"{len(problems)} problem(s)"
+    )
     lines.extend(f"  {problem.message()}" for problem in problems)
     return "\n".join(lines)
 

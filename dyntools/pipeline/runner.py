@@ -30,6 +30,7 @@ from dyntools.pipeline.workers import auto_workers, run_jobs
 from dyntools.selection import NetworkSelection
 from dyntools.store import Store, locate_db
 from dyntools.store.schema import COMPUTED, ERRORS, HISTOGRAMS, METRICS, ErrorRow
+from dyntools.text import path_text
 
 # The error code of a file discovery could not read (the checkpoints layer's problems).
 UNREADABLE = "unreadable"
@@ -269,7 +270,7 @@ def compute(
     store.write_results(
         scalars=scalars,
         errors=ERRORS.frame(
-            ErrorRow(str(p.path), "discover", p.what, UNREADABLE, p.hint) for p in problems
+            ErrorRow(path_text(p.path), "discover", p.what, UNREADABLE, p.hint) for p in problems
         ),
     )
     failures: list[Failure] = []

@@ -54,7 +54,7 @@ def parse_schedule(text: str) -> Schedule:
         raise ValueError(f"unknown checkpoint schedule {text!r}: use 'every', 'every N' or 'log K'")
     if len(words) == 1 and words[0] == "every":
         return Schedule("every", 1)
-    if len(words) != 2 or not words[1].isdigit() or int(words[1]) < 1:
+    if len(words) != 2 or not (words[1].isascii() and words[1].isdigit()) or int(words[1]) < 1:
         raise ValueError(
             f"bad checkpoint schedule {text!r}: expected 'every N' or 'log K' with a whole "
             "number >= 1"

@@ -1,0 +1,110 @@
+"""Any folder, any file: every case of tests/adversarial.py beside good runs. For each, with a
+time limit: discovery names the bad file once with a hint, never raises and never blocks;
+`dyntools runs` prints no raw control character; compute finishes and stores for the good runs
+exactly what a clean compute of them stores; nothing is read outside the folder."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+import pytest
+from adversarial import CASES, Case, good_run
+
+from dyntools.checkpoints import discover_runs
+from dyntools.cli import main
+from dyntools.pipeline import ComputeOptions, compute
+from dyntools.store import Store
+
+LIMIT_S = 30
+GOOD = ("good", "victim")
+OPTIONS = ComputeOptions(metrics=("l2", "spectral", "mean_w"), workers=1)
+KEY = ["run_id", "step", "kind", "scope", "hook_point", "tensor", "metric", "params"]
+
+
+@contextmanager
+def time_limit(seconds: int = LIMIT_S) -> Iterator[None]:
+    """Fail instead of hanging: a read blocked on a FIFO is interrupted by the alarm."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s: something blocked")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _folder(root: Path) -> Path:
+    good_run(root / "good")
+    good_run(root / "victim", steps=(0, 10), seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
+    """What a compute of the good runs alone stores."""
+    root = _folder(tmp_path_factory.mktemp("clean") / "runs")
+    db = root.parent / "clean.duckdb"
+    with time_limit():
+        assert compute(root, OPTIONS, db=db).failed == ()
+    return Store(db).read_metrics().sort(KEY)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_one_bad_thing_costs_only_itself(
+    case: Case, tmp_path: Path, clean: pl.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _folder(tmp_path / "runs")
+    bad = case.build(root / "victim")
+    with time_limit():
+        found = discover_runs(root)
+    runs = {run.run_id: run for run in found.runs}
+    assert len(runs["good"].checkpoints) == 3 and len(runs["victim"].checkpoints) == 2
+    problems = found.all_problems()
+    for problem in problems:
+        assert problem.what and problem.hint, problem
+    if bad is not None:
+        named = [p for p in problems if p.path == bad]
+        assert len(named) == 1, (bad, [p.message() for p in problems])
+        assert "/etc/passwd" not in named[0].hint  # never tell anyone to delete that
+    else:
+        assert not problems, [p.message() for p in problems]
+
+    with time_limit():
+        assert main(["runs", str(root)]) in (0, 1)
+    out = capsys.readouterr()
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", out.out + out.err), "raw control characters"
+    assert "Traceback" not in out.err
+
+    db = tmp_path / "db.duckdb"
+    with time_limit():
+        summary = compute(root, OPTIONS, db=db)
+    stored = Store(db).read_metrics()
+    good = stored.filter(pl.col("run_id").is_in(GOOD)).sort(KEY)
+    assert good.select(KEY).equals(clean.select(KEY))
+    assert good["value"].to_list() == pytest.approx(clean["value"].to_list(), nan_ok=True)
+    for failure in summary.failed:  # only a run beside the good ones may fail
+        assert not any(f"/{name}/" in failure.reason for name in GOOD), failure
+
+
+def test_the_corpus_holds_every_named_failure() -> None:
+    names = {case.name for case in CASES}
+    assert len(names) == len(CASES) >= 26
+    assert sum(case.hangs for case in CASES) >= 4
+
+
+def test_the_corpus_writes_only_inside_its_folder(tmp_path: Path) -> None:
+    for number, case in enumerate(CASES):
+        root = _folder(tmp_path / f"case{number}")
+        case.build(root / "victim")
+    assert all(path.absolute().is_relative_to(tmp_path) for path in tmp_path.rglob("*"))
+    shutil.rmtree(tmp_path)
