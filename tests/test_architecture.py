@@ -19,6 +19,7 @@ PACKAGE = ROOT / "dyntools"
 LAYERS: dict[str, int] = {
     "dyntools": 0,  # the package root: the version
     "dyntools.lazy": 0,
+    "dyntools.processes": 0,
     "dyntools.text": 0,
     "dyntools.checkpoints": 1,
     "dyntools.hookpoints": 1,

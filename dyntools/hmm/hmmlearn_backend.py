@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from dyntools.hmm.params import HMMParams
+from dyntools.processes import die_with_parent
 
 if TYPE_CHECKING:
     from hmmlearn import hmm
@@ -372,6 +373,7 @@ _LIMITS: list[object] = []
 
 
 def _one_thread_per_worker() -> None:
+    die_with_parent()
     # Small matrices: BLAS threads only fight over the cores the other workers use.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"

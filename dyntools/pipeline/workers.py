@@ -16,6 +16,7 @@ from typing import TypeVar
 import torch
 
 from dyntools.pipeline.allocator import return_large_frees
+from dyntools.processes import die_with_parent
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -29,6 +30,11 @@ def configure_process(threads: int | None = None) -> None:
     return_large_frees()
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def _worker_setup(threads: int) -> None:
+    configure_process(threads)
+    die_with_parent()
 
 
 def auto_workers(jobs: int) -> int:
@@ -50,6 +56,6 @@ def run_jobs(
     # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=configure_process, initargs=(threads,)
+        workers, mp_context=context, initializer=_worker_setup, initargs=(threads,)
     ) as pool:
         yield from pool.map(run, jobs, [options] * len(jobs), chunksize=1)
