@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 from pathlib import Path
 
 import polars as pl
@@ -129,3 +131,25 @@ def test_export_command_without_a_database_says_run_compute(
     assert f"no dyntools database for {tmp_path}" in err
     assert f"run `dyntools compute {tmp_path}` first" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_force_replaces_only_a_regular_file_and_never_the_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    db = default_db_path(folder)
+    fill(Store(db))
+    before = Store(db).read_metrics()
+    target = tmp_path / "elsewhere.csv"
+    target.write_text("keep me")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    for out, said in ((link, "is a symbolic link"), (fifo, "not a regular file"), (db, "database")):
+        assert main(["export", str(folder), "--out", str(out), "--force"]) == 2
+        assert said in capsys.readouterr().err
+    assert link.is_symlink() and target.read_text() == "keep me"
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert Store(db).read_metrics().equals(before)  # nothing stored was lost

@@ -127,3 +127,39 @@ def test_a_database_deleted_under_a_store_is_made_again(tmp_path: Path) -> None:
     store.path.unlink()
     store.write_results(computed=units.head(1))
     assert store.missing_work(units).height == units.height - 1
+
+
+def test_a_checkpoint_gone_from_disk_is_kept_and_left_out(tmp_path: Path) -> None:
+    from adversarial import good_run
+
+    from dyntools.pipeline import ComputeOptions, compute
+    from dyntools.pipeline.fits import fit_data
+    from dyntools.store import locate_db
+
+    root = tmp_path / "runs"
+    good_run(root / "a")
+    good_run(root / "b", seed=5)
+    options = ComputeOptions(metrics=("l2",), workers=1)
+    compute(root, options)
+    store = Store(locate_db(root).path)
+    version = store.data_version()
+    gone_file = root / "a" / "step_10.safetensors"
+    kept_bytes = gone_file.read_bytes()
+    gone_file.unlink()
+    summary = compute(root, options)
+    assert any("1 checkpoint(s) computed before are gone from disk" in n for n in summary.notes)
+    assert store.data_version() > version  # cached views and fits see the change
+    shown = store.read_metrics()
+    assert 10 not in shown.filter(pl.col("run_id") == "a")["step"].to_list()
+    every = store.read_metrics(include_gone=True)
+    assert 10 in every.filter(pl.col("run_id") == "a")["step"].to_list()  # kept for the record
+    assert 10 not in fit_data(store).metrics.filter(pl.col("run_id") == "a")["step"].to_list()
+    summary_table = store.summary()
+    assert summary_table.filter(pl.col("run_id") == "a")["gone"].max() == 1
+    # A compute of a subfolder leaves the other runs as they are.
+    compute(root / "b", options)
+    assert 10 not in store.read_metrics().filter(pl.col("run_id") == "a")["step"].to_list()
+    # Found again: back in every read.
+    gone_file.write_bytes(kept_bytes)
+    assert compute(root, options).failed == ()
+    assert 10 in store.read_metrics().filter(pl.col("run_id") == "a")["step"].to_list()

@@ -10,6 +10,7 @@ import pytest
 
 from dyntools.store import SCHEMA_VERSION, SchemaVersionError, Store
 from dyntools.store import schema as store_schema
+from dyntools.store.schema import RUNS, DamagedStoreError
 
 
 def make_version_0(path: Path) -> None:
@@ -68,5 +69,28 @@ def test_a_foreign_duckdb_file_is_refused(tmp_path: Path) -> None:
 def test_a_file_that_is_not_duckdb_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "dyntools.duckdb"
     path.write_bytes(b"not a database " * 100)
-    with pytest.raises(OSError, match=rf"cannot open dyntools database {path}.*not a valid DuckDB"):
+    with pytest.raises(OSError, match=rf"{path} is not a DuckDB file, not a dyntools database"):
         Store(path).read_runs()
+
+
+def test_a_sqlite_file_is_refused_without_reaching_for_an_extension(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "dyntools.duckdb"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE t (x)")
+    with pytest.raises(OSError, match=r"is a SQLite database, not a dyntools database"):
+        Store(path).read_runs()
+    with pytest.raises(OSError, match=r"is a SQLite database"):
+        Store(path).upsert_runs(RUNS.frame([]))
+    assert path.read_bytes().startswith(b"SQLite format")  # left as it was
+
+
+def test_a_damaged_database_says_so_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "dyntools.duckdb"
+    store = Store(path)
+    store.upsert_runs(RUNS.frame([]))
+    with duckdb.connect(str(path)) as con:
+        con.sql("ALTER TABLE metrics DROP COLUMN value")
+    with pytest.raises(DamagedStoreError, match=r"is a damaged dyntools database .*move it away"):
+        Store(path).read_metrics()

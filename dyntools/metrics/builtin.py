@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from dyntools.metrics.batch import Column, Flags, Floats, KernelBatch, MatrixBatch, ratio
-from dyntools.metrics.histogram import DEFAULT_HISTOGRAM, Histogram, HistogramSpec
+from dyntools.metrics.histogram import DEFAULT_HISTOGRAM, MAX_BINS, Histogram, HistogramSpec
 from dyntools.metrics.hsic_inputs import (
     AUTO_CODING,
     CODINGS,
@@ -375,7 +375,13 @@ _ACTIVATION = (
         name="histogram",
         description="log1p counts of |a| in fixed bins (the colorful dimension)",
         params=(
-            Param("bins", DEFAULT_HISTOGRAM.bins, "number of equal bins", minimum=1),
+            Param(
+                "bins",
+                DEFAULT_HISTOGRAM.bins,
+                "number of equal bins",
+                minimum=1,
+                maximum=MAX_BINS,
+            ),
             Param("high", DEFAULT_HISTOGRAM.high, "upper edge (exclusive)"),
             Param("low", DEFAULT_HISTOGRAM.low, "lower edge"),
             Param("on", DEFAULT_HISTOGRAM.transform, "abs: bins of |a|; identity: of a"),

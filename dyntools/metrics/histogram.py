@@ -60,3 +60,6 @@ class Histogram:
 
 
 DEFAULT_HISTOGRAM = HistogramSpec()
+# More bins than any chart can show: 10,000 bins of every hook point and checkpoint already make
+# a histogram table of gigabytes on a real run; a larger number is a typo.
+MAX_BINS = 10_000

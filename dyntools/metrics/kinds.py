@@ -101,14 +101,15 @@ def compared_with(against: Against, first_step: int) -> str:
 class Param:
     """A metric parameter, its default and what it means (stored with every value).
 
-    ``minimum``: the least value a number may take; ``choices``: the values a text may take
-    (both checked before any work)."""
+    ``minimum``/``maximum``: the range a number may take; ``choices``: the values a text may
+    take (all checked before any work)."""
 
     name: str
     default: ParamValue
     description: str
     minimum: float | None = None
     choices: tuple[str, ...] = ()
+    maximum: float | None = None
 
     def check(self, value: ParamValue, metric: str) -> ParamValue:
         if type(value) is not type(self.default) and not (
@@ -120,6 +121,8 @@ class Param:
             )
         if self.minimum is not None and not float(value) >= self.minimum:
             raise ValueError(f"{metric} {self.name} must be >= {self.minimum:g}, got {value!r}")
+        if self.maximum is not None and not float(value) <= self.maximum:
+            raise ValueError(f"{metric} {self.name} must be <= {self.maximum:g}, got {value!r}")
         if self.choices and value not in self.choices:
             raise ValueError(
                 f"{metric} {self.name} must be one of {list(self.choices)}, got {value!r}"

@@ -266,6 +266,12 @@ def compute(
     runs, checkpoints, scalars = run_frames(discovery.runs)
     store.upsert_runs(runs)
     store.upsert_checkpoints(checkpoints)
+    gone = store.reconcile(discovery.root, checkpoints)
+    if gone:
+        notes.append(
+            f"{gone} checkpoint(s) computed before are gone from disk: their results are kept "
+            "in the database and left out of fits, views and exports"
+        )
     problems = discovery.all_problems()
     store.write_results(
         scalars=scalars,

@@ -32,6 +32,34 @@ class StoreBusyError(TimeoutError):
     """Another process held the database file for longer than the lock timeout."""
 
 
+# One thread per connection: the queries are small and the machine is shared by the compute
+# workers; DuckDB's thread pool would only add start-up cost. No extension is ever loaded or
+# installed on DuckDB's own initiative: opening a file must not reach the network.
+CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "threads": 1,
+    "autoload_known_extensions": False,
+    "autoinstall_known_extensions": False,
+}
+# A DuckDB database file carries this magic at byte 8 (after the header checksum).
+_MAGIC = b"DUCK"
+
+
+def refuse_foreign(path: Path) -> None:
+    """Raise OSError for an existing, non-empty file that is not a DuckDB database (a SQLite
+    file at the database path would make DuckDB reach for its SQLite extension)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except FileNotFoundError:
+        return
+    if head and head[8:12] != _MAGIC:
+        kind = "a SQLite database" if head.startswith(b"SQLite format") else "not a DuckDB file"
+        raise OSError(
+            f"{path} is {kind}, not a dyntools database: move that file away or pass --db with "
+            "another path; a new database is made on the next compute"
+        )
+
+
 def _thread_lock(path: Path) -> threading.Lock:
     with _THREAD_LOCKS_GUARD:
         return _THREAD_LOCKS.setdefault(path, threading.Lock())
@@ -60,9 +88,8 @@ def connect(
         delay = 0.02
         while True:
             try:
-                # One thread per connection: the queries are small and the machine is shared by
-                # the compute workers; DuckDB's thread pool would only add start-up cost.
-                con = duckdb.connect(str(path), read_only=read_only, config={"threads": 1})
+                refuse_foreign(path)
+                con = duckdb.connect(str(path), read_only=read_only, config=CONFIG)
                 break
             except duckdb.IOException as error:
                 if _LOCK_MESSAGE not in str(error):

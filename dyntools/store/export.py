@@ -19,6 +19,7 @@ Columns, one value per row:
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,12 +33,30 @@ WRITERS: dict[str, Callable[[pl.DataFrame, Path], None]] = {
 }
 
 
+def _check_target(out: Path, db: Path) -> None:
+    """Refuse to replace anything but a regular file, and the database itself."""
+    if os.path.lexists(out):
+        mode = os.lstat(out).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+            raise ValueError(
+                f"{out} is {kind}: an export replaces only a regular file; choose another --out"
+            )
+    database = db.absolute().resolve()
+    if out.absolute().resolve() in {database, database.with_name(database.name + ".wal")}:
+        raise ValueError(
+            f"{out} is the dyntools database (or its log): an export there would destroy "
+            "every stored result and fit; choose another --out"
+        )
+
+
 def export(store: Store, out: Path, fmt: str) -> int:
     """Write ``store``'s tidy table to ``out`` in format ``fmt``; returns the number of rows."""
     if fmt not in WRITERS:
         raise ValueError(f"unknown export format {fmt!r}: use one of {sorted(WRITERS)}")
-    frame = store.tidy_table()
     out = Path(out)
+    _check_target(out, store.path)
+    frame = store.tidy_table()
     # Write next to the target and rename, so a reader never sees half a file.
     partial = out.with_name(f".{out.name}.partial")
     try:

@@ -182,5 +182,19 @@ def v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+def v3_to_v4(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 4: checkpoints record whether their file is gone from disk (none is, yet: the
+    next compute's scan finds out)."""
+    columns = {
+        row[0]
+        for row in con.sql(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'checkpoints'"
+        ).fetchall()
+    }
+    # A file migrated from schema 1 got today's checkpoints table, gone included.
+    if "gone" not in columns:
+        con.sql("ALTER TABLE checkpoints ADD COLUMN gone BOOLEAN NOT NULL DEFAULT false")
+
+
 # from_version -> the function that upgrades a file of that version to from_version + 1.
-MIGRATIONS: dict[int, Migration] = {1: v1_to_v2, 2: v2_to_v3}
+MIGRATIONS: dict[int, Migration] = {1: v1_to_v2, 2: v2_to_v3, 3: v3_to_v4}

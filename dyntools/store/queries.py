@@ -46,10 +46,27 @@ def checkpoints(run_ids: Names) -> Query:
     return f"SELECT * FROM checkpoints c {clause} ORDER BY run_id, step", values
 
 
-def metrics(run_ids: Names, hook_points: Names, names: Names, kinds: Names = None) -> Query:
+# Results of checkpoints whose file is gone are kept, and left out of every read by default.
+_PRESENT = "NOT coalesce(c.gone, false)"
+
+
+def _present(clause: str, include_gone: bool) -> str:
+    if include_gone:
+        return clause
+    return f"{clause} AND {_PRESENT}" if clause else f"WHERE {_PRESENT}"
+
+
+def metrics(
+    run_ids: Names,
+    hook_points: Names,
+    names: Names,
+    kinds: Names = None,
+    include_gone: bool = False,
+) -> Query:
     clause, values = where(
         {"run_id": run_ids, "hook_point": hook_points, "metric": names, "kind": kinds}, "m"
     )
+    clause = _present(clause, include_gone)
     return (
         "SELECT m.run_id, m.step, c.epoch, m.kind, m.scope, m.hook_point, m.tensor, m.head, "
         "m.component, m.metric, m.params, m.value "
@@ -60,13 +77,19 @@ def metrics(run_ids: Names, hook_points: Names, names: Names, kinds: Names = Non
     )
 
 
-def scalars(run_ids: Names, names: Names) -> Query:
+def scalars(run_ids: Names, names: Names, include_gone: bool = False) -> Query:
     clause, values = where({"run_id": run_ids, "name": names}, "s")
-    return f"SELECT * FROM scalars s {clause} ORDER BY run_id, name, step", values
+    clause = _present(clause, include_gone)
+    return (
+        "SELECT s.* FROM scalars s LEFT JOIN checkpoints c USING (run_id, step) "
+        f"{clause} ORDER BY s.run_id, s.name, s.step",
+        values,
+    )
 
 
 def histograms(run_ids: Names, hook_points: Names, names: Names) -> Query:
     clause, values = where({"run_id": run_ids, "hook_point": hook_points, "metric": names}, "h")
+    clause = _present(clause, include_gone=False)
     return (
         "SELECT h.run_id, h.step, c.epoch, h.* EXCLUDE (run_id, step) "
         f"FROM histograms h LEFT JOIN checkpoints c USING (run_id, step) {clause} "
@@ -82,9 +105,10 @@ def errors(run_ids: Names) -> Query:
 
 SUMMARY = """
     WITH done AS (
-        SELECT run_id, kind, hook_point, metric, params, count(*) AS checkpoints,
-               min(step) AS first_step, max(step) AS last_step
-        FROM computed GROUP BY ALL),
+        SELECT d.run_id, d.kind, d.hook_point, d.metric, d.params, count(*) AS checkpoints,
+               min(d.step) AS first_step, max(d.step) AS last_step,
+               count(*) FILTER (WHERE c.gone) AS gone
+        FROM computed d LEFT JOIN checkpoints c USING (run_id, step) GROUP BY ALL),
     vals AS (
         SELECT run_id, hook_point, metric, params, count(*) AS "values",
                count(*) - count(value) AS null_values
@@ -99,8 +123,11 @@ TIDY = """
     SELECT 'metric' AS source, m.run_id, m.step, c.epoch, m.kind, m.scope, m.hook_point,
            m.tensor, m.head, m.component, m.metric AS name, m.params, m.value
     FROM metrics m LEFT JOIN checkpoints c USING (run_id, step)
+    WHERE NOT coalesce(c.gone, false)
     UNION ALL
-    SELECT 'scalar', run_id, step, epoch, '', '', '', '', NULL, '', name, '', value FROM scalars
+    SELECT 'scalar', s.run_id, s.step, s.epoch, '', '', '', '', NULL, '', s.name, '', s.value
+    FROM scalars s LEFT JOIN checkpoints c USING (run_id, step)
+    WHERE NOT coalesce(c.gone, false)
     ORDER BY run_id, source, kind, hook_point, tensor, head NULLS FIRST, component, name, params,
              step
 """

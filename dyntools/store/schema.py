@@ -28,7 +28,7 @@ import duckdb
 import polars as pl
 
 # Bump when a table changes, and add a migration from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 # -- the rows of every table: the one declaration the DDL and the polars schemas derive from ---
@@ -60,6 +60,9 @@ class CheckpointRow(NamedTuple):
     epoch: float | None = None
     # The floating-point type of its weights (float32, bfloat16, ...; "mixed" when several).
     dtype: str = ""
+    # Gone from disk since it was computed: its results are kept for the record and left out
+    # of fits, views and exports (a later scan that finds it again clears the flag).
+    gone: bool = False
 
 
 class ScalarRow(NamedTuple):
@@ -136,6 +139,7 @@ class FitRow(NamedTuple):
 
 # Python annotation -> (DuckDB type, polars type)
 _TYPES: dict[object, tuple[str, pl.DataType]] = {
+    bool: ("BOOLEAN", pl.Boolean()),
     str: ("VARCHAR", pl.String()),
     int: ("BIGINT", pl.Int64()),
     float: ("DOUBLE", pl.Float64()),
@@ -250,6 +254,10 @@ Migration = Callable[[duckdb.DuckDBPyConnection], None]
 
 class SchemaVersionError(ValueError):
     """The database file was written by a dyntools whose schema this one cannot read."""
+
+
+class DamagedStoreError(SchemaVersionError):
+    """A dyntools database file whose tables or columns are not what its version says."""
 
 
 def read_version(con: duckdb.DuckDBPyConnection, path: Path) -> int | None:

@@ -31,6 +31,8 @@ from dyntools.store.connection import connect, transaction
 from dyntools.store.frames import conform
 from dyntools.store.migrations import MIGRATIONS
 from dyntools.store.queries import CHECKPOINT, UNIT, Names, on
+from dyntools.store.schema import DamagedStoreError
+from dyntools.text import path_text
 
 DEFAULT_LOCK_TIMEOUT = 10.0
 
@@ -80,8 +82,20 @@ class Store:
                     elif version != schema.SCHEMA_VERSION:
                         schema.migrate(con, version, self.path, MIGRATIONS)
                 self._ready = True
-            with transaction(con):
+            with transaction(con), self._damage_explained():
                 yield con
+
+    @contextmanager
+    def _damage_explained(self) -> Iterator[None]:
+        """A dyntools file whose tables or columns are missing says so, in one line."""
+        try:
+            yield
+        except (duckdb.CatalogException, duckdb.BinderException) as error:
+            first = str(error).strip().splitlines()[0]
+            raise DamagedStoreError(
+                f"{self.path} is a damaged dyntools database ({first}): move it away and run "
+                "`dyntools compute` again (every result is recomputed from the checkpoints)"
+            ) from None
 
     @contextmanager
     def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -94,7 +108,8 @@ class Store:
                 version = schema.read_version(con, self.path)
                 if version == schema.SCHEMA_VERSION:
                     self._ready = True
-                    yield con
+                    with self._damage_explained():
+                        yield con
                     return
             if version is None:
                 raise NoResultsError(
@@ -104,7 +119,10 @@ class Store:
             schema.check_version(version, self.path, MIGRATIONS)
             with self._writer():  # migrates the older file, then reads go on read-only
                 pass
-        with connect(self.path, read_only=True, lock_timeout=self.lock_timeout) as con:
+        with (
+            connect(self.path, read_only=True, lock_timeout=self.lock_timeout) as con,
+            self._damage_explained(),
+        ):
             yield con
 
     def _query(self, sql: str, values: Sequence[Any] = ()) -> pl.DataFrame:
@@ -194,6 +212,27 @@ class Store:
                 self._bump_data_version(con)
             self._put(con, "checkpoints", frame)
         return changed
+
+    def reconcile(self, root: Path, present: pl.DataFrame) -> int:
+        """Mark the checkpoints of the runs below ``root`` that a scan did not find (``present``:
+        run_id, step) as gone, and those found again as present; returns how many are gone.
+
+        Their results stay in the store (for the record) and are left out of every read."""
+        below = path_text(root.absolute())
+        frame = present.select("run_id", "step")
+        with self._writer() as con:
+            con.register("present", frame)
+            before = con.sql("SELECT count(*) FROM checkpoints WHERE gone").fetchall()[0][0]
+            scope = "run_id IN (SELECT run_id FROM runs WHERE path = ? OR starts_with(path, ?))"
+            con.execute(
+                f"UPDATE checkpoints SET gone = (run_id, step) NOT IN "
+                f"(SELECT (run_id, step) FROM present) WHERE {scope}",
+                [below, below.rstrip("/") + "/"],
+            )
+            after = con.sql("SELECT count(*) FROM checkpoints WHERE gone").fetchall()[0][0]
+            if after != before:
+                self._bump_data_version(con)
+        return int(after)
 
     def delete_checkpoints(self, keys: pl.DataFrame) -> None:
         """Forget checkpoints (run_id, step) and all their results, e.g. after the file went away."""
@@ -321,14 +360,19 @@ class Store:
         hook_points: Names = None,
         metrics: Names = None,
         kinds: Names = None,
+        *,
+        include_gone: bool = False,
     ) -> pl.DataFrame:
         """Tidy metric values: run_id, step, epoch, kind, scope, hook_point, tensor, head,
-        metric, params, value."""
-        return self._query(*queries.metrics(run_ids, hook_points, metrics, kinds))
+        metric, params, value; of checkpoints still on disk unless ``include_gone``."""
+        return self._query(*queries.metrics(run_ids, hook_points, metrics, kinds, include_gone))
 
-    def read_scalars(self, run_ids: Names = None, names: Names = None) -> pl.DataFrame:
-        """Training scalars: run_id, step, epoch, name, value."""
-        return self._query(*queries.scalars(run_ids, names))
+    def read_scalars(
+        self, run_ids: Names = None, names: Names = None, *, include_gone: bool = False
+    ) -> pl.DataFrame:
+        """Training scalars: run_id, step, epoch, name, value (of checkpoints still on disk
+        unless ``include_gone``)."""
+        return self._query(*queries.scalars(run_ids, names, include_gone))
 
     def read_histograms(
         self, run_ids: Names = None, hook_points: Names = None, metrics: Names = None

@@ -97,7 +97,8 @@ def metric_names_of(kind: HookKind) -> list[str]:
 
 
 def computed_table(summary: pl.DataFrame) -> pl.DataFrame:
-    """The store's summary per (hook point, metric): runs, checkpoints and missing values."""
+    """The store's summary per (hook point, metric): runs, checkpoints, missing values, and
+    checkpoints gone from disk since (their values are kept and left out of the views)."""
     if summary.is_empty():
         return pl.DataFrame(
             schema={
@@ -108,6 +109,7 @@ def computed_table(summary: pl.DataFrame) -> pl.DataFrame:
                 "checkpoints": pl.Int64,
                 "values": pl.Int64,
                 "null_values": pl.Int64,
+                "gone": pl.Int64,
             }
         )
     return (
@@ -117,6 +119,7 @@ def computed_table(summary: pl.DataFrame) -> pl.DataFrame:
             pl.col("checkpoints").sum().cast(pl.Int64),
             pl.col("values").sum().cast(pl.Int64),
             pl.col("null_values").sum().cast(pl.Int64),
+            pl.col("gone").sum().cast(pl.Int64),
         )
         .sort("kind", "hook_point", "metric")
     )
