@@ -286,3 +286,10 @@ CASES: tuple[Case, ...] = (
     Case("a folder name that is not UTF-8", _non_utf8_folder),
     Case("run.json schema_version as text", _run_json_schema_text),
 )
+
+
+def die_on_second(job: int, options: object) -> int:
+    """A job function whose worker is killed on job 1 (as the OOM killer would)."""
+    if job == 1:
+        os.kill(os.getpid(), 9)
+    return job

@@ -210,3 +210,36 @@ def test_threads_of_one_process_share_the_file(db: Path) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert list(pool.map(work, range(12))) == [1] * 12
     assert store.read_scalars().height == 6
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 600 KB file system (tmpfs), where a compute runs out of space."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(
+    tiny_disk: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import SAMPLE_RUNS
+
+    from dyntools.cli import main
+
+    db = tiny_disk / "db.duckdb"
+    folder = SAMPLE_RUNS / "modular-addition"
+    assert main(["compute", str(folder), "--db", str(db), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is full: this write was rolled back" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    store = Store(db)
+    assert store.read_runs().height == 3  # what was written before is intact and readable

@@ -51,8 +51,9 @@ def run_activation_units(job: Job, options: ComputeOptions) -> JobResult:
         model.eval()
         with torch.no_grad(), capture(model, paths) as outputs:
             model_output = first_tensor(model(probe.x))
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        failed = Reason(ReasonCode.FAILED, str(error))
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, MemoryError) as error:
+        # TypeError: a run.json whose model arguments the model does not take.
+        failed = Reason(ReasonCode.FAILED, str(error) or type(error).__name__)
         result.errors = [_error(job, "forward pass", failed)]
         result.failure = f"{job.ref.path}: {error}"
         return result

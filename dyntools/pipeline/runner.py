@@ -26,7 +26,7 @@ from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import WorkUnit, candidates, run_frames, weight_plan, weight_units
 from dyntools.pipeline.threads import SERIAL_BELOW, single_threaded
 from dyntools.pipeline.weight_job import run_weight_units
-from dyntools.pipeline.workers import auto_workers, run_jobs
+from dyntools.pipeline.workers import WorkerDiedError, auto_workers, run_jobs
 from dyntools.selection import NetworkSelection
 from dyntools.store import Store, locate_db
 from dyntools.store.schema import COMPUTED, ERRORS, HISTOGRAMS, METRICS, ErrorRow
@@ -293,15 +293,22 @@ def compute(
     if progress is not None:
         progress(0, len(jobs))
     results = run_jobs(jobs, options, chosen_workers, run_job)
-    for done, (job, result) in enumerate(zip(jobs, results, strict=True), start=1):
-        if result.failure is not None:
-            failures.append(Failure(str(job.ref.path), result.failure))
-        batch.append(result)
-        if progress is not None:
-            progress(done, len(jobs))
-        if len(batch) >= WRITE_EVERY_JOBS or time.monotonic() - last_write >= WRITE_EVERY_S:
-            written += _write(store, batch)
-            batch, last_write = [], time.monotonic()
+    finished = 0
+    try:
+        for job, result in zip(jobs, results, strict=True):
+            finished += 1
+            if result.failure is not None:
+                failures.append(Failure(str(job.ref.path), result.failure))
+            batch.append(result)
+            if progress is not None:
+                progress(finished, len(jobs))
+            if len(batch) >= WRITE_EVERY_JOBS or time.monotonic() - last_write >= WRITE_EVERY_S:
+                written += _write(store, batch)
+                batch, last_write = [], time.monotonic()
+    except WorkerDiedError as error:
+        # What finished is kept; the rest is left for the next compute, which finds it missing.
+        for job in jobs[finished:]:
+            failures.append(Failure(str(job.ref.path), str(error)))
     written += _write(store, batch)
     failed_files = {f.file for f in failures}
     return ComputeSummary(

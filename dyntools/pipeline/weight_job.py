@@ -93,6 +93,11 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
             if apart
             else None
         )
+    except MemoryError:
+        why = "not enough memory to read and compute it (see docs/checkpoints.md, limits)"
+        result.failure = f"{job.ref.path}: {why}"
+        result.errors = [_error(job, "checkpoint", Reason(ReasonCode.FAILED, why))]
+        return result
     except (OSError, ValueError, RuntimeError) as error:
         result.failure = f"{job.ref.path}: {error}"
         result.errors = [_error(job, "checkpoint", Reason(ReasonCode.FAILED, str(error)))]

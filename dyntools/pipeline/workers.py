@@ -11,6 +11,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import torch
@@ -37,6 +38,10 @@ def _worker_setup(threads: int) -> None:
     die_with_parent()
 
 
+class WorkerDiedError(RuntimeError):
+    """A worker process ended without a result (the system killed it: out of memory)."""
+
+
 def auto_workers(jobs: int) -> int:
     """Processes pay a start-up cost (importing torch), so use them only for enough work."""
     cores = os.cpu_count() or 1
@@ -58,4 +63,11 @@ def run_jobs(
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_worker_setup, initargs=(threads,)
     ) as pool:
-        yield from pool.map(run, jobs, [options] * len(jobs), chunksize=1)
+        try:
+            yield from pool.map(run, jobs, [options] * len(jobs), chunksize=1)
+        except BrokenProcessPool:
+            raise WorkerDiedError(
+                "a worker process died before finishing (the system killed it, most often for "
+                "lack of memory): not computed; run again with fewer --workers (1 computes in "
+                "one process) or on a machine with more memory"
+            ) from None

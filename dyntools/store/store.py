@@ -14,6 +14,7 @@ Every write is one transaction: a process killed mid-way leaves either the whole
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -71,19 +72,35 @@ class Store:
 
     @contextmanager
     def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        existed = self.exists  # a file deleted since the last check gets its schema again
-        with connect(self.path, read_only=False, lock_timeout=self.lock_timeout) as con:
-            if not self._ready or not existed:
-                with transaction(con):
-                    version = schema.read_version(con, self.path)
-                    if version is None:
-                        schema.create(con, created_by=f"dyntools {__version__}")
-                    elif version != schema.SCHEMA_VERSION:
-                        schema.migrate(con, version, self.path, MIGRATIONS)
-                self._ready = True
-            with transaction(con), self._damage_explained():
-                yield con
+        with self._disk_full_explained():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            existed = self.exists  # a file deleted since the last check gets its schema again
+            with connect(self.path, read_only=False, lock_timeout=self.lock_timeout) as con:
+                if not self._ready or not existed:
+                    with transaction(con):
+                        version = schema.read_version(con, self.path)
+                        if version is None:
+                            schema.create(con, created_by=f"dyntools {__version__}")
+                        elif version != schema.SCHEMA_VERSION:
+                            schema.migrate(con, version, self.path, MIGRATIONS)
+                    self._ready = True
+                with transaction(con), self._damage_explained():
+                    yield con
+
+    @contextmanager
+    def _disk_full_explained(self) -> Iterator[None]:
+        """A write that runs out of disk is rolled back whole and says so in one line."""
+        try:
+            yield
+        except (duckdb.Error, OSError) as error:
+            full = isinstance(error, OSError) and error.errno == errno.ENOSPC
+            if not (full or "no space left" in str(error).lower()):
+                raise
+            raise OSError(
+                errno.ENOSPC,
+                f"the disk holding {self.path} is full: this write was rolled back and "
+                "nothing stored before it was lost; free some space and run again",
+            ) from None
 
     @contextmanager
     def _damage_explained(self) -> Iterator[None]:

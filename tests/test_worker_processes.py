@@ -1,4 +1,5 @@
-"""kill -9 of a compute leaves no worker process behind (each holds hundreds of MB)."""
+"""Worker processes: a kill -9 of a compute leaves none behind (each holds hundreds of MB), and one
+killed by the system (out of memory) is a message, not a traceback."""
 
 from __future__ import annotations
 
@@ -75,3 +76,12 @@ def test_workers_end_when_the_compute_is_killed(tmp_path: Path) -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_a_worker_killed_by_the_system_is_a_message_not_a_traceback() -> None:
+    from adversarial import die_on_second
+
+    from dyntools.pipeline.workers import WorkerDiedError, run_jobs
+
+    with pytest.raises(WorkerDiedError, match="worker process died before finishing"):
+        list(run_jobs([0, 1, 2, 3], None, 2, die_on_second))
