@@ -108,3 +108,44 @@ def test_the_corpus_writes_only_inside_its_folder(tmp_path: Path) -> None:
         case.build(root / "victim")
     assert all(path.absolute().is_relative_to(tmp_path) for path in tmp_path.rglob("*"))
     shutil.rmtree(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every case at once, each in its own corner, beside the good runs."""
+    root = tmp_path_factory.mktemp("hostile") / "runs"
+    for number, case in enumerate(CASES):
+        if case.hangs:  # every hanging kind once is enough for the app
+            continue
+        _folder(root / f"case{number:02d}")
+        case.build(root / f"case{number:02d}" / "victim")
+    return root
+
+
+def test_the_app_shows_problem_lines_never_an_exception(
+    hostile: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from apptest_helpers import routed, texts
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    app = routed("folder", hostile)
+    assert not app.exception
+    problems = discover_runs(hostile).all_problems()
+    (expander,) = [e for e in app.expander if "problems found" in e.label]
+    assert f"{len(problems)} problems" in expander.label
+    shown = "\n".join(w.value for w in app.warning)
+    assert "sparse file" in shown and "outside its checkpoint folder" in shown
+    assert "\x1b" not in texts(app)
+    for page in ("hook-points", "metrics", "latent-states"):
+        assert not routed(page, hostile).exception, page
+
+
+def test_hook_point_names_are_escaped_in_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _folder(tmp_path / "runs")
+    named = next(case for case in CASES if "control characters" in case.name)
+    named.build(root / "victim")
+    assert main(["hookpoints", str(root / "weird")]) == 0
+    out = capsys.readouterr().out
+    assert "\\x1b[2J" in out and "\x1b" not in out and "\x07" not in out
