@@ -24,13 +24,14 @@ TEST_TOOLS := $(VENV)/.test-tools
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: help venv app test check lint typecheck pytest bench sample-runs screenshots clean
+.PHONY: help venv app test check lint typecheck pytest bench soak sample-runs screenshots clean
 
 help:
 	@echo "make app          set up .venv and open the app on $(FOLDER)/"
 	@echo "make test         set up .venv and run ruff, mypy and the whole test suite"
 	@echo "make check        ruff + mypy only"
 	@echo "make bench        benchmarks against the published reference code"
+	@echo "make soak         the hostile-input tests with many fresh generated examples"
 	@echo "make sample-runs  regenerate sample_runs/ deterministically"
 	@echo "make screenshots  README screenshots of every page into docs/images/"
 
@@ -84,6 +85,10 @@ test: check pytest
 
 bench: $(TEST_TOOLS) $(CHROMIUM)
 	$(PY) -m bench
+
+# The hostile-input tests with 2,000 fresh generated examples each (about half an hour).
+soak: $(TEST_TOOLS)
+	DYNTOOLS_SOAK_EXAMPLES=2000 $(BIN)/pytest tests/test_fuzz.py tests/test_adversarial.py
 
 sample-runs: $(INSTALLED)
 	$(PY) scripts/make_sample_runs.py --out sample_runs

@@ -8,6 +8,7 @@ without an exception; no human-readable output carries a raw control character.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import tempfile
@@ -27,11 +28,13 @@ from dyntools.pipeline import ComputeOptions, compute
 
 pytestmark = pytest.mark.slow
 
+# `make soak` runs many more, with fresh examples each time.
+SOAK = int(os.environ.get("DYNTOOLS_SOAK_EXAMPLES", "0"))
 SETTINGS = settings(
-    max_examples=30,
+    max_examples=SOAK or 30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    derandomize=True,  # the same examples on every run: CI never flakes on a new one
+    derandomize=not SOAK,  # the same examples on every test run: CI never flakes on a new one
 )
 OPTIONS = ComputeOptions(metrics=("l2", "mean_w"), workers=1)
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
