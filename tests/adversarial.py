@@ -244,6 +244,32 @@ def _shard_absolute(run: Path) -> Path:
     return folder / "model.safetensors.index.json"
 
 
+def _deep_shard_index(run: Path) -> Path:
+    folder = _hf_run(run, index={"weight_map": {}})
+    path = folder / "model.safetensors.index.json"
+    path.write_text("[" * DEEP + "]" * DEEP)
+    return path
+
+
+def _fifo_shard_index(run: Path) -> Path:
+    folder = _hf_run(run, index={"weight_map": {}})
+    path = folder / "model.safetensors.index.json"
+    path.unlink()
+    os.mkfifo(path)
+    return folder
+
+
+def _fifo_metrics_csv(run: Path) -> Path:
+    folder = run.parent / "lightning_logs" / "version_0"
+    (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"state_dict": state(13), "global_step": 4, "epoch": 0}, folder / "checkpoints" / "a.ckpt"
+    )
+    path = folder / "metrics.csv"
+    os.mkfifo(path)
+    return path
+
+
 def _non_utf8_folder(run: Path) -> Path:
     folder = Path(os.fsdecode(bytes(run.parent) + b"/bad\xffname"))
     good_run(folder, steps=(0,), seed=11)
@@ -283,6 +309,9 @@ CASES: tuple[Case, ...] = (
     Case("a checkpoint that links to /dev/urandom", _urandom_checkpoint, hangs=True),
     Case("a shard index naming ../../", _shard_outside),
     Case("a shard index naming an absolute path", _shard_absolute),
+    Case("a shard index nested 200,000 levels", _deep_shard_index),
+    Case("a shard index that is a FIFO", _fifo_shard_index, hangs=True),
+    Case("Lightning's metrics.csv is a FIFO", _fifo_metrics_csv, hangs=True),
     Case("a folder name that is not UTF-8", _non_utf8_folder),
     Case("run.json schema_version as text", _run_json_schema_text),
 )

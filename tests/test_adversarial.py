@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import torch
 from adversarial import CASES, Case, good_run
 
 from dyntools.checkpoints import discover_runs
@@ -149,3 +150,35 @@ def test_hook_point_names_are_escaped_in_the_terminal(
     assert main(["hookpoints", str(root / "weird")]) == 0
     out = capsys.readouterr().out
     assert "\\x1b[2J" in out and "\x1b" not in out and "\x07" not in out
+
+
+def test_numbers_past_the_limits_are_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = _folder(tmp_path / "runs")
+    args = ["compute", str(root), "--activations", "--bins", "100000000"]
+    assert main(args) == 2
+    assert "histogram bins must be <= 10000" in capsys.readouterr().err
+    assert not (root / ".dyntools").exists()  # refused before anything was written
+
+
+def test_model_arguments_the_model_refuses_are_an_error_row(tmp_path: Path) -> None:
+    import json
+
+    from dyntools.checkpoints import CheckpointWriter
+    from dyntools.models import build_model
+    from dyntools.store import locate_db
+
+    spec = {"name": "mlp", "kwargs": {"in_features": 4, "hidden": [8], "out_features": 2}}
+    model = build_model(spec)
+    writer = CheckpointWriter(tmp_path / "run", model, {"task": "t", "seed": 0, "model": spec})
+    writer.save(0)
+    writer.save(1)
+    writer.save_probe(torch.randn(8, 4), torch.randint(0, 2, (8,)))
+    config = json.loads((tmp_path / "run" / "run.json").read_text())
+    config["model"]["kwargs"]["no_such_argument"] = 3
+    (tmp_path / "run" / "run.json").write_text(json.dumps(config))
+    with time_limit():
+        summary = compute(tmp_path, ComputeOptions(activations=True, workers=1))
+    assert summary.failed and "no_such_argument" in summary.failed[0].reason
+    assert not Store(locate_db(tmp_path).path).read_metrics(kinds=["weight"]).is_empty()

@@ -144,6 +144,7 @@ class _Walker:
         files: list[str] = []
         dirs: list[str] = []
         linked_dirs: list[str] = []
+        others: list[str] = []
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
@@ -176,14 +177,7 @@ class _Walker:
                             )
                         )
                     else:
-                        self.problems.append(
-                            Problem(
-                                Path(entry.path),
-                                "is not a regular file (a FIFO, device or socket, or a link to "
-                                "one): not read",
-                                "checkpoints and their side files must be regular files",
-                            )
-                        )
+                        others.append(entry.name)
         except PermissionError:
             self.problems.append(
                 Problem(
@@ -201,10 +195,23 @@ class _Walker:
         # Real folders first, so a folder also reachable through a link keeps its real path as
         # its run id.
         return Listing(
-            path=path, files=tuple(sorted(files)), dirs=(*sorted(dirs), *sorted(linked_dirs))
+            path=path,
+            files=tuple(sorted(files)),
+            dirs=(*sorted(dirs), *sorted(linked_dirs)),
+            others=tuple(sorted(others)),
         )
 
     def _report_strays(self, listing: Listing, owned: frozenset[str]) -> None:
+        for name in listing.others:
+            if name in owned:  # its layout reader reports it (a FIFO metrics.csv, say)
+                continue
+            self.problems.append(
+                Problem(
+                    listing.path / name,
+                    "is not a regular file (a FIFO, device or socket, or a link to one): not read",
+                    "checkpoints and their side files must be regular files",
+                )
+            )
         for name in listing.files:
             if name in owned or Path(name).suffix not in CHECKPOINT_SUFFIXES:
                 continue

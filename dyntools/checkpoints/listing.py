@@ -20,6 +20,9 @@ class Listing:
     path: Path
     files: tuple[str, ...]
     dirs: tuple[str, ...]
+    # Entries that are neither regular files nor folders (FIFOs, devices, sockets, links to
+    # them): never read; reported unless a layout reader owns (and reports) them.
+    others: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
