@@ -66,8 +66,7 @@ app: $(INSTALLED)
 ifeq ($(FOLDER),sample_runs)
 	$(BIN)/dyntools compute sample_runs --activations
 endif
-	$(BIN)/streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port $(PORT) \
-		--server.headless true --browser.gatherUsageStats false -- --folder $(FOLDER)
+	$(BIN)/dyntools app $(FOLDER) --port $(PORT)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -1,59 +1,7 @@
-"""Folder: the runs found in the chosen folder, their problems and training curves."""
+"""The folder page for `streamlit run` from the repository: its script is
+dyntools/app/page_scripts/folder.py (named after the page's URL, so that Streamlit's
+announcement of this folder's pages matches the router's)."""
 
-import streamlit as st
+from dyntools.app import run_page
 
-from dyntools import charts, ui
-from dyntools.views.time import with_time
-
-st.title("Folder")
-ui.load_state()
-folder = ui.current_folder()
-if folder is None:
-    st.stop()
-
-with ui.user_errors(f"reading {folder}"):
-    loaded = ui.load_runs(str(folder))
-    state = ui.store_state(folder)
-if loaded.problems:
-    with st.expander(f"{len(loaded.problems)} problems found while reading `{folder}`"):
-        for problem in loaded.problems:
-            st.warning(problem)
-if loaded.runs.is_empty():
-    st.warning(
-        f"No runs found in `{folder}`: expected dyntools runs (`run.json` + "
-        "`epoch_*.safetensors`), Hugging Face `checkpoint-N/`, Lightning `.ckpt`, torch `.pt` "
-        "or numbered `.safetensors` files. Train one with `dyntools train modular-addition --seed 0 --out DIR`."
-    )
-    st.stop()
-
-computed = "no metrics computed yet" if not state.ready else f"database `{state.path}`"
-st.caption(f"{loaded.runs.height} runs in `{folder}`; {computed}")
-if state.note:
-    st.info(state.note)
-st.dataframe(loaded.runs, hide_index=True, width="stretch")
-ui.downloads(loaded.runs, "runs", key="folder.runs")
-
-tasks = loaded.runs["task"].unique().sort().to_list()
-task = st.selectbox("Task", tasks, key="folder.task")
-run_ids = loaded.runs.filter(loaded.runs["task"] == task)["run_id"].to_list()
-runs = ui.shared_multiselect("Runs", ui.RUNS, run_ids, key="folder.runs_pick", default=len(run_ids))
-scalars = loaded.scalars.filter(loaded.scalars["run_id"].is_in(runs))
-if scalars.is_empty():
-    st.info("These runs logged no training scalars (losses, accuracies) in their checkpoints.")
-else:
-    left, right = st.columns(2)
-    with left:
-        axis = ui.axis_radio(scalars, key="folder.axis")
-    log_loss = right.toggle("Log-scale loss", value=True, key="folder.log_loss")
-    scalars = with_time(scalars, axis)
-    ui.chart(
-        charts.training_curves(scalars, axis, log_loss=log_loss),
-        key="folder.curves",
-        name="training",
-        data=scalars,
-    )
-if not state.ready:
-    st.info(
-        f"Next: open **Hook points** to choose layers and metrics and compute them, or run "
-        f"`dyntools compute {folder}` in a terminal."
-    )
+run_page("folder")

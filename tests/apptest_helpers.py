@@ -10,6 +10,8 @@ import polars as pl
 import pyarrow as pa
 from streamlit.testing.v1 import AppTest
 
+from dyntools.app import PAGES
+
 
 def vega_charts(app: AppTest) -> list[Any]:
     """Every Altair/Vega-Lite chart element of the page, in order."""
@@ -37,15 +39,9 @@ def chart_data(chart: Any) -> pl.DataFrame:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = str(REPO_ROOT / "streamlit_app.py")
 START_PAGE_KEY = "dyntools.start_page"
-# url path -> page file: the two ways a page runs in the tests (docs/design.md, "The app").
-PAGE_FILES = {
-    "folder": "pages/folder.py",
-    "hook-points": "pages/hook_points.py",
-    "metrics": "pages/metrics.py",
-    "latent-states": "pages/latent_states.py",
-    "activations": "pages/activations.py",
-    "information-plane": "pages/information_plane.py",
-}
+# url path -> page script, relative to the repository (AppTest.switch_page takes these), and
+# run on its own by direct() (docs/design.md, "The app").
+PAGE_FILES = {page.url_path: f"pages/{page.url_path}.py" for page in PAGES}
 
 
 def routed(page: str, folder: Path | str, **params: str) -> AppTest:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from apptest_helpers import by_key, chart_data, direct, routed, texts, vega_charts
+from apptest_helpers import PAGE_FILES, by_key, chart_data, direct, routed, texts, vega_charts
 
 from dyntools.checkpoints.records import Axis
 from dyntools.hmm import FitConfig
@@ -59,7 +59,7 @@ def test_background_coloured_by_the_current_fit(analysed_folder: Path) -> None:
     app = routed("latent-states", analysed_folder)
     fit_hash = app.session_state["dyntools.fit"]
     assert fit_hash
-    app.switch_page("pages/metrics.py").run()
+    app.switch_page(PAGE_FILES["metrics"]).run()
     assert not app.exception
     background = by_key(app.selectbox, "metrics.background")
     assert background.value == "sparse-parity/seed0"
@@ -151,7 +151,7 @@ def test_time_axis_switch(analysed_folder: Path) -> None:
 def test_background_only_on_the_fit_axis(analysed_folder: Path) -> None:
     app = routed("latent-states", analysed_folder)
     assert app.session_state["dyntools.axis"] == "epoch"  # the fit's axis, shared
-    app.switch_page("pages/metrics.py").run()
+    app.switch_page(PAGE_FILES["metrics"]).run()
     by_key(app.radio, "metrics.axis").set_value("step").run()
     assert not [s for s in app.selectbox if s.key == "metrics.background"]
     assert "places states on the epoch axis" in texts(app)

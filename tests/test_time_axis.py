@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from apptest_helpers import by_key, chart_data, routed, texts, vega_charts
+from apptest_helpers import PAGE_FILES, by_key, chart_data, routed, texts, vega_charts
 from layout_builders import copy_fixture, write_bare
 
 from dyntools.checkpoints import discover_runs
@@ -104,12 +104,12 @@ def test_app_pages_draw_hf_runs_on_epochs(hf_folder: Path) -> None:
     curves = chart_data(vega_charts(app)[0])
     assert sorted(set(curves["time"])) == EPOCHS
 
-    app.switch_page("pages/metrics.py").run()
+    app.switch_page(PAGE_FILES["metrics"]).run()
     assert by_key(app.radio, "metrics.axis").value == "epoch"
     values = chart_data(vega_charts(app)[0]).filter(pl.col("layer") == "value")
     assert sorted(set(values["time"])) == EPOCHS
 
-    app.switch_page("pages/latent_states.py").run()
+    app.switch_page(PAGE_FILES["latent-states"]).run()
     by_key(app.slider, "latent.max_states").set_value(2).run()  # 6 checkpoints in all
     assert not app.exception
     assert "times in epochs" in texts(app)

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "hookpoints": "dyntools.cli.hookpoints_command",
     "compute": "dyntools.cli.compute_command",
     "fit": "dyntools.cli.fit_command",
+    "app": "dyntools.cli.app_command",
 }
 
 # Exceptions that mean "the user asked for something that cannot be done", reported in one line.

@@ -1,0 +1,51 @@
+"""The app's router: page config, shared selections, sidebar and navigation.
+
+Streamlit runs this script (``dyntools app FOLDER`` serves it; the repository's
+``streamlit_app.py`` calls ``run``). Page URLs: / (Folder), /hook-points, /metrics,
+/latent-states, /activations, /information-plane. ``st.session_state["dyntools.start_page"]``
+(a url path) picks the page a new session opens on: tests use it to render one page through
+this router.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import streamlit as st
+
+from dyntools import ui
+from dyntools.app import PAGES
+
+START_PAGE_KEY = "dyntools.start_page"
+
+
+def run(argv: Sequence[str] = (), pages_folder: Path | None = None) -> None:
+    """One run of the router (``argv``: the arguments after ``--`` of ``streamlit run``).
+
+    ``pages_folder``: a folder of one file per page named by its URL (the repository's
+    ``pages/``, whose files run the same scripts); by default the package's page scripts.
+    """
+    st.set_page_config(page_title="dyntools", layout="wide")
+    ui.load_state(argv)
+    start = st.session_state.get(START_PAGE_KEY, "folder")
+    navigation = st.navigation(
+        [
+            st.Page(
+                str(page.path if pages_folder is None else pages_folder / f"{page.url_path}.py"),
+                title=page.title,
+                icon=page.icon,
+                url_path=page.url_path,
+                default=page.url_path == start,
+            )
+            for page in PAGES
+        ]
+    )
+    ui.mirror_state()
+    ui.folder_sidebar()
+    navigation.run()
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])
