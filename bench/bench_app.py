@@ -32,7 +32,7 @@ from dyntools.hmm import FitConfig
 from dyntools.pipeline.fits import fit_or_load
 from dyntools.store import Store, default_db_path
 from e2e import widgets
-from e2e.browser import chromium, first_visit, new_page, page_url, wait_for_app, wait_for_rerun
+from e2e.browser import chromium, new_page, page_url, wait_for_app, wait_for_rerun
 from e2e.folder import SAMPLE_RUNS, compute_all
 from e2e.pages import PAGES, check_rendered
 from e2e.server import running_app
@@ -157,7 +157,6 @@ def _first_renders() -> list[Row]:
 def _page_refits() -> list[Row]:
     spec = next(spec for spec in PAGES if spec.title == "Latent states")
     with running_app(SAMPLE_RUNS, LOG) as server, chromium() as browser:
-        first_visit(browser, server.url, SAMPLE_RUNS, PAGES[0].title)
         page = new_page(browser)
         page.goto(page_url(server.url, spec.url_path, SAMPLE_RUNS))
         wait_for_app(page, spec.title)

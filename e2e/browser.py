@@ -152,16 +152,3 @@ def full_page_screenshot(page: Page, path: Path) -> Path:
         return screenshot(page, path, full_page=False)
     finally:
         page.set_viewport_size({"width": size["width"], "height": size["height"]})
-
-
-def first_visit(browser: Browser, base_url: str, folder: Path, title: str) -> None:
-    """Open the main page once on a new server.
-
-    Streamlit 1.67 learns the st.navigation pages from the first script run; a brand-new server
-    asked for another page's URL before that can show a "Page not found" dialog over the right
-    page (seen here), which blocks clicks. Tests and benchmarks that interact visit first.
-    """
-    page = new_page(browser)
-    page.goto(page_url(base_url, "", folder))
-    wait_for_app(page, title)
-    page.context.close()

@@ -17,6 +17,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "streamlit_app.py"
+# What `dyntools app` serves: the router inside the package.
+PACKAGED = REPO_ROOT / "dyntools" / "app" / "main.py"
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
 
@@ -43,14 +45,16 @@ def free_port() -> int:
         return port
 
 
-def app_command(folder: Path, port: int, *, bind: bool = True) -> list[str]:
+def app_command(folder: Path, port: int, *, bind: bool = True, script: Path = APP) -> list[str]:
     """The command line a user would type, with the port and folder filled in.
 
-    ``bind=False`` leaves the address to .streamlit/config.toml, as a plain ``streamlit run``.
+    ``bind=False`` leaves the address to .streamlit/config.toml, as a plain ``streamlit run``;
+    ``script``: the repository's entry, or the package's (``PACKAGED``, what ``dyntools app``
+    serves).
     """
     address = ["--server.address", HOST] if bind else []
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+        sys.executable, "-m", "streamlit", "run", str(script),
         "--server.headless", "true",
         *address,
         "--server.port", str(port),
@@ -63,14 +67,14 @@ def app_command(folder: Path, port: int, *, bind: bool = True) -> list[str]:
     ]  # fmt: skip
 
 
-def start_app(folder: Path, log: Path, *, bind: bool = True) -> AppServer:
+def start_app(folder: Path, log: Path, *, bind: bool = True, script: Path = APP) -> AppServer:
     """Start the app on a free port and wait until its health endpoint answers."""
     log.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with log.open("wb") as out:
         # A new session (process group) so stop_app can end streamlit and anything it started.
         process = subprocess.Popen(
-            app_command(folder, port, bind=bind),
+            app_command(folder, port, bind=bind, script=script),
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -123,9 +127,11 @@ def stop_app(server: AppServer) -> None:
 
 
 @contextmanager
-def running_app(folder: Path, log: Path, *, bind: bool = True) -> Iterator[AppServer]:
+def running_app(
+    folder: Path, log: Path, *, bind: bool = True, script: Path = APP
+) -> Iterator[AppServer]:
     """The app serving ``folder`` for the duration of the block, stopped even on failure."""
-    server = start_app(folder, log, bind=bind)
+    server = start_app(folder, log, bind=bind, script=script)
     try:
         yield server
     finally:

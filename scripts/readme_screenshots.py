@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the e2e harne
 from e2e.browser import (
     assert_clean,
     chromium,
-    first_visit,
     new_page,
     page_url,
     screenshot,
@@ -42,7 +41,6 @@ def main(argv: list[str]) -> int:
     print(f"{args.folder}: {summary.computed} checkpoints computed, {summary.skipped} up to date")
     log = Path(tempfile.gettempdir()) / "dyntools-screenshots.log"
     with running_app(args.folder, log) as server, chromium() as browser:
-        first_visit(browser, server.url, args.folder, PAGES[0].title)
         for spec in PAGES:
             page = new_page(browser)
             page.goto(page_url(server.url, spec.url_path, args.folder))

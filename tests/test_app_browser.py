@@ -19,7 +19,6 @@ from playwright.sync_api import Browser, Page
 from e2e.browser import (
     assert_clean,
     chromium,
-    first_visit,
     full_page_screenshot,
     new_page,
     page_url,
@@ -27,7 +26,7 @@ from e2e.browser import (
 )
 from e2e.folder import analysis_folder
 from e2e.pages import PAGES, PageSpec, check_rendered
-from e2e.server import REPO_ROOT, AppServer, listening_addresses, running_app
+from e2e.server import APP, PACKAGED, REPO_ROOT, AppServer, listening_addresses, running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -49,7 +48,6 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def app(analysis: Path, browser: Browser) -> Iterator[AppServer]:
     with running_app(analysis, ARTIFACTS / "streamlit.log") as server:
-        first_visit(browser, server.url, analysis, PAGES[0].title)
         yield server
 
 
@@ -106,3 +104,26 @@ def test_plain_streamlit_run_listens_on_localhost_only(analysis: Path) -> None:
     # No --server.address: .streamlit/config.toml must keep the app off other machines' reach.
     with running_app(analysis, ARTIFACTS / "streamlit-bind.log", bind=False) as server:
         assert listening_addresses(server.port) == {"127.0.0.1"}
+
+
+FRESH = [(spec, PACKAGED) for spec in PAGES] + [(PAGES[1], APP)]
+
+
+@pytest.mark.parametrize(
+    ("spec", "script"), FRESH, ids=[f"{s.slug}-{p.parent.name}" for s, p in FRESH]
+)
+def test_a_link_opens_its_page_on_a_fresh_server(
+    spec: PageSpec, script: Path, browser: Browser, analysis: Path, tmp_path: Path
+) -> None:
+    """A link someone shared, opened on a server no one has visited: the right page, no "Page
+    not found" dialog, and the selections the link carries."""
+    with (
+        running_app(analysis, tmp_path / "streamlit.log", script=script) as server,
+        tab(browser, SCREENSHOTS / f"{spec.slug}-fresh-failed.png") as page,
+    ):
+        run = "modular-addition/seed0"
+        page.goto(page_url(server.url, spec.url_path, analysis) + f"&runs={run}")
+        wait_for_app(page, spec.title)
+        page.wait_for_timeout(500)
+        assert not page.get_by_text("Page not found").count()
+        assert f"runs={run.replace('/', '%2F')}" in page.url or f"runs={run}" in page.url
