@@ -48,7 +48,7 @@ def test_own_layout_matches_the_written_headers(tmp_path: Path) -> None:
 def test_hf_trainer_checkpoints_and_log_history() -> None:
     found = discover_runs(FIXTURES / "hf_trainer")
     (run,) = found.runs
-    assert run.run_id == "."
+    assert run.run_id == "hf_trainer"  # the folder given is a run: named by its name
     assert run.layout == "hf-trainer"
     assert [c.step for c in run.checkpoints] == [8, 16, 24]
     assert run.config["model_type"] == "bert"
@@ -148,7 +148,7 @@ def test_plain_torch_files_in_numeric_order(tmp_path: Path) -> None:
     assert [c.step for c in ddp.checkpoints] == [1, 3]
     assert ddp.checkpoints[0].strip_prefix == "module."
     assert {t.name for t in ddp.checkpoints[0].tensors} == set(state())
-    assert [c.step for c in runs["."].checkpoints] == [5]
+    assert [c.step for c in runs[tmp_path.name].checkpoints] == [5]
     assert [(c.step, c.epoch) for c in runs["saved_steps"].checkpoints] == [(100, 2), (200, 1)]
     assert found.all_problems() == ()
 
@@ -255,6 +255,6 @@ def test_lightning_monitor_style_names_take_the_saved_step(tmp_path: Path) -> No
 
 def test_one_hf_checkpoint_folder_given_directly() -> None:
     (run,) = discover_runs(FIXTURES / "hf_trainer" / "checkpoint-16").runs
-    assert (run.run_id, run.layout) == (".", "hf-trainer")
+    assert (run.run_id, run.layout) == ("checkpoint-16", "hf-trainer")
     assert [(c.step, c.epoch) for c in run.checkpoints] == [(16, 1)]
     assert {"train_loss", "val_loss"} <= set(run.checkpoints[0].scalars)

@@ -19,6 +19,7 @@ skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Final
@@ -65,7 +66,8 @@ def discover_runs(folder: str | Path) -> Discovery:
         )
     walker = _Walker(root)
     walker.walk(root, ())
-    runs = sorted(walker.runs, key=lambda run: run.run_id)
+    runs = _unique_ids(walker.runs, root)
+    runs = sorted(runs, key=lambda run: run.run_id)
     problems = walker.problems
     if not runs:
         problems.append(Problem(root, "no checkpoints found", SUPPORTED))
@@ -73,9 +75,11 @@ def discover_runs(folder: str | Path) -> Discovery:
 
 
 def run_id_for(root: Path, path: Path) -> str:
-    """The stable id of the run at ``path``: its path relative to ``root`` (``.`` for root)."""
-    relative = path.relative_to(root).as_posix()
-    return relative if relative else "."
+    """The stable id of the run at ``path``: its path relative to ``root``, or for the folder
+    given itself, that folder's name (``.`` only for a nameless root such as ``/``)."""
+    if path == root:
+        return root.name or "."
+    return path.relative_to(root).as_posix()
 
 
 class _Walker:
@@ -225,6 +229,16 @@ class _Walker:
             )
 
 
+def _unique_ids(runs: list[Run], root: Path) -> list[Run]:
+    """The folder given, when it is a run, is named by its name; if a run below it has that
+    same relative path (``runs/runs``), the folder given keeps the id ``.``."""
+    ids = [run.run_id for run in runs if run.path != root]
+    return [
+        dataclasses.replace(run, run_id=".") if run.path == root and run.run_id in ids else run
+        for run in runs
+    ]
+
+
 def _utf8(name: str) -> bool:
     """Whether a name read from the file system is valid UTF-8 (Python keeps undecodable
     bytes as lone surrogates)."""
@@ -241,8 +255,9 @@ def read_run(folder: Path | str) -> Run:
     Raises LookupError when ``folder`` is not a run folder (for example a folder of runs).
     """
     found = discover_runs(Path(folder))
+    root = Path(folder).expanduser().absolute()
     for run in found.runs:
-        if run.run_id == ".":
+        if run.path == root:
             return run
     messages = "; ".join(p.message() for p in found.all_problems()[:3])
     raise LookupError(
