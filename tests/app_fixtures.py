@@ -44,9 +44,10 @@ def fresh_folder(tmp_path: Path) -> Path:
     return copy_runs(tmp_path / "runs")
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def _config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Recently used folders go to a temporary config dir, not the user's."""
+    """Every test keeps its settings (recently used folders) in a temporary config dir, never
+    the user's: autouse, so that no test can forget it."""
     home = tmp_path / "config"
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
     return home

@@ -114,3 +114,22 @@ def test_graph_specs_size_shape_width_and_tooltips() -> None:
     assert state_of(big.id) == 0
     with pytest.raises(ValueError, match="not a state node id"):
         state_of("node-3")
+
+
+def test_recorded_problems_keeps_failures_and_groups_defined_gaps() -> None:
+    from dyntools.views.hook_points import recorded_problems
+
+    errors = pl.DataFrame(
+        {
+            "file": ["a", "b", "c", "d"],
+            "code": ["failed", "undefined", "undefined", "no-previous"],
+            "why": ["truncated", "0/0", "0/0", "first checkpoint"],
+            "run_id": ["r1", "r1", "r2", "r1"],
+        }
+    )
+    problems, notes = recorded_problems(errors)
+    assert problems["file"].to_list() == ["a"]
+    assert notes.sort("code").rows() == [
+        ("no-previous", "first checkpoint", 1, 1),
+        ("undefined", "0/0", 2, 2),
+    ]

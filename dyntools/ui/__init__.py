@@ -44,6 +44,7 @@ from dyntools.ui.state import (
     init_state,
     load_state,
     mirror_state,
+    remember,
     set_shared,
     shared_multiselect,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "mirror_state",
     "name_state",
     "open_metrics_page",
+    "remember",
     "require_metrics",
     "set_shared",
     "shared_multiselect",

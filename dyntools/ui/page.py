@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from dyntools.ui.loaders import StoreState, load_metric_index, store_state
-from dyntools.ui.state import current_folder, load_state
+from dyntools.ui.state import current_folder, load_state, remember
 from dyntools.ui.widgets import require_metrics, user_errors
 
 
@@ -34,4 +34,5 @@ def open_metrics_page(title: str, *, activations: bool = False) -> MetricsPage:
         state = store_state(folder)
         require_metrics(folder, state, activations=activations)
         index = load_metric_index(state.db, state.version or 0)
+    remember(folder)
     return MetricsPage(folder, state, index)

@@ -199,7 +199,8 @@ def folder_sidebar() -> None:
 
 
 def current_folder() -> Path | None:
-    """The chosen folder if it exists (remembered as recent); otherwise shows why not."""
+    """The chosen folder if it exists; otherwise shows why not. (It becomes a recent folder
+    once a page found runs or results in it: ``remember``.)"""
     text = get_text(FOLDER)
     if not text:
         st.info("Enter a checkpoint folder in the sidebar to begin (for example `sample_runs`).")
@@ -211,7 +212,13 @@ def current_folder() -> Path | None:
     if not folder.is_dir():
         st.error(f"`{folder}` is a file, not a folder: enter the folder that holds the runs.")
         return None
+    return folder
+
+
+def remember(folder: Path) -> None:
+    """Add ``folder`` to the recent folders (once per session): called by a page that found
+    runs or computed results there, so that empty or failing folders stay out of the list."""
+    text = str(folder)
     if st.session_state.get("dyntools.remembered") != text:
         remember_folder(text)
         st.session_state["dyntools.remembered"] = text
-    return folder

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import polars as pl
 
 from dyntools.hookpoints import HookPointTree
 from dyntools.metrics.kinds import HookKind
+from dyntools.metrics.records import EXPECTED, ReasonCode
 from dyntools.metrics.registry import REGISTRY
 from dyntools.roles import classify
 from dyntools.selection import NetworkSelection
@@ -123,3 +126,23 @@ def computed_table(summary: pl.DataFrame) -> pl.DataFrame:
         )
         .sort("kind", "hook_point", "metric")
     )
+
+
+# Gaps that are values by definition, not failures: an undefined value (0/0, the HSIC of a
+# layer whose output is the same for every probe sample), an empty tensor, a difference below
+# the stored dtype's resolution, and the gaps every run has (``EXPECTED``). Shown as notes, grouped, not counted as problems.
+NOTE_CODES: Final = EXPECTED | {ReasonCode.UNDEFINED, ReasonCode.EMPTY, ReasonCode.ROUNDING}
+
+
+def recorded_problems(errors: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The errors table split into problems (each row) and notes (grouped by code and reason:
+    how many values, in how many runs)."""
+    is_note = pl.col("code").is_in([code.value for code in NOTE_CODES])
+    problems = errors.filter(~is_note)
+    notes = (
+        errors.filter(is_note)
+        .group_by("code", "why")
+        .agg(pl.len().alias("values"), pl.col("run_id").n_unique().alias("runs"))
+        .sort("values", descending=True)
+    )
+    return problems, notes

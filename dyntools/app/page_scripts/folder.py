@@ -14,17 +14,23 @@ if folder is None:
 with ui.user_errors(f"reading {folder}"):
     loaded = ui.load_runs(str(folder))
     state = ui.store_state(folder)
-if loaded.problems:
-    with st.expander(f"{len(loaded.problems)} problems found while reading `{folder}`"):
-        for problem in loaded.problems:
-            st.warning(problem)
 if loaded.runs.is_empty():
     st.warning(
         f"No runs found in `{folder}`: expected dyntools runs (`run.json` + "
         "`epoch_*.safetensors`), Hugging Face `checkpoint-N/`, Lightning `.ckpt`, torch `.pt` "
         "or numbered `.safetensors` files. Train one with `dyntools train modular-addition --seed 0 --out DIR`."
     )
+# With no run at all, "no checkpoints found" is what the warning above says: not twice.
+problems = [
+    p for p in loaded.problems if not (loaded.runs.is_empty() and ": no checkpoints found;" in p)
+]
+if problems:
+    with st.expander(f"{len(problems)} problems found while reading `{folder}`"):
+        for problem in problems:
+            st.warning(problem)
+if loaded.runs.is_empty():
     st.stop()
+ui.remember(folder)
 
 computed = "no metrics computed yet" if not state.ready else f"database `{state.path}`"
 st.caption(f"{loaded.runs.height} runs in `{folder}`; {computed}")

@@ -10,6 +10,7 @@ from dyntools.views.hook_points import (
     computed_table,
     metric_catalogue,
     metric_names_of,
+    recorded_problems,
     roles_table,
     tree_table,
 )
@@ -120,11 +121,13 @@ if st.button("Compute", type="primary", key="hooks.compute", disabled=not select
             f"up to date, {len(summary.failed)} failed ({summary.values_written} values in "
             f"{summary.seconds:.1f} s)",
             state="error" if summary.failed else "complete",
+            expanded=bool(summary.failed),
         )
-        for failure in summary.failed:
-            st.warning(f"`{failure.file}`: {failure.reason}")
         for note in summary.notes:
             st.info(note)
+    # Why something failed stays in view, not inside a box the status collapses.
+    for failure in summary.failed:
+        st.warning(f"`{failure.file}`: {failure.reason}")
     state = ui.store_state(folder)
 
 st.subheader("Already computed")
@@ -140,6 +143,17 @@ with ui.user_errors("reading the database"):
 st.caption(f"Database `{state.path}` (data version {state.version})")
 st.dataframe(done, hide_index=True, width="stretch")
 ui.downloads(done, "computed", key="hooks.computed")
-if not errors.is_empty():
-    with st.expander(f"{errors.height} problems recorded while computing"):
-        st.dataframe(errors, hide_index=True, width="stretch")
+problems, notes = recorded_problems(errors)
+if not problems.is_empty():
+    with st.expander(f"{problems.height} problems recorded while computing", expanded=True):
+        st.dataframe(problems, hide_index=True, width="stretch")
+if not notes.is_empty():
+    with st.expander(
+        f"{int(notes['values'].sum())} values left undefined by their definition (notes)"
+    ):
+        st.caption(
+            "Not failures: a value with no definition there (the HSIC of a layer whose output "
+            "is the same for every probe sample, a 0/0), an empty tensor, or a difference "
+            "below the resolution of the dtype the checkpoints were saved in."
+        )
+        st.dataframe(notes, hide_index=True, width="stretch")
