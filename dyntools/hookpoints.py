@@ -220,12 +220,12 @@ def build_tree(tensors: Iterable[TensorLike]) -> HookPointTree:
             direct=tuple(direct.get(path, ())),
             tensors=tuple(below[path]),
         )
-        for path in sorted(below, key=_tree_key)
+        for path in sorted(below, key=tree_key)
     }
     return HookPointTree(nodes=nodes, tensors=by_name)
 
 
-def _tree_key(path: str) -> tuple[tuple[int, int | str], ...]:
+def tree_key(path: str) -> tuple[tuple[int, int | str], ...]:
     # Numeric parts sort as numbers: layers.2 before layers.10 (ASCII digits only: "²" is a
     # digit to str.isdigit but no number to int).
     return tuple(

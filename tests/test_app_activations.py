@@ -22,14 +22,18 @@ def test_heatmap_holds_the_stored_histograms(analysed_folder: Path) -> None:
         "sparse-parity/seed0",
         "sparse-parity/seed1",
     ]
+    # The layers start from the activation functions' outputs (where units die), in network
+    # order: the MLP's ReLU, not its Linear layers.
+    assert by_key(app.multiselect, "acts.hooks").value == ["act1"]
+    assert by_key(app.multiselect, "acts.hooks").options == ["fc1", "act1", "fc2"]
     heatmap, stats = (chart_data(c) for c in vega_charts(app))
     stored = Store(locate_db(analysed_folder).path).read_histograms(
-        run_ids=["sparse-parity/seed1"], hook_points=["fc1"], metrics=["histogram"]
+        run_ids=["sparse-parity/seed1"], hook_points=["act1"], metrics=["histogram"]
     )
     first = stored.sort("step").row(0, named=True)
     cells = heatmap.filter(
         (pl.col("run_id") == "sparse-parity/seed1")
-        & (pl.col("hook_point") == "fc1")
+        & (pl.col("hook_point") == "act1")
         & (pl.col("step") == first["step"])
     ).sort("bin_low", nulls_last=True)
     counts = [*first["counts"], first["overflow"]]

@@ -100,3 +100,28 @@ def test_recent_folders_are_offered_in_the_sidebar(runs_folder: Path, tmp_path: 
     recent.set_value(str(runs_folder)).run()
     assert app.session_state["dyntools.folder"] == str(runs_folder)
     assert app.dataframe[0].value.shape[0] == 2
+
+
+def _add_run(folder: Path, task: str, name: str) -> None:
+    writer = CheckpointWriter(folder / task / name, torch.nn.Linear(3, 2), {"task": task})
+    writer.save(0, train_loss=1.0)
+
+
+def test_task_starts_from_the_chosen_runs_else_the_task_with_most_runs(runs_folder: Path) -> None:
+    _add_run(runs_folder, "alpha", "seed0")  # first by name, but one run against toy's two
+    app = routed("folder", runs_folder)
+    assert by_key(app.selectbox, "folder.task").value == "toy"
+    assert by_key(app.multiselect, "folder.runs_pick").value == ["toy/seed0", "toy/seed1"]
+    # Runs chosen elsewhere (here: the URL of another page) decide the task.
+    app = routed("folder", runs_folder, runs="alpha/seed0")
+    assert by_key(app.selectbox, "folder.task").value == "alpha"
+    assert by_key(app.multiselect, "folder.runs_pick").value == ["alpha/seed0"]
+    # Choosing a task chooses its runs for every page.
+    by_key(app.selectbox, "folder.task").set_value("toy").run()
+    assert app.session_state["dyntools.runs"] == ["toy/seed0", "toy/seed1"]
+    assert by_key(app.selectbox, "folder.task").value == "toy"
+
+
+def test_view_options_come_back_from_the_url(runs_folder: Path) -> None:
+    app = routed("folder", runs_folder, **{"folder.log_loss": "false"})
+    assert by_key(app.toggle, "folder.log_loss").value is False

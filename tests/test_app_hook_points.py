@@ -71,3 +71,24 @@ def test_compute_from_the_page_fills_the_store_with_progress(fresh_folder: Path)
     # A second press finds everything up to date.
     by_key(app.button, "hooks.compute").click().run(timeout=120)
     assert "skipped 14 already up to date" in blocks(app, "status")[0].proto.label
+
+
+def test_run_and_compute_follow_the_runs_chosen_elsewhere(fresh_folder: Path) -> None:
+    app = routed("hook-points", fresh_folder, runs="sparse-parity/seed1")
+    assert by_key(app.selectbox, "hooks.run").value == "sparse-parity/seed1"
+    scope = by_key(app.radio, "hooks.scope")
+    assert scope.value == "the 1 runs chosen on the other pages"
+    by_key(app.multiselect, "hooks.select").set_value(["fc2"])
+    by_key(app.multiselect, "hooks.metrics").set_value(["l2"])
+    by_key(app.button, "hooks.compute").click().run(timeout=120)
+    assert not app.exception
+    stored = Store(locate_db(fresh_folder).path).read_metrics()
+    assert set(stored["run_id"]) == {"sparse-parity/seed1"}
+    # Every run, when asked: the other run only is computed now.
+    by_key(app.radio, "hooks.scope").set_value("every run in the folder (2)")
+    by_key(app.button, "hooks.compute").click().run(timeout=120)
+    assert "Computed 7 checkpoints, skipped 7" in blocks(app, "status")[0].proto.label
+    assert set(Store(locate_db(fresh_folder).path).read_metrics()["run_id"]) == {
+        "sparse-parity/seed0",
+        "sparse-parity/seed1",
+    }

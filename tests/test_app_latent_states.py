@@ -249,3 +249,54 @@ def test_holding_out_every_run_asks_to_keep_one(analysed_folder: Path) -> None:
     assert not app.exception
     assert any("keep at least one run" in info.value for info in app.info)
     assert not app.success
+
+
+def test_fit_settings_come_back_from_the_url(analysed_folder: Path) -> None:
+    """A reload or a shared link carries every fit setting: the page opened on those query
+    parameters shows the same fit (the hash of its full configuration)."""
+    app = direct("latent-states", analysed_folder)
+    by_key(app.selectbox, "latent.covariance").set_value("spherical")
+    by_key(app.slider, "latent.max_states").set_value(3)
+    by_key(app.number_input, "latent.seed").set_value(5)
+    by_key(app.selectbox, "latent.n_states").set_value(2).run()
+    assert not app.exception and not app.error
+    shown = app.session_state["dyntools.fit"]
+    url = {
+        "runs": ",".join(RUNS),
+        "latent.covariance": "spherical",
+        "latent.max_states": "3",
+        "latent.seed": "5",
+        "latent.n_states": "2",
+    }
+    again = direct("latent-states", analysed_folder, **url)
+    assert not again.exception
+    assert by_key(again.selectbox, "latent.covariance").value == "spherical"
+    assert by_key(again.selectbox, "latent.n_states").value == 2
+    assert again.session_state["dyntools.fit"] == shown
+    assert "read back from the store" in again.success[0].value
+
+
+def test_chosen_features_come_back_from_the_url(analysed_folder: Path) -> None:
+    features = ["fc1/l2", "fc2/spectral"]
+    app = direct(
+        "latent-states",
+        analysed_folder,
+        **{"latent.kind": "Hook point metrics", "latent.features": features[0]},
+    )
+    assert by_key(app.multiselect, "latent.features").value == [features[0]]
+    by_key(app.multiselect, "latent.features").set_value(features).run()
+    assert by_key(app.multiselect, "latent.features").value == features
+
+
+def test_default_runs_are_one_tasks_and_features_are_layer_norms(analysed_folder: Path) -> None:
+    app = direct("latent-states", analysed_folder)
+    assert by_key(app.multiselect, "latent.runs").value == list(RUNS)
+    by_key(app.radio, "latent.kind").set_value("Hook point metrics").run()
+    # Not the first names of the alphabet (activation statistics): the weight norms, in
+    # network order.
+    assert by_key(app.multiselect, "latent.features").value == [
+        "fc1/l2",
+        "fc1/spectral",
+        "fc2/l2",
+        "fc2/spectral",
+    ]

@@ -155,3 +155,14 @@ def test_background_only_on_the_fit_axis(analysed_folder: Path) -> None:
     by_key(app.radio, "metrics.axis").set_value("step").run()
     assert not [s for s in app.selectbox if s.key == "metrics.background"]
     assert "places states on the epoch axis" in texts(app)
+
+
+def test_view_options_come_back_from_the_url_and_layers_are_in_network_order(
+    analysed_folder: Path,
+) -> None:
+    app = routed(
+        "metrics", analysed_folder, **{"metrics.log": "true", "metrics.kind": "activations"}
+    )
+    assert by_key(app.toggle, "metrics.log").value is True
+    assert by_key(app.radio, "metrics.kind").value == "activation"
+    assert by_key(app.multiselect, "metrics.hooks").options == ["fc1", "act1", "fc2"]

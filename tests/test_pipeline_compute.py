@@ -224,3 +224,17 @@ def test_computing_in_this_process_leaves_its_settings_alone(tmp_path: Path) -> 
         assert allocator._applied is applied
     finally:
         torch.set_num_threads(before)
+
+
+def test_compute_of_chosen_runs_leaves_the_others_for_later(tmp_path: Path) -> None:
+    write_run(tmp_path, 0)
+    write_run(tmp_path, 1)
+    db = tmp_path / "db.duckdb"
+    options = ComputeOptions(metrics=("l2",), workers=1, runs=("seed1",))
+    summary = compute(tmp_path, options, db=db)
+    assert summary.computed == 3
+    assert set(Store(db).read_metrics()["run_id"]) == {"seed1"}
+    # The other run is computed by a later compute of every run, and only it.
+    assert compute(tmp_path, ComputeOptions(metrics=("l2",), workers=1), db=db).computed == 3
+    with pytest.raises(ValueError, match="no run 'seed7' in this folder; its runs: seed0, seed1"):
+        compute(tmp_path, ComputeOptions(runs=("seed7",), workers=1), db=db)

@@ -133,3 +133,73 @@ def test_recorded_problems_keeps_failures_and_groups_defined_gaps() -> None:
         ("no-previous", "first checkpoint", 1, 1),
         ("undefined", "0/0", 2, 2),
     ]
+
+
+def test_hook_points_in_network_order_and_activation_functions() -> None:
+    from dyntools.views.layers import activation_functions, network_order
+
+    modules = pl.DataFrame(
+        {
+            "run_id": ["a", "a", "a", "a", "b"],
+            "hook_point": ["conv1", "relu1", "fc1", "act", "fc1"],
+            "position": [0, 1, 2, 3, 0],
+            "module_type": ["Conv2d", "ReLU", "Linear", "NewGELUActivation", "Linear"],
+        }
+    )
+    hooks = ["fc1", "act", "relu1", "layers.10", "conv1", "layers.2"]
+    # Run a's model has most of them; hook points no model has follow, numbers as numbers.
+    assert network_order(hooks, modules) == [
+        "conv1",
+        "relu1",
+        "fc1",
+        "act",
+        "layers.2",
+        "layers.10",
+    ]
+    assert activation_functions(["conv1", "relu1", "act", "fc1"], modules) == ["relu1", "act"]
+
+
+def test_pages_start_from_the_task_of_the_chosen_runs_else_the_largest() -> None:
+    from dyntools.views.folder import main_task, runs_of_task
+
+    tasks = {"a/0": "digits", "b/0": "parity", "b/1": "parity", "c/0": "(hf-trainer)"}
+    assert main_task(tasks) == "parity"
+    assert main_task(tasks, ["a/0", "gone/0"]) == "digits"
+    assert main_task({}) is None
+    assert main_task({"x": "b", "y": "a"}) == "a"  # a tie goes to the first name
+    assert runs_of_task(tasks, "parity") == ["b/0", "b/1"]
+
+
+def test_default_features_follow_other_pages_else_the_layer_norms_in_network_order() -> None:
+    from dyntools.metrics.feature import Feature
+    from dyntools.views.latent_states.options import default_features
+
+    offered = [
+        Feature(hook, metric, params)
+        for hook in ("conv1", "fc1", "relu1")
+        for metric, params in (
+            ("dead_fraction", '{"threshold":0.01}'),
+            ("l2", ""),
+            ("spectral", ""),
+        )
+    ]
+    modules = pl.DataFrame(
+        {
+            "run_id": ["a"] * 3,
+            "hook_point": ["fc1", "conv1", "relu1"],
+            "position": [0, 1, 2],
+            "module_type": ["Linear", "Conv2d", "ReLU"],
+        }
+    )
+    # Nothing chosen elsewhere: the norms, layer by layer in network order (never a dead
+    # fraction because its name sorts first).
+    assert default_features(offered, [], [], modules) == [
+        "fc1/l2",
+        "fc1/spectral",
+        "conv1/l2",
+        "conv1/spectral",
+        "relu1/l2",
+        "relu1/spectral",
+    ]
+    chosen = default_features(offered, ["relu1"], ["dead_fraction"], modules)
+    assert chosen == ['relu1/dead_fraction@{"threshold":0.01}']

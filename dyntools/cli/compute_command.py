@@ -56,6 +56,12 @@ def add_parser(subparsers: Any) -> None:
         "metrics, plus activation metrics with --activations)",
     )
     parser.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="RUN",
+        help="run ids to compute (default: every run in FOLDER; see dyntools runs)",
+    )
+    parser.add_argument(
         "--activations",
         action="store_true",
         help="also run the probe batch and compute activation metrics, "
@@ -172,6 +178,7 @@ def handler(args: argparse.Namespace) -> int:
         activations=args.activations,
         activation_select=parse_patterns(args.activation_select),
         factory=args.factory,
+        runs=tuple(args.runs or ()),
         split_heads=not args.no_split_heads,
         network=network_selection_from_args(args) or NetworkSelection(),
         params=metric_params(args),

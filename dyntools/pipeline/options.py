@@ -31,7 +31,8 @@ class ComputeOptions:
     network values (the paper's features) take (default: the paper's). ``activation_select``: activation
     hook-point patterns (empty = every module whose forward runs). ``factory``: model factory
     for runs that are not dyntools runs. ``workers``: parallel workers (1: in this process;
-    None: decided from the amount of work).
+    None: decided from the amount of work). ``runs``: run ids to compute (empty = every run
+    found; an id the folder does not have raises, naming those it has).
     """
 
     select: tuple[str, ...] = ()
@@ -44,6 +45,7 @@ class ComputeOptions:
     params: Mapping[str, Mapping[str, ParamValue]] = field(default_factory=dict, hash=False)
     workers: int | None = None
     device: str = "cpu"
+    runs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,15 @@ from dyntools.pipeline.weight_job import run_weight_units
 from dyntools.pipeline.workers import WorkerDiedError, auto_workers, run_jobs
 from dyntools.selection import NetworkSelection
 from dyntools.store import Store, locate_db
-from dyntools.store.schema import COMPUTED, ERRORS, HISTOGRAMS, METRICS, ErrorRow
+from dyntools.store.schema import (
+    COMPUTED,
+    ERRORS,
+    HISTOGRAMS,
+    METRICS,
+    MODULES,
+    ErrorRow,
+    ModuleRow,
+)
 from dyntools.text import path_text
 
 # The error code of a file discovery could not read (the checkpoints layer's problems).
@@ -164,6 +172,7 @@ class _Planned:
     checkpoints: int
     notes: list[str]
     network_selections: dict[str, str]  # run id -> the params of its network-scope rows
+    modules: list[ModuleRow]  # every rebuilt model's modules, in network order
 
 
 def _plan_jobs(
@@ -174,9 +183,14 @@ def _plan_jobs(
     run_list = list(runs)
     unmatched: dict[str, dict[str, str]] = {}
     selections: dict[str, str] = {}
+    modules: list[ModuleRow] = []
     for run in run_list:
         checkpoints += len(run.checkpoints)
         model = rebuilt_model(run, options)
+        modules.extend(
+            ModuleRow(run.run_id, m.path, position, m.module_type)
+            for position, m in enumerate(model.modules)
+        )
         plan, missing_patterns = weight_plan(run, options, model.module_types)
         selections[run.run_id] = plan.network_params
         for pattern, why in missing_patterns.items():
@@ -212,7 +226,21 @@ def _plan_jobs(
                 )
             )
     notes = _unmatched_notes(unmatched, len(run_list), options)
-    return _Planned(jobs, checkpoints, notes, selections)
+    return _Planned(jobs, checkpoints, notes, selections, modules)
+
+
+def chosen_runs(runs: Sequence[Run], run_ids: Sequence[str]) -> list[Run]:
+    """The runs named by ``run_ids`` (every run when none is named), in discovery order."""
+    if not run_ids:
+        return list(runs)
+    known = {run.run_id for run in runs}
+    unknown = [run_id for run_id in run_ids if run_id not in known]
+    if unknown:
+        raise ValueError(
+            f"no run {', '.join(map(repr, unknown))} in this folder; its runs: "
+            f"{', '.join(sorted(known)) or 'none'}"
+        )
+    return [run for run in runs if run.run_id in set(run_ids)]
 
 
 def run_job(job: Job, options: ComputeOptions) -> JobResult:
@@ -254,6 +282,7 @@ def compute(
     started = time.monotonic()
     options = options or ComputeOptions()
     discovery = discover_runs(Path(folder))
+    selected = chosen_runs(discovery.runs, options.runs)
     notes: list[str] = []
     if db is None:
         location = locate_db(Path(folder))
@@ -280,9 +309,10 @@ def compute(
         ),
     )
     failures: list[Failure] = []
-    planned = _plan_jobs(discovery.runs, options, store, failures)
+    planned = _plan_jobs(selected, options, store, failures)
     jobs, total_checkpoints = planned.jobs, planned.checkpoints
     notes.extend(planned.notes)
+    store.set_modules(MODULES.frame(planned.modules))
     if not options.select and options.network == NetworkSelection():
         # A default compute's selection is what fits of the paper features use by default.
         store.set_network_selection(planned.network_selections)

@@ -196,5 +196,11 @@ def v3_to_v4(con: duckdb.DuckDBPyConnection) -> None:
         con.sql("ALTER TABLE checkpoints ADD COLUMN gone BOOLEAN NOT NULL DEFAULT false")
 
 
+def v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 5: the modules of each run's rebuilt model, in network order (empty until the
+    next compute records them; the app lists hook points by name until then)."""
+    con.sql(TABLES["modules"].ddl())
+
+
 # from_version -> the function that upgrades a file of that version to from_version + 1.
-MIGRATIONS: dict[int, Migration] = {1: v1_to_v2, 2: v2_to_v3, 3: v3_to_v4}
+MIGRATIONS: dict[int, Migration] = {1: v1_to_v2, 2: v2_to_v3, 3: v3_to_v4, 4: v4_to_v5}

@@ -41,6 +41,9 @@ DATA_VERSION = "SELECT value FROM meta WHERE key = 'data_version'"
 RUNS = "SELECT * FROM runs ORDER BY run_id"
 
 
+MODULES = "SELECT * FROM modules ORDER BY run_id, position"
+
+
 def checkpoints(run_ids: Names) -> Query:
     clause, values = where({"run_id": run_ids}, "c")
     return f"SELECT * FROM checkpoints c {clause} ORDER BY run_id, step", values

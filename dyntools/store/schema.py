@@ -28,7 +28,7 @@ import duckdb
 import polars as pl
 
 # Bump when a table changes, and add a migration from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 # -- the rows of every table: the one declaration the DDL and the polars schemas derive from ---
@@ -47,6 +47,17 @@ class RunRow(NamedTuple):
     # The hook-point selection (params of the network-scope rows) of the run's last compute
     # with the default selection: what a fit of the paper features uses unless told otherwise.
     network_selection: str = ""
+
+
+class ModuleRow(NamedTuple):
+    """A named module of a run's rebuilt model: where it sits in the network (the model's
+    registration order, ``named_modules``) and its class. The app lists hook points in this
+    order and finds activation functions (dead units) by their class."""
+
+    run_id: str
+    hook_point: str
+    position: int
+    module_type: str
 
 
 class CheckpointRow(NamedTuple):
@@ -224,6 +235,7 @@ class Table:
 META = Table("meta", MetaRow, key=("key",), primary_key=True)
 RUNS = Table("runs", RunRow, key=("run_id",), primary_key=True)
 CHECKPOINTS = Table("checkpoints", CheckpointRow, key=("run_id", "step"), primary_key=True)
+MODULES = Table("modules", ModuleRow, key=("run_id", "hook_point"), primary_key=True)
 SCALARS = Table("scalars", ScalarRow, key=("run_id", "step", "name"))
 METRICS = Table(
     "metrics",
@@ -240,7 +252,18 @@ FITS = Table("hmm_fits", FitRow, key=("config_hash",), primary_key=True)
 
 TABLES: dict[str, Table] = {
     table.name: table
-    for table in (META, RUNS, CHECKPOINTS, SCALARS, METRICS, HISTOGRAMS, ERRORS, COMPUTED, FITS)
+    for table in (
+        META,
+        RUNS,
+        MODULES,
+        CHECKPOINTS,
+        SCALARS,
+        METRICS,
+        HISTOGRAMS,
+        ERRORS,
+        COMPUTED,
+        FITS,
+    )
 }
 
 

@@ -209,6 +209,24 @@ class Store:
                 [[params, run_id] for run_id, params in selections.items()],
             )
 
+    def set_modules(self, modules: pl.DataFrame) -> None:
+        """Replace the recorded modules (run_id, hook_point, position, module_type) of the
+        runs in ``modules``: each run's rebuilt model, in network order."""
+        frame = conform(modules, "modules")
+        if frame.is_empty():
+            return
+        with self._writer() as con:
+            con.register("incoming", frame)
+            stored = "SELECT * FROM modules WHERE run_id IN (SELECT run_id FROM incoming)"
+            new = "SELECT * FROM incoming"
+            ((changed,),) = con.sql(
+                f"SELECT count(*) FROM (({stored} EXCEPT {new}) UNION ALL ({new} EXCEPT {stored}))"
+            ).fetchall()
+            if changed:
+                con.sql("DELETE FROM modules WHERE run_id IN (SELECT run_id FROM incoming)")
+                con.sql("INSERT INTO modules BY NAME SELECT * FROM incoming")
+                self._bump_data_version(con)
+
     def upsert_checkpoints(self, checkpoints: pl.DataFrame) -> pl.DataFrame:
         """Insert or replace checkpoints; returns the (run_id, step) whose fingerprint changed.
 
@@ -366,6 +384,11 @@ class Store:
     def read_runs(self) -> pl.DataFrame:
         """run_id, path, layout, config_json."""
         return self._query(queries.RUNS)
+
+    def read_modules(self) -> pl.DataFrame:
+        """run_id, hook_point, position, module_type: the modules of the runs whose model a
+        compute rebuilt, in network order."""
+        return self._query(queries.MODULES)
 
     def read_checkpoints(self, run_ids: Names = None) -> pl.DataFrame:
         """run_id, step, epoch, path, size, mtime_ns, header_hash, fingerprint."""

@@ -32,7 +32,7 @@ from dyntools.pipeline.fits import (
 from dyntools.store import Store, locate_db
 from dyntools.store.store import NoResultsError
 from dyntools.views.activations import histogram_metrics
-from dyntools.views.folder import runs_table, scalars_table
+from dyntools.views.folder import runs_table, scalars_table, task_from
 from dyntools.views.latent_states.frames import latest_fit
 
 Names = tuple[str, ...] | None
@@ -142,6 +142,22 @@ def load_metric_index(db: str, version: int) -> pl.DataFrame:
         .unique()
         .sort("run_id", "kind", "hook_point", "metric", "params")
     )
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def load_run_tasks(db: str, version: int) -> dict[str, str]:
+    """Each stored run's task (from its run.json; ``(layout)`` for other layouts)."""
+    runs = Store(db).read_runs()
+    return {
+        run_id: task_from(json.loads(config or "{}"), layout)
+        for run_id, layout, config in runs.select("run_id", "layout", "config_json").iter_rows()
+    }
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def load_modules(db: str, version: int) -> pl.DataFrame:
+    """The modules of every run's rebuilt model, in network order (``Store.read_modules``)."""
+    return Store(db).read_modules()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import polars as pl
 import streamlit as st
@@ -41,6 +42,10 @@ FIT = Shared("dyntools.fit", "fit", False)  # config hash of the current HMM fit
 AXIS = Shared("dyntools.axis", "axis", False)  # step or epoch; empty: the epoch where known
 SHARED = (FOLDER, RUNS, WEIGHT_HOOKS, ACTIVATION_HOOKS, METRICS, FIT, AXIS)
 HOOKS_OF_KIND = {HookKind.WEIGHT: WEIGHT_HOOKS, HookKind.ACTIVATION: ACTIVATION_HOOKS}
+
+# ``bind=URL``: a widget whose value changes what a page shows keeps it in the URL (its key is
+# the query parameter), so a reload or a shared link shows the same view.
+URL: Final = "query-params"
 
 FOLDER_INPUT_KEY = "dyntools.folder_input"
 RECENT_KEY = "dyntools.recent_choice"
@@ -87,6 +92,13 @@ def _mirror(shared: Shared) -> None:
         st.query_params[shared.param] = text
     elif shared.param in st.query_params:
         del st.query_params[shared.param]
+
+
+def start_with(key: str, value: object) -> None:
+    """The first value of a URL-bound widget (``bind=URL``), unless the URL (a reload, a shared
+    link) or an earlier run already gave it one."""
+    if key not in st.session_state and key not in st.query_params:
+        st.session_state[key] = value
 
 
 def get_list(shared: Shared) -> list[str]:

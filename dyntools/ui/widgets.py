@@ -13,6 +13,7 @@ import streamlit as st
 from streamlit_agraph import Config, Edge, Node, agraph
 
 from dyntools.store import SchemaVersionError, StoreBusyError
+from dyntools.ui.state import URL
 from dyntools.views.export import CHART_FORMATS, chart_bytes, frame_bytes
 from dyntools.views.latent_states.graph import EdgeSpec, NodeSpec
 
@@ -58,12 +59,15 @@ def downloads(frame: pl.DataFrame, name: str, *, key: str) -> None:
 def kept_multiselect(
     label: str, options: Sequence[str], *, key: str, help: str | None = None
 ) -> list[str]:
-    """A multiselect whose choice (in ``st.session_state[key]``) survives reruns; choices that
-    are no longer offered (other runs chosen) are dropped instead of failing the widget."""
+    """A multiselect whose choice (in ``st.session_state[key]`` and the URL) survives reruns;
+    choices that are no longer offered (other runs chosen) are dropped instead of failing the
+    widget."""
     current = st.session_state.get(key)
     if current is not None:
-        st.session_state[key] = [name for name in current if name in set(options)]
-    chosen: list[str] = st.multiselect(label, list(options), key=key, help=help)
+        kept = [name for name in current if name in set(options)]
+        if kept != current:
+            st.session_state[key] = kept
+    chosen: list[str] = st.multiselect(label, list(options), key=key, help=help, bind=URL)
     return chosen
 
 

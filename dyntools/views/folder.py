@@ -5,7 +5,9 @@ Works from run records read by ``dyntools.checkpoints``; knows no file format it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import polars as pl
 
@@ -23,8 +25,27 @@ SCALARS_SCHEMA = {
 
 def task_of(run: Run) -> str:
     """The run's task from run.json; other layouts are grouped under their layout name."""
-    task = run.config.get("task")
-    return task if isinstance(task, str) and task else f"({run.layout})"
+    return task_from(run.config, run.layout)
+
+
+def task_from(config: Mapping[str, Any], layout: str) -> str:
+    """The task a run's configuration names; ``(layout)`` when it names none."""
+    task = config.get("task")
+    return task if isinstance(task, str) and task else f"({layout})"
+
+
+def main_task(tasks: Mapping[str, str], chosen: Sequence[str] = ()) -> str | None:
+    """The task the pages start from (``tasks``: run id -> task): the task of most of the
+    ``chosen`` runs, else the task with the most runs; ties go to the first name."""
+    counts = Counter(tasks[run] for run in chosen if run in tasks) or Counter(tasks.values())
+    if not counts:
+        return None
+    return min(counts, key=lambda task: (-counts[task], task))
+
+
+def runs_of_task(tasks: Mapping[str, str], task: str | None) -> list[str]:
+    """The runs of ``task``, sorted."""
+    return sorted(run for run, of in tasks.items() if of == task)
 
 
 def runs_table(runs: Sequence[Run]) -> pl.DataFrame:

@@ -8,6 +8,7 @@ from dyntools.metrics.builtin import DEFAULT_DEAD_THRESHOLD
 from dyntools.metrics.histogram import DEFAULT_HISTOGRAM
 from dyntools.metrics.kinds import HookKind
 from dyntools.views.activations import ACTIVATION_STATS, activation_stats_frame, heatmap_frame
+from dyntools.views.layers import activation_functions, network_order
 from dyntools.views.time import with_time
 
 page = ui.open_metrics_page("Activations", activations=True)
@@ -23,19 +24,30 @@ if acts.is_empty():
     )
     st.stop()
 
+available = acts["run_id"].unique().sort().to_list()
+main = page.main_runs(available)
 runs = ui.shared_multiselect(
     "Runs (side by side)",
     ui.RUNS,
-    acts["run_id"].unique().sort().to_list(),
+    available,
     key="acts.runs",
-    default=2,
+    default=len(main),
+    preferred=main,
+)
+layers = network_order(
+    acts.filter(acts["run_id"].is_in(runs))["hook_point"].unique().to_list(), page.modules
 )
 hooks = ui.shared_multiselect(
     "Layers (activation hook points: module outputs)",
     ui.ACTIVATION_HOOKS,
-    acts.filter(acts["run_id"].is_in(runs))["hook_point"].unique().sort().to_list(),
+    layers,
     key="acts.hooks",
     default=3,
+    # Outputs of activation functions: where units die (a layer before its ReLU never has
+    # dead units by this definition).
+    preferred=activation_functions(layers, page.modules),
+    help="In network order. Dead units show at the outputs of activation functions (ReLU, "
+    "GELU, ...), which is what this list starts with.",
 )
 if not (runs and hooks):
     st.info("Choose at least one run and one layer.")

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from dyntools import charts, ui
+from dyntools.views.folder import main_task, runs_of_task
 from dyntools.views.time import with_time
 
 st.title("Folder")
@@ -39,9 +40,18 @@ if state.note:
 st.dataframe(loaded.runs, hide_index=True, width="stretch")
 ui.downloads(loaded.runs, "runs", key="folder.runs")
 
+task_of_run = dict(loaded.runs.select("run_id", "task").iter_rows())
 tasks = loaded.runs["task"].unique().sort().to_list()
-task = st.selectbox("Task", tasks, key="folder.task")
-run_ids = loaded.runs.filter(loaded.runs["task"] == task)["run_id"].to_list()
+# The task box follows the runs chosen on any page; changing it chooses that task's runs.
+st.session_state["folder.task"] = main_task(task_of_run, ui.get_list(ui.RUNS))
+
+
+def _choose_task() -> None:
+    ui.set_shared(ui.RUNS, runs_of_task(task_of_run, st.session_state["folder.task"]))
+
+
+task = st.selectbox("Task", tasks, key="folder.task", on_change=_choose_task)
+run_ids = runs_of_task(task_of_run, task)
 runs = ui.shared_multiselect("Runs", ui.RUNS, run_ids, key="folder.runs_pick", default=len(run_ids))
 scalars = loaded.scalars.filter(loaded.scalars["run_id"].is_in(runs))
 if scalars.is_empty():
@@ -50,7 +60,7 @@ else:
     left, right = st.columns(2)
     with left:
         axis = ui.axis_radio(scalars, key="folder.axis")
-    log_loss = right.toggle("Log-scale loss", value=True, key="folder.log_loss")
+    log_loss = right.toggle("Log-scale loss", value=True, key="folder.log_loss", bind=ui.URL)
     scalars = with_time(scalars, axis)
     ui.chart(
         charts.training_curves(scalars, axis, log_loss=log_loss),

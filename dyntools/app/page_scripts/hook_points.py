@@ -26,7 +26,10 @@ if loaded.runs.is_empty():
     ui.stop_with_error(f"No runs found in `{folder}`: see the Folder page for what was expected.")
 
 run_ids = loaded.runs["run_id"].to_list()
-run_id = st.selectbox("Run whose layers to show", run_ids, key="hooks.run")
+chosen_runs = [run for run in ui.get_list(ui.RUNS) if run in set(run_ids)]
+# Starts from the runs chosen on other pages (the URL's choice, when it names a run, wins).
+ui.start_with("hooks.run", chosen_runs[0] if chosen_runs else run_ids[0])
+run_id = st.selectbox("Run whose layers to show", run_ids, key="hooks.run", bind=ui.URL)
 with ui.user_errors(f"reading the checkpoints of {run_id}"):
     tree = ui.load_tree(str(folder), run_id)
 table = tree_table(tree)
@@ -97,6 +100,18 @@ activations = st.checkbox(
 )
 with st.expander("What each metric means"):
     st.dataframe(catalogue, hide_index=True, width="stretch")
+compute_runs: tuple[str, ...] = ()  # every run
+if chosen_runs and len(chosen_runs) < len(run_ids):
+    every = f"every run in the folder ({len(run_ids)})"
+    scope = st.radio(
+        "Compute for",
+        [f"the {len(chosen_runs)} runs chosen on the other pages", every],
+        horizontal=True,
+        key="hooks.scope",
+        help="Runs left out now are computed by a later Compute of every run (only what is "
+        "missing).",
+    )
+    compute_runs = () if scope == every else tuple(chosen_runs)
 
 state = ui.store_state(folder)
 if st.button("Compute", type="primary", key="hooks.compute", disabled=not selected):
@@ -108,7 +123,13 @@ if st.button("Compute", type="primary", key="hooks.compute", disabled=not select
         # Every layer-level hook point selected means "every model's own layers": a folder can
         # hold runs of several models, and this list shows one run's.
         select = () if set(selected) >= set(natural) else tuple(selected)
-        options_ = ComputeOptions(select=select, metrics=chosen, activations=activations, workers=1)
+        options_ = ComputeOptions(
+            select=select,
+            metrics=chosen,
+            activations=activations,
+            workers=1,
+            runs=compute_runs,
+        )
     bar = st.progress(0.0, text="Planning...")
 
     def progress(done: int, total: int) -> None:

@@ -11,17 +11,28 @@ from dyntools.views.information_plane import (
     kernel_notes,
     parameter_choices,
 )
+from dyntools.views.layers import network_order
 from dyntools.views.time import with_time
 
-VARIANTS = {
-    "normalized": "Normalized HSIC, Y = the labels (default)",
-    "pyglow": "PyGlow's HSIC (sigma 5, Y = the model's softmax output; saturates for wide layers)",
-}
+# Labels short enough for the URL, which carries them (?info.variant=PyGlow).
+VARIANTS = {"normalized": "Normalized", "pyglow": "PyGlow"}
+VARIANT_HELP = (
+    "Normalized: normalized HSIC with Y = the labels (the default). PyGlow: PyGlow's HSIC "
+    "(sigma 5, Y = the model's softmax output), which saturates for wide layers."
+)
 
 page = ui.open_metrics_page("Information plane", activations=True)
 folder, state, index = page.folder, page.state, page.index
 
-variant = st.radio("Variant", list(VARIANTS), format_func=VARIANTS.__getitem__, key="info.variant")
+variant = st.radio(
+    "HSIC",
+    list(VARIANTS),
+    format_func=VARIANTS.__getitem__,
+    key="info.variant",
+    bind=ui.URL,
+    horizontal=True,
+    help=VARIANT_HELP,
+)
 names = variant_metrics(variant)
 have = index.filter((index["kind"] == HookKind.ACTIVATION) & index["metric"].is_in(names))
 if have.is_empty():
@@ -31,15 +42,20 @@ if have.is_empty():
         "--activations` (runs need a probe.safetensors)."
     )
     st.stop()
+available = have["run_id"].unique().sort().to_list()
+main = page.main_runs(available)
 runs = ui.shared_multiselect(
-    "Runs", ui.RUNS, have["run_id"].unique().sort().to_list(), key="info.runs", default=2
+    "Runs", ui.RUNS, available, key="info.runs", default=len(main), preferred=main
 )
 hooks = ui.shared_multiselect(
     "Layers",
     ui.ACTIVATION_HOOKS,
-    have.filter(have["run_id"].is_in(runs))["hook_point"].unique().sort().to_list(),
+    network_order(
+        have.filter(have["run_id"].is_in(runs))["hook_point"].unique().to_list(), page.modules
+    ),
     key="info.hooks",
     default=6,
+    help="In network order.",
 )
 if not (runs and hooks):
     st.info("Choose at least one run and one layer.")
@@ -55,6 +71,7 @@ prefer = {
         options,
         format_func=describe_params,
         key=f"info.params.{name}",
+        bind=ui.URL,
     )
     for name, options in parameter_choices(values, variant).items()
 }

@@ -25,6 +25,7 @@ from dyntools.views.latent_states.frames import (
 )
 from dyntools.views.latent_states.graph import graph_specs, node_id, state_of
 from dyntools.views.latent_states.options import (
+    default_features,
     heldout_checkpoints,
     heldout_runs,
     runs_text,
@@ -43,18 +44,25 @@ folder, state, index = page.folder, page.state, page.index
 
 with st.expander("Fit settings", expanded=True):
     a, b, c = st.columns(3)
-    normalize = a.selectbox("Normalization", NORMALIZATIONS, index=1, key="latent.normalize")
-    covariance = a.selectbox("Covariance", COVARIANCE_TYPES, key="latent.covariance")
-    st.session_state.setdefault("latent.axis", ui.get_text(ui.AXIS) or AUTO_AXIS)
+    normalize = a.selectbox(
+        "Normalization", NORMALIZATIONS, index=1, key="latent.normalize", bind=ui.URL
+    )
+    covariance = a.selectbox("Covariance", COVARIANCE_TYPES, key="latent.covariance", bind=ui.URL)
+    ui.start_with("latent.axis", ui.get_text(ui.AXIS) or AUTO_AXIS)
     axis = a.selectbox(
         "Time axis",
         AXIS_CHOICES,
         key="latent.axis",
+        bind=ui.URL,
         help="What state durations, first/last times and convergence are measured in; auto: "
         "epochs when every checkpoint states one, else steps.",
     )
-    max_states = b.slider("Maximum states", 1, 12, FitConfig.max_states, key="latent.max_states")
-    restarts = b.slider("Restarts per n", 1, 20, FitConfig.restarts, key="latent.restarts")
+    max_states = b.slider(
+        "Maximum states", 1, 12, FitConfig.max_states, key="latent.max_states", bind=ui.URL
+    )
+    restarts = b.slider(
+        "Restarts per n", 1, 20, FitConfig.restarts, key="latent.restarts", bind=ui.URL
+    )
     heldout_share = b.slider(
         "Held-out checkpoints",
         0.0,
@@ -62,12 +70,19 @@ with st.expander("Fit settings", expanded=True):
         FitConfig.heldout_checkpoints,
         0.05,
         key="latent.heldout_checkpoints",
+        bind=ui.URL,
         help="A share of each run's checkpoints held out at random and scored, as EleutherAI's "
         "training maps do with 0.2.",
     )
-    seed = c.number_input("Seed", 0, 2**31 - 1, 0, key="latent.seed")
+    seed = c.number_input("Seed", 0, 2**31 - 1, 0, key="latent.seed", bind=ui.URL)
     threshold = c.slider(
-        "Converged at validation accuracy", 0.0, 1.0, 0.9, 0.01, key="latent.threshold"
+        "Converged at validation accuracy",
+        0.0,
+        1.0,
+        0.9,
+        0.01,
+        key="latent.threshold",
+        bind=ui.URL,
     )
     resamples = c.number_input(
         "Stability resamples",
@@ -75,6 +90,7 @@ with st.expander("Fit settings", expanded=True):
         200,
         DEFAULT_RESAMPLES,
         key="latent.resamples",
+        bind=ui.URL,
         help="Bootstrap the runs this many times after the fit to tell how stable the number "
         "of states and the labels are (0: skip).",
     )
@@ -83,30 +99,36 @@ with st.expander("Fit settings", expanded=True):
         CRITERIA,
         format_func=CRITERION_LABELS.__getitem__,
         key="latent.criterion",
+        bind=ui.URL,
         help="Held-out log-likelihood needs held-out runs or checkpoints.",
     )
 
+available = index["run_id"].unique().sort().to_list()
+main = page.main_runs(available)
 runs = ui.shared_multiselect(
     "Runs (separate sequences of one fit)",
     ui.RUNS,
-    index["run_id"].unique().sort().to_list(),
+    available,
     key="latent.runs",
-    default=3,
+    default=len(main),
+    preferred=main,
 )
-kind = st.radio("Features", [PAPER, CHOSEN], horizontal=True, key="latent.kind")
+kind = st.radio("Features", [PAPER, CHOSEN], horizontal=True, key="latent.kind", bind=ui.URL)
 features: tuple[Feature, ...] = ()
 if kind == CHOSEN:
-    names = [feature.format() for feature in shared_features(index, runs)]
-    preferred = [
-        Feature(hook, metric).format()
-        for hook in ui.get_list(ui.WEIGHT_HOOKS)
-        for metric in ui.get_list(ui.METRICS)
-    ]
-    st.session_state.setdefault(
-        "latent.features", [n for n in preferred if n in names][:8] or names[:4]
+    offered = shared_features(index, runs)
+    names = [feature.format() for feature in offered]
+    ui.start_with(
+        "latent.features",
+        default_features(
+            offered, ui.get_list(ui.WEIGHT_HOOKS), ui.get_list(ui.METRICS), page.modules
+        ),
     )
     chosen = st.multiselect(
-        "Features (hook point/metric, computed for every chosen run)", names, key="latent.features"
+        "Features (hook point/metric, computed for every chosen run)",
+        names,
+        key="latent.features",
+        bind=ui.URL,
     )
     features = tuple(Feature.parse(name) for name in chosen)
     if not features:
@@ -139,6 +161,7 @@ override = st.selectbox(
     "Number of states",
     [AUTOMATIC, *range(1, max_states + 1)],
     key="latent.n_states",
+    bind=ui.URL,
     help="Chosen by the criterion of the fit settings (lowest BIC by default), or fixed.",
 )
 
@@ -236,9 +259,10 @@ clicked = ui.state_graph(nodes, edges, memo_key="latent.graph_click")
 labels = [node.id for node in nodes]
 if clicked in labels:
     st.session_state["latent.node"] = clicked
-if st.session_state.get("latent.node") not in labels:
+# The URL's state (a shared link) counts until the widget holds one.
+if st.session_state.get("latent.node", st.query_params.get("latent.node")) not in labels:
     st.session_state["latent.node"] = node_id(0)
-picked = st.selectbox("State", labels, key="latent.node")
+picked = st.selectbox("State", labels, key="latent.node", bind=ui.URL)
 with ui.user_errors("state"):
     summary = state_summary(result, state_of(picked))
     where = runs_in_state(result, state_of(picked))

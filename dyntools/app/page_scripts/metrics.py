@@ -7,6 +7,7 @@ import streamlit as st
 from dyntools import charts, ui
 from dyntools.metrics.kinds import HookKind
 from dyntools.views.latent_states.frames import state_intervals
+from dyntools.views.layers import network_order
 from dyntools.views.metrics import (
     brushed_range,
     comparison_notes,
@@ -17,7 +18,8 @@ from dyntools.views.metrics import (
 )
 from dyntools.views.time import with_time
 
-KIND_LABELS = {HookKind.WEIGHT: "weights", HookKind.ACTIVATION: "activations (module outputs)"}
+# Also what the URL carries (?metrics.kind=activations).
+KIND_LABELS = {HookKind.WEIGHT: "weights", HookKind.ACTIVATION: "activations"}
 
 page = ui.open_metrics_page("Metrics")
 folder, state, index = page.folder, page.state, page.index
@@ -31,18 +33,22 @@ kind = st.radio(
     format_func=KIND_LABELS.__getitem__,
     horizontal=True,
     key="metrics.kind",
+    bind=ui.URL,
+    help="Weights: the checkpoint's tensors. Activations: module outputs on the probe batch.",
 )
 index = index.filter(index["kind"] == kind)
 left, right = st.columns(2)
 with left:
+    available = index["run_id"].unique().sort().to_list()
+    main = page.main_runs(available)
     runs = ui.shared_multiselect(
-        "Runs", ui.RUNS, index["run_id"].unique().sort().to_list(), key="metrics.runs", default=3
+        "Runs", ui.RUNS, available, key="metrics.runs", default=len(main), preferred=main
     )
-    hooks_available = index.filter(index["run_id"].is_in(runs))["hook_point"].unique().sort()
+    hooks_available = index.filter(index["run_id"].is_in(runs))["hook_point"].unique()
     hooks = ui.shared_multiselect(
         "Hook points",
         ui.HOOKS_OF_KIND[kind],
-        hooks_available.to_list(),
+        network_order(hooks_available.to_list(), page.modules),
         key="metrics.hooks",
         default=2,
     )
@@ -61,7 +67,7 @@ with right:
         default=2,
         preferred=("l2", "spectral"),
     )
-    log_scale = st.toggle("Log scale", key="metrics.log")
+    log_scale = st.toggle("Log scale", key="metrics.log", bind=ui.URL)
 
 if not (runs and hooks and metrics):
     st.info("Choose at least one run, hook point and metric.")
@@ -113,6 +119,7 @@ if fit_hash:
             "states) for run",
             [*fitted, "(none)"],
             key="metrics.background",
+            bind=ui.URL,
         )
         if choice != "(none)":
             intervals = state_intervals(result).filter(pl.col("run_id") == choice)

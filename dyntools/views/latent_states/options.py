@@ -14,6 +14,12 @@ import polars as pl
 from dyntools.hmm import FitResult
 from dyntools.hmm.caveats import plural
 from dyntools.metrics.feature import Feature
+from dyntools.views.layers import network_order
+
+# The features a fit of hook-point metrics starts from when no page chose hook points and
+# metrics: the per-layer weight norms the paper's features are built from, at most this many.
+DEFAULT_METRICS = ("l2", "spectral")
+MAX_DEFAULT_FEATURES = 8
 
 
 def in_every_run(index: pl.DataFrame, runs: Sequence[str], columns: Sequence[str]) -> pl.DataFrame:
@@ -31,6 +37,24 @@ def shared_features(index: pl.DataFrame, runs: Sequence[str]) -> list[Feature]:
     """The hook-point features computed for every one of ``runs`` (from the metric index)."""
     keys = in_every_run(index, runs, ["hook_point", "metric", "params"])
     return [Feature(hook, metric, params) for hook, metric, params in keys.iter_rows()]
+
+
+def default_features(
+    offered: Sequence[Feature],
+    hooks: Sequence[str],
+    metrics: Sequence[str],
+    modules: pl.DataFrame,
+) -> list[str]:
+    """The features (formatted) a fit of hook-point metrics starts with: the offered ones of
+    the hook points and metrics chosen on other pages, else the l2 and spectral norms of the
+    layers, in network order; at most ``MAX_DEFAULT_FEATURES``."""
+    chosen = [f for f in offered if f.hook_point in set(hooks) and f.metric in set(metrics)]
+    wanted = tuple(metrics) if chosen else DEFAULT_METRICS
+    picked = chosen or [f for f in offered if f.metric in wanted]
+    hooks_in_order = network_order(list({f.hook_point: None for f in picked}), modules)
+    rank = {hook: position for position, hook in enumerate(hooks_in_order)}
+    picked.sort(key=lambda f: (rank[f.hook_point], wanted.index(f.metric)))
+    return [f.format() for f in picked[:MAX_DEFAULT_FEATURES]]
 
 
 def shared_scalars(scalars: pl.DataFrame, runs: Sequence[str]) -> list[str]:

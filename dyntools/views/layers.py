@@ -1,0 +1,48 @@
+"""Hook points in the order of the network, and which of them are activation functions.
+
+The order comes from the ``modules`` table (each run's rebuilt model, ``named_modules`` order);
+hook points no rebuilt model has (runs whose model cannot be rebuilt) follow, in tree order
+(numbers as numbers: ``layers.2`` before ``layers.10``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+import polars as pl
+
+from dyntools.hookpoints import tree_key
+
+# Classes of activation functions in torch (ReLU, GELU, SiLU, Tanh, ...) and Hugging Face
+# transformers (NewGELUActivation, ...): their outputs are where units die.
+ACTIVATION_FUNCTION: Final = re.compile(
+    r"ReLU|GELU|SiLU|Swish|Mish|Tanh|Sigmoid|ELU|Softplus|Softsign|Hardswish|Activation$",
+    re.IGNORECASE,
+)
+
+
+def network_order(hooks: Sequence[str], modules: pl.DataFrame) -> list[str]:
+    """``hooks`` in the order of the network: the order of the run whose model has most of
+    them, then what other runs' models add, in theirs; those no recorded model has come last,
+    in tree order."""
+    wanted = set(hooks)
+    recorded = modules.filter(pl.col("hook_point").is_in(list(wanted))).sort("run_id", "position")
+    by_run = recorded.group_by("run_id", maintain_order=True).agg("hook_point")
+    ordered: dict[str, None] = {}
+    for _, run_hooks in sorted(by_run.iter_rows(), key=lambda row: -len(row[1])):
+        ordered.update(dict.fromkeys(run_hooks))
+    unknown = sorted(wanted - set(ordered), key=tree_key)
+    return [*ordered, *unknown]
+
+
+def activation_functions(hooks: Sequence[str], modules: pl.DataFrame) -> list[str]:
+    """The hook points among ``hooks`` that are activation functions in some run's model
+    (post-activation outputs: the layers where dead units show), in ``hooks``' order."""
+    found = {
+        hook
+        for hook, module_type in modules.select("hook_point", "module_type").iter_rows()
+        if ACTIVATION_FUNCTION.search(module_type)
+    }
+    return [hook for hook in hooks if hook in found]
