@@ -80,7 +80,7 @@ def _latent_graph(page: Page) -> None:
 
 
 def _information_plane_variant(page: Page) -> None:
-    radio = widgets.widget(page, "stRadio", "Variant")
+    radio = widgets.widget(page, "stRadio", "HSIC")
     options = radio.get_by_role("radio")
     options.nth(options.count() - 1).check(force=True)
     wait_for_rerun(page)

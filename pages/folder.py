@@ -1,7 +1,8 @@
 """The folder page for `streamlit run` from the repository: its script is
-dyntools/app/page_scripts/folder.py (named after the page's URL, so that Streamlit's
-announcement of this folder's pages matches the router's)."""
+dyntools/app/page_scripts/folder.py.
+Named after the page's URL: a link opened on a server no session has routed yet runs this
+file by itself, and it hands over to the router."""
 
 from dyntools.app import run_page
 
-run_page("folder")
+run_page("folder", __file__)

@@ -1,7 +1,8 @@
 """The information-plane page for `streamlit run` from the repository: its script is
-dyntools/app/page_scripts/information_plane.py (named after the page's URL, so that Streamlit's
-announcement of this folder's pages matches the router's)."""
+dyntools/app/page_scripts/information_plane.py.
+Named after the page's URL: a link opened on a server no session has routed yet runs this
+file by itself, and it hands over to the router."""
 
 from dyntools.app import run_page
 
-run_page("information-plane")
+run_page("information-plane", __file__)

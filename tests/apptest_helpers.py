@@ -56,9 +56,14 @@ def routed(page: str, folder: Path | str, **params: str) -> AppTest:
     return app.run()
 
 
+# url path -> the page's script in the package, which direct() runs on its own.
+PAGE_SCRIPTS = {page.url_path: str(page.path) for page in PAGES}
+
+
 def direct(page: str, folder: Path | str, **params: str) -> AppTest:
-    """The page file on its own, without the router (pages set up shared state themselves)."""
-    app = AppTest.from_file(str(REPO_ROOT / PAGE_FILES[page]), default_timeout=60)
+    """The page's script on its own, without the router (pages set up shared state
+    themselves)."""
+    app = AppTest.from_file(PAGE_SCRIPTS[page], default_timeout=60)
     app.query_params["folder"] = str(folder)
     for name, value in params.items():
         app.query_params[name] = value

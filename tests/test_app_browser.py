@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
+from e2e import widgets
 from e2e.browser import (
     assert_clean,
     chromium,
@@ -25,6 +26,7 @@ from e2e.browser import (
     wait_for_app,
 )
 from e2e.folder import analysis_folder
+from e2e.layout import chart_layout_problems
 from e2e.pages import PAGES, PageSpec, check_rendered
 from e2e.server import APP, PACKAGED, REPO_ROOT, AppServer, listening_addresses, running_app
 
@@ -73,10 +75,12 @@ def test_page_renders_and_responds(
         wait_for_app(page, spec.title)
         assert_clean(page, f"{spec.title} page")
         check_rendered(page, spec)
+        assert chart_layout_problems(page) == []
         full_page_screenshot(page, SCREENSHOTS / f"{spec.slug}.png")
         for action in spec.actions:
             action.run(page)
             assert_clean(page, f"{spec.title} page after {action.name}")
+            assert chart_layout_problems(page) == []
         if spec.actions:
             full_page_screenshot(page, SCREENSHOTS / f"{spec.slug}-after.png")
 
@@ -127,3 +131,48 @@ def test_a_link_opens_its_page_on_a_fresh_server(
         page.wait_for_timeout(500)
         assert not page.get_by_text("Page not found").count()
         assert f"runs={run.replace('/', '%2F')}" in page.url or f"runs={run}" in page.url
+
+
+ALL_RUNS = "modular-addition/seed0,modular-addition/seed1,digits-cnn/seed0"
+
+
+@pytest.mark.parametrize("spec", [s for s in PAGES if s.url_path], ids=lambda s: s.slug)
+def test_charts_of_every_run_fit_the_page(
+    spec: PageSpec, app: AppServer, browser: Browser, analysis: Path
+) -> None:
+    """Three runs side by side (the most the walk's folder has): no chart wider than the page,
+    every legend in view."""
+    with tab(browser, SCREENSHOTS / f"{spec.slug}-all-runs-failed.png") as page:
+        page.goto(page_url(app.url, spec.url_path, analysis) + f"&runs={ALL_RUNS}")
+        wait_for_app(page, spec.title)
+        check_rendered(page, spec)
+        assert chart_layout_problems(page) == []
+
+
+FIT_SUCCESS = re.compile(r"Fit (\w+): (fitted and stored|read back from the store)")
+
+
+def _shown_fit(page: Page) -> str:
+    text = page.get_by_text(FIT_SUCCESS).first.inner_text()
+    found = FIT_SUCCESS.search(text)
+    assert found, text
+    return found.group(1)
+
+
+def test_a_copied_url_shows_the_same_fit(app: AppServer, browser: Browser, analysis: Path) -> None:
+    """Fit settings changed in one tab; its URL opened in a new session (a reload, a link sent
+    to a colleague) shows the same fit, settings and all."""
+    with tab(browser, SCREENSHOTS / "latent-states-url-failed.png") as page:
+        page.goto(page_url(app.url, "latent-states", analysis))
+        wait_for_app(page, "Latent states")
+        widgets.choose(page, "Covariance", "spherical")
+        widgets.choose(page, "Number of states", "2")
+        expect(page.get_by_text(re.compile(r"Fit \w+: .*\b2 states"))).to_be_visible()
+        shown, url = _shown_fit(page), page.url
+    assert "latent.covariance=spherical" in url and "latent.n_states=2" in url
+    with tab(browser, SCREENSHOTS / "latent-states-url-reopened-failed.png") as page:
+        page.goto(url)
+        wait_for_app(page, "Latent states")
+        assert_clean(page, "Latent states opened from a copied URL")
+        assert _shown_fit(page) == shown
+        assert widgets.selected_value(page, "Covariance") == "spherical"

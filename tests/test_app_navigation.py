@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from apptest_helpers import PAGE_FILES, by_key, direct, routed, texts
+from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.usefixtures("_config_home")
 TITLES = {
@@ -44,7 +45,7 @@ def test_router_sidebar_and_url_paths(analysed_folder: Path) -> None:
     repo = Path(__file__).resolve().parent.parent
     assert sorted(p.stem for p in (repo / "pages").glob("*.py")) == sorted(PAGE_FILES)
     for url in PAGE_FILES:
-        assert f'run_page("{url}")' in (repo / "pages" / f"{url}.py").read_text()
+        assert f'run_page("{url}", __file__)' in (repo / "pages" / f"{url}.py").read_text()
 
 
 def test_selections_follow_page_switches(analysed_folder: Path) -> None:
@@ -102,3 +103,18 @@ def test_a_busy_store_is_an_error_message() -> None:
     assert not app.exception
     assert app.error[0].value == "compute: dyntools database x is held by process 1 (python)"
     assert not app.markdown
+
+
+def test_a_pages_file_run_by_streamlit_itself_hands_over_to_the_router(
+    analysed_folder: Path,
+) -> None:
+    """Until a session has called st.navigation, Streamlit runs the pages/ file a URL names
+    by itself: it must show the app (sidebar, shared selections), not a bare page."""
+    repo = Path(__file__).resolve().parent.parent
+    app = AppTest.from_file(str(repo / PAGE_FILES["metrics"]), default_timeout=60)
+    app.query_params["folder"] = str(analysed_folder)
+    app.session_state["dyntools.start_page"] = "metrics"
+    app.run()
+    assert not app.exception
+    assert app.title[0].value == "Metrics"
+    assert app.sidebar.text_input[0].value == str(analysed_folder)

@@ -16,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from dyntools import ui
-from dyntools.app import PAGES
+from dyntools.app import PAGES, ROUTING
 
 START_PAGE_KEY = "dyntools.start_page"
 
@@ -44,7 +44,11 @@ def run(argv: Sequence[str] = (), pages_folder: Path | None = None) -> None:
     )
     ui.mirror_state()
     ui.folder_sidebar()
-    navigation.run()
+    routing = ROUTING.set(True)
+    try:
+        navigation.run()
+    finally:
+        ROUTING.reset(routing)
 
 
 if __name__ == "__main__":

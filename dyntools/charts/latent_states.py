@@ -5,7 +5,9 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from dyntools.charts.style import time_x
 from dyntools.checkpoints.records import Axis
+from dyntools.views.colors import category_color
 from dyntools.views.latent_states.frames import state_domain
 
 CRITERIA = {"bic": "BIC", "aic": "AIC", "neg_log_likelihood": "-log-likelihood"}
@@ -33,7 +35,7 @@ def heldout_likelihood(selection: pl.DataFrame, chosen: int) -> alt.LayerChart:
     scored = selection.select("n_states", "heldout_log_likelihood").drop_nulls()
     line = (
         alt.Chart(scored.to_arrow())
-        .mark_line(point=True, color="#59a14f")
+        .mark_line(point=True, color=category_color(2))
         .encode(
             x=alt.X("n_states:O", title="number of states"),
             y=alt.Y(
@@ -73,9 +75,10 @@ def state_timeline(
         alt.Chart(intervals.to_arrow())
         .mark_rect()
         .encode(
-            x=alt.X("start:Q", title=axis.value),
+            x=time_x(axis, "start"),
             x2="end:Q",
-            y=alt.Y("run_id:N", title=None),
+            # Run ids in full: cut to a width, ids of one task look alike ("modular-additio…").
+            y=alt.Y("run_id:N", title=None, axis=alt.Axis(labelLimit=0)),
             color=alt.Color("state:N", title="state", scale=alt.Scale(domain=labels, range=colors)),
             tooltip=["run_id:N", "state:N", "start:Q", "end:Q"],
         )

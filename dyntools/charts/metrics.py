@@ -3,13 +3,22 @@ metric), with the HMM states of a fit as the background and a brush over time.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import altair as alt
 import polars as pl
 
+from dyntools.charts.style import ordered, panel_width, time_x
 from dyntools.checkpoints.records import Axis
 from dyntools.views.latent_states.frames import state_domain
 
 BRUSH = "span"  # the interval selection's name: event["selection"]["span"]
+PANEL_COLUMNS = 2
+PANEL_SEPARATOR = " · "
+
+
+def panel_name(hook_point: str, metric: str) -> str:
+    return f"{hook_point}{PANEL_SEPARATOR}{metric}"
 
 
 def metric_curves(
@@ -19,15 +28,20 @@ def metric_curves(
     log_scale: bool = False,
     intervals: pl.DataFrame | None = None,
     n_states: int = 0,
+    layers: Sequence[str] = (),
 ) -> alt.FacetChart:
-    """Curves (run_id, hook_point, metric, time, value) faceted by hook point and metric.
+    """Curves (run_id, hook_point, metric, time, value) faceted by hook point and metric, the
+    hook points in the order of ``layers`` (network order; default: by name).
 
     ``intervals`` (run_id, state, start, end), when given, colours the background of every
     panel by the states of the one run they hold.
     """
     panel = curves.with_columns(
-        (pl.col("hook_point") + " · " + pl.col("metric")).alias("panel"), layer=pl.lit("value")
+        (pl.col("hook_point") + PANEL_SEPARATOR + pl.col("metric")).alias("panel"),
+        layer=pl.lit("value"),
     )
+    metrics = sorted(set(curves["metric"]))
+    panels = [panel_name(hook, metric) for hook in layers for metric in metrics]
     layers_data = panel
     if intervals is not None and not intervals.is_empty():
         backdrop = (
@@ -38,13 +52,14 @@ def metric_curves(
         )
         layers_data = pl.concat([panel, backdrop], how="diagonal")
     base = alt.Chart(layers_data.to_arrow())
-    y_scale = alt.Scale(type="log") if log_scale else alt.Scale(zero=False)
+    # A log axis spans the values, not the powers of ten around them.
+    y_scale = alt.Scale(type="log", nice=False) if log_scale else alt.Scale(zero=False)
     brush = alt.selection_interval(encodings=["x"], name=BRUSH)
     lines = (
         base.transform_filter(alt.datum.layer == "value")
         .mark_line(point=alt.OverlayMarkDef(size=12))
         .encode(
-            x=alt.X("time:Q", title=axis.value),
+            x=time_x(axis),
             y=alt.Y("value:Q", title=None, scale=y_scale),
             color=alt.Color("run_id:N", title="run"),
             tooltip=[
@@ -58,7 +73,7 @@ def metric_curves(
         )
         .add_params(brush)
     )
-    layers: list[alt.Chart] = [lines]
+    marks: list[alt.Chart] = [lines]
     if intervals is not None and not intervals.is_empty():
         labels, colors = state_domain(max(n_states, 1))
         states = (
@@ -73,11 +88,11 @@ def metric_curves(
                 tooltip=["state_run:N", "state:N", "start:Q", "end:Q"],
             )
         )
-        layers = [states, lines]
+        marks = [states, lines]
     chart: alt.FacetChart = (
-        alt.layer(*layers)
-        .properties(height=180, width=300)
-        .facet(facet=alt.Facet("panel:N", title=None), columns=2)
+        alt.layer(*marks)
+        .properties(height=180, width=panel_width(PANEL_COLUMNS))
+        .facet(facet=alt.Facet("panel:N", title=None, sort=ordered(panels)), columns=PANEL_COLUMNS)
         .resolve_scale(y="independent")
     )
     return chart

@@ -12,6 +12,7 @@ import polars as pl
 import streamlit as st
 from streamlit_agraph import Config, Edge, Node, agraph
 
+from dyntools.charts.style import styled
 from dyntools.store import SchemaVersionError, StoreBusyError
 from dyntools.ui.state import URL
 from dyntools.views.export import CHART_FORMATS, chart_bytes, frame_bytes
@@ -106,12 +107,15 @@ def chart(
     """Show an Altair chart and, in one row below it, downloads of ``data`` (CSV, Parquet)
     and of the chart itself as SVG, PNG or Vega-Lite JSON (rendered only when clicked).
     Returns the selection event."""
+    # The palette and legends of dyntools.charts, not Streamlit's theme: the same colours in
+    # the app as in the exported files.
+    spec = styled(spec)
     selection: dict[str, Any] = {}
     if on_select:
-        event = st.altair_chart(spec, width="stretch", key=key, on_select="rerun")
+        event = st.altair_chart(spec, width="stretch", key=key, on_select="rerun", theme=None)
         selection = dict(event.selection or {})
     else:
-        st.altair_chart(spec, width="stretch", key=key)
+        st.altair_chart(spec, width="stretch", key=key, theme=None)
     with st.container(horizontal=True):
         if data is not None:
             _download_buttons(data, name, key)

@@ -83,7 +83,7 @@ if heatmap.is_empty():
     st.info("No histograms stored for these layers: compute with activation metrics.")
 else:
     ui.chart(
-        charts.colorful_dimension(heatmap, axis),
+        charts.colorful_dimension(heatmap, axis, network_order(hooks, page.modules)),
         key="acts.heatmap",
         name="colorful_dimension",
         data=heatmap,
@@ -99,5 +99,8 @@ if stats.is_empty():
 else:
     stats = with_time(stats, axis)
     ui.chart(
-        charts.activation_stats(stats, axis), key="acts.stats", name="activation_stats", data=stats
+        charts.activation_stats(stats, axis, network_order(hooks, page.modules)),
+        key="acts.stats",
+        name="activation_stats",
+        data=stats,
     )

@@ -62,12 +62,15 @@ else:
         axis = ui.axis_radio(scalars, key="folder.axis")
     log_loss = right.toggle("Log-scale loss", value=True, key="folder.log_loss", bind=ui.URL)
     scalars = with_time(scalars, axis)
-    ui.chart(
-        charts.training_curves(scalars, axis, log_loss=log_loss),
-        key="folder.curves",
-        name="training",
-        data=scalars,
-    )
+    curves = charts.training_curves(scalars, axis, log_loss=log_loss)
+    if curves is None:
+        st.info(
+            "These runs logged no loss or accuracy (train_loss, val_loss, train_acc, val_acc); "
+            "their other scalars are in the download."
+        )
+        ui.downloads(scalars, "training", key="folder.curves")
+    else:
+        ui.chart(curves, key="folder.curves", name="training", data=scalars)
 if not state.ready:
     st.info(
         f"Next: open **Hook points** to choose layers and metrics and compute them, or run "

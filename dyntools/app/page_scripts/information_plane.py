@@ -85,5 +85,8 @@ axis = ui.axis_radio(frame, key="info.axis")
 frame = with_time(frame, axis)
 st.caption(f"One trajectory per layer, in training order (larger dots: later {axis.value}s).")
 ui.chart(
-    charts.information_plane(frame, axis), key="info.chart", name="information_plane", data=frame
+    charts.information_plane(frame, axis, network_order(hooks, page.modules)),
+    key="info.chart",
+    name="information_plane",
+    data=frame,
 )

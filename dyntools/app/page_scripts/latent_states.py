@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dyntools import charts, ui
-from dyntools.checkpoints.records import AUTO_AXIS, AXIS_CHOICES
+from dyntools.checkpoints.records import AXIS_CHOICES
 from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
 from dyntools.hmm.caveats import CaveatCode, plural
 from dyntools.hmm.report import r_squared_text
@@ -48,7 +48,8 @@ with st.expander("Fit settings", expanded=True):
         "Normalization", NORMALIZATIONS, index=1, key="latent.normalize", bind=ui.URL
     )
     covariance = a.selectbox("Covariance", COVARIANCE_TYPES, key="latent.covariance", bind=ui.URL)
-    ui.start_with("latent.axis", ui.get_text(ui.AXIS) or AUTO_AXIS)
+    # Auto by default, not the axis of the other pages: they follow the fit's axis (below),
+    # so starting from theirs would make a reopened link fit on another axis than it showed.
     axis = a.selectbox(
         "Time axis",
         AXIS_CHOICES,

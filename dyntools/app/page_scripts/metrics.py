@@ -131,7 +131,14 @@ if log_scale and (curves["value"] <= 0).any():
     st.caption("Values <= 0 are left out on the log scale.")
     curves = curves.filter(curves["value"] > 0)
 selection = ui.chart(
-    charts.metric_curves(curves, axis, log_scale=log_scale, intervals=intervals, n_states=n_states),
+    charts.metric_curves(
+        curves,
+        axis,
+        log_scale=log_scale,
+        intervals=intervals,
+        n_states=n_states,
+        layers=network_order(hooks, page.modules),
+    ),
     key="metrics.chart",
     name="metrics",
     on_select=True,

@@ -20,20 +20,7 @@ from dyntools.hmm import FitResult
 from dyntools.hmm.attribution import Driver
 from dyntools.hmm.caveats import CaveatCode, chosen_text, plural
 from dyntools.hmm.report import state_description
-
-# Stable colours by state label (Tableau 10); more states than colours wrap around.
-STATE_COLORS = (
-    "#4e79a7",
-    "#f28e2b",
-    "#59a14f",
-    "#e15759",
-    "#76b7b2",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#9c755f",
-    "#bab0ac",
-)
+from dyntools.views.colors import category_color
 
 
 def state_label(state: int) -> str:
@@ -41,7 +28,8 @@ def state_label(state: int) -> str:
 
 
 def state_color(state: int) -> str:
-    return STATE_COLORS[state % len(STATE_COLORS)]
+    """A state's colour, stable across refits (states are numbered by first visit)."""
+    return category_color(state)
 
 
 def state_domain(n_states: int) -> tuple[list[str], list[str]]:
