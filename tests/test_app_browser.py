@@ -93,15 +93,19 @@ def test_sidebar_reaches_every_page_in_one_session(
         wait_for_app(page, PAGES[0].title)
         links = page.get_by_test_id("stSidebarNav").get_by_role("link")
         # Every page the app offers is one the walk knows, so a new page cannot go unwalked.
-        # (A link's text is its icon's name, then its title.)
-        titles = [text.strip().splitlines()[-1].strip() for text in links.all_inner_texts()]
-        assert titles == [spec.title for spec in PAGES]
+        assert _sidebar_titles(page) == [spec.title for spec in PAGES]
         for spec in (*PAGES[1:], PAGES[0]):
             links.filter(has_text=re.compile(rf"{re.escape(spec.title)}\s*$")).click()
             wait_for_app(page, spec.title)
             assert_clean(page, f"{spec.title} page reached from the sidebar")
             assert page.url.split("?")[0] == f"{app.url}/{spec.url_path}"
             assert "folder=" in page.url, "the folder fell out of the URL on the way"
+
+
+def _sidebar_titles(page: Page) -> list[str]:
+    # A link's text is its icon's name, then its title.
+    links = page.get_by_test_id("stSidebarNav").get_by_role("link")
+    return [text.strip().splitlines()[-1].strip() for text in links.all_inner_texts()]
 
 
 def test_plain_streamlit_run_listens_on_localhost_only(analysis: Path) -> None:
@@ -131,6 +135,12 @@ def test_a_link_opens_its_page_on_a_fresh_server(
         page.wait_for_timeout(500)
         assert not page.get_by_text("Page not found").count()
         assert f"runs={run.replace('/', '%2F')}" in page.url or f"runs={run}" in page.url
+        # The whole app, through its router: the sidebar names the pages by their titles (a
+        # file of pages/ run bare would list file names) and holds the folder.
+        assert _sidebar_titles(page) == [spec.title for spec in PAGES]
+        assert page.get_by_test_id("stSidebar").get_by_role("textbox").input_value() == str(
+            analysis
+        )
 
 
 ALL_RUNS = "modular-addition/seed0,modular-addition/seed1,digits-cnn/seed0"
