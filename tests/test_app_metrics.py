@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from apptest_helpers import PAGE_FILES, by_key, chart_data, direct, routed, texts, vega_charts
 
 from dyntools.checkpoints.records import Axis
-from dyntools.hmm import FitConfig
+from dyntools.hmm import FitConfig, fit_result_from_json
 from dyntools.pipeline.fits import fit_or_load
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.runner import compute
@@ -85,10 +87,11 @@ def test_latest_stored_fit_colours_a_new_session(fresh_folder: Path) -> None:
     newer = fit_or_load(store, FitConfig(runs=RUNS, max_states=2, restarts=1, seed=5))
     assert store.list_fits()["config_hash"].to_list() == [newer.config_hash, older.config_hash]
     app = routed("metrics", fresh_folder)
-    background = by_key(app.selectbox, "metrics.background")
-    assert newer.config_hash[:12] in background.label and "latest" in background.label
+    colour = by_key(app.radio, "metrics.colour")
+    assert newer.config_hash[:12] in colour.label and "latest" in colour.label
+    assert by_key(app.selectbox, "metrics.background").value == "sparse-parity/seed0"
     app = routed("metrics", fresh_folder, runs="sparse-parity/seed0")
-    assert newer.config_hash[:12] in by_key(app.selectbox, "metrics.background").label
+    assert newer.config_hash[:12] in by_key(app.radio, "metrics.colour").label
 
 
 def test_page_runs_on_its_own(analysed_folder: Path) -> None:
@@ -166,3 +169,37 @@ def test_view_options_come_back_from_the_url_and_layers_are_in_network_order(
     assert by_key(app.toggle, "metrics.log").value is True
     assert by_key(app.radio, "metrics.kind").value == "activation"
     assert by_key(app.multiselect, "metrics.hooks").options == ["fc1", "act1", "fc2"]
+
+
+def test_each_runs_points_coloured_by_its_own_states(analysed_folder: Path) -> None:
+    app = routed("latent-states", analysed_folder)
+    fit_hash = app.session_state["dyntools.fit"]
+    app.switch_page(PAGE_FILES["metrics"]).run()
+    by_key(app.radio, "metrics.colour").set_value("by each run's state").run()
+    assert not app.exception
+    data = chart_data(vega_charts(app)[0])
+    result = fit_result_from_json(
+        json.loads(Store(locate_db(analysed_folder).path).load_fit(fit_hash).result_json)
+    )
+    paths = result.paths()
+    steps = dict(
+        zip(result.run_ids, np.split(result.steps, np.cumsum(result.lengths)[:-1]), strict=True)
+    )
+    for run in ("sparse-parity/seed0", "sparse-parity/seed1"):
+        shown = data.filter(pl.col("run_id") == run).unique(["step"]).sort("step")
+        expected = {int(s): f"S{int(k)}" for s, k in zip(steps[run], paths[run], strict=True)}
+        assert shown["state"].to_list() == [expected[s] for s in shown["step"].to_list()]
+
+
+def test_per_tensor_curves_and_smoothing(analysed_folder: Path) -> None:
+    app = routed("metrics", analysed_folder, weights="fc1", metrics="l2")
+    by_key(app.radio, "metrics.scope").set_value("each tensor")
+    by_key(app.slider, "metrics.smoothing").set_value(0.5).run()
+    assert not app.exception
+    data = chart_data(vega_charts(app)[0]).filter(pl.col("layer") == "value")
+    assert set(data["series"]) == {"fc1.weight"}
+    one = data.filter(pl.col("run_id") == "sparse-parity/seed0").sort("step")
+    # The first point is itself; the next is the debiased average of the two.
+    v0, v1 = one["value"][0], one["value"][1]
+    assert one["smoothed"][0] == pytest.approx(v0)
+    assert one["smoothed"][1] == pytest.approx((0.5 * v0 + v1) / 1.5)

@@ -72,6 +72,7 @@ def test_metric_panels_follow_the_layer_order() -> None:
         {
             "run_id": ["a"] * 4,
             "hook_point": ["fc2", "fc2", "fc1", "fc1"],
+            "series": ["fc2", "fc2", "fc1", "fc1"],
             "metric": ["l2"] * 4,
             "step": [0, 1, 0, 1],
             "epoch": [0.0, 1.0, 0.0, 1.0],
@@ -79,7 +80,7 @@ def test_metric_panels_follow_the_layer_order() -> None:
             "value": [1.0, 2.0, 3.0, 4.0],
         }
     )
-    spec = _spec(charts.metric_curves(curves, Axis.STEP, layers=["fc2", "fc1"]))
+    spec = _spec(charts.metric_curves(curves, Axis.STEP, series_order=["fc2", "fc1"]))
     assert spec["facet"] == {
         "field": "panel",
         "sort": ["fc2 · l2", "fc1 · l2"],

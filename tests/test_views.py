@@ -203,3 +203,67 @@ def test_default_features_follow_other_pages_else_the_layer_norms_in_network_ord
     ]
     chosen = default_features(offered, ["relu1"], ["dead_fraction"], modules)
     assert chosen == ['relu1/dead_fraction@{"threshold":0.01}']
+
+
+def _tensorboard_smoothing(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing as its frontend computes it (a debiased EMA that skips
+    non-finite points, which keep their value)."""
+    last, count, out = 0.0, 0, []
+    for value in values:
+        if not np.isfinite(value):
+            out.append(value)
+            continue
+        last = last * weight + (1 - weight) * value
+        count += 1
+        out.append(last / (1 - weight**count))
+    return out
+
+
+def test_smoothing_is_tensorboards_per_curve() -> None:
+    from dyntools.views.metrics import smoothed
+
+    a = [1.0, 3.0, float("nan"), 2.0, 8.0, 5.0]
+    b = [10.0, 0.0, 4.0]
+    curves = pl.DataFrame(
+        {
+            "run_id": ["r"] * 6 + ["s"] * 3,
+            "series": ["fc1"] * 9,
+            "metric": ["l2"] * 9,
+            "params": [""] * 9,
+            "step": [5, 0, 1, 2, 3, 4, 2, 0, 1],  # not in order: smoothing follows the steps
+            "value": [a[5], a[0], a[1], a[2], a[3], a[4], b[2], b[0], b[1]],
+        }
+    )
+    out = smoothed(curves, 0.6).sort("run_id", "step")
+    expected = _tensorboard_smoothing(a, 0.6) + _tensorboard_smoothing(b, 0.6)
+    got = out["smoothed"].to_list()
+    assert np.isnan(got[2]) and np.isnan(expected[2])
+    assert [g for i, g in enumerate(got) if i != 2] == pytest.approx(
+        [e for i, e in enumerate(expected) if i != 2]
+    )
+    assert smoothed(curves, 0.0)["smoothed"].to_list()[1:2] == [1.0]
+    with pytest.raises(ValueError, match="smoothing weight"):
+        smoothed(curves, 1.0)
+
+
+def test_tensor_curves_name_each_head_and_fused_part() -> None:
+    from dyntools.views.metrics import tensor_curve_frame
+
+    metrics = pl.DataFrame(
+        {
+            "run_id": ["r"] * 4,
+            "kind": ["weight"] * 4,
+            "scope": ["tensor", "tensor", "tensor", "hook_point"],
+            "hook_point": ["attn"] * 4,
+            "tensor": ["attn.W_Q", "attn.c_attn.weight", "attn.W_O", ""],
+            "head": [2, None, None, None],
+            "component": ["", "q", "", ""],
+            "metric": ["l2"] * 4,
+            "params": [""] * 4,
+            "step": [0] * 4,
+            "epoch": [None] * 4,
+            "value": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    series = tensor_curve_frame(metrics)["series"].to_list()
+    assert sorted(series) == ["attn.W_O", "attn.W_Q head 2", "attn.c_attn.weight q"]

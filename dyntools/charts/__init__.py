@@ -4,7 +4,7 @@ from dyntools.charts.activations import activation_stats, colorful_dimension
 from dyntools.charts.folder import training_curves
 from dyntools.charts.information_plane import information_plane
 from dyntools.charts.latent_states import heldout_likelihood, model_selection, state_timeline
-from dyntools.charts.metrics import BRUSH, metric_curves
+from dyntools.charts.metrics import BRUSH, metric_curves, state_coloured_curves
 
 __all__ = [
     "BRUSH",
@@ -14,6 +14,7 @@ __all__ = [
     "information_plane",
     "metric_curves",
     "model_selection",
+    "state_coloured_curves",
     "state_timeline",
     "training_curves",
 ]

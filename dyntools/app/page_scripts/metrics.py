@@ -6,20 +6,27 @@ import streamlit as st
 
 from dyntools import charts, ui
 from dyntools.metrics.kinds import HookKind
-from dyntools.views.latent_states.frames import state_intervals
+from dyntools.views.latent_states.frames import state_intervals, state_points
 from dyntools.views.layers import network_order
 from dyntools.views.metrics import (
     brushed_range,
     comparison_notes,
     curve_frame,
+    panel_order,
     range_summary,
     rounding_notes,
+    smoothed,
+    tensor_curve_frame,
     time_range,
+    with_states,
 )
 from dyntools.views.time import with_time
 
 # Also what the URL carries (?metrics.kind=activations).
 KIND_LABELS = {HookKind.WEIGHT: "weights", HookKind.ACTIVATION: "activations"}
+SCOPES = {"hook points": curve_frame, "each tensor": tensor_curve_frame}
+RUN, STATE = "by run", "by each run's state"
+NO_BACKGROUND = "(none)"
 
 page = ui.open_metrics_page("Metrics")
 folder, state, index = page.folder, page.state, page.index
@@ -73,8 +80,29 @@ if not (runs and hooks and metrics):
     st.info("Choose at least one run, hook point and metric.")
     st.stop()
 
+left, middle, right = st.columns(3)
+scope = left.radio(
+    "Values of",
+    list(SCOPES),
+    horizontal=True,
+    key="metrics.scope",
+    bind=ui.URL,
+    help="Each hook point's value (the mean over its matrices), or every tensor's own: each "
+    "head of a split attention matrix, each part of a fused Q/K/V tensor.",
+)
+smoothing = middle.slider(
+    "Smoothing",
+    0.0,
+    0.99,
+    0.0,
+    0.01,
+    key="metrics.smoothing",
+    bind=ui.URL,
+    help="TensorBoard's: an exponential moving average over the earlier points, debiased; the "
+    "raw curve stays faint behind. Summaries and downloads hold the raw values.",
+)
 with ui.user_errors("reading metrics"):
-    curves = curve_frame(
+    curves = SCOPES[scope](
         ui.load_metrics(
             state.db, state.version or 0, tuple(runs), tuple(hooks), tuple(metrics), kind
         )
@@ -93,10 +121,11 @@ for note in [
     *rounding_notes(errors, runs, metrics),
 ]:
     st.caption(note)
-axis = ui.axis_radio(curves, key="metrics.axis")
+with right:
+    axis = ui.axis_radio(curves, key="metrics.axis")
 curves = with_time(curves, axis)
 
-intervals, n_states = None, 0
+result, which = None, ""
 fit_hash, latest = ui.get_text(ui.FIT), False
 if not fit_hash:
     with ui.user_errors("reading the stored fits"):
@@ -104,45 +133,64 @@ if not fit_hash:
 if fit_hash:
     with ui.user_errors("reading the current fit"):
         result = ui.load_fit(state.db, fit_hash)
+    which = f"{'latest stored fit' if latest else 'fit'} {fit_hash[:12]}"
     if result is None:
         st.caption(f"The current fit {fit_hash[:12]} is not in this folder's database any more.")
     elif result.axis is not axis:
         st.caption(
-            f"The fit {fit_hash[:12]} places states on the {result.axis.value} axis: choose "
-            f"{result.axis.value} above to see them behind the curves."
+            f"The {which} places states on the {result.axis.value} axis: choose "
+            f"{result.axis.value} above to see them with the curves."
         )
-    else:
-        fitted = [r for r in runs if r in result.run_ids]
-        which = "latest stored fit" if latest else "fit"
-        choice = st.selectbox(
-            f"Background: HMM states of the {which} {fit_hash[:12]} ({result.n_states} "
-            "states) for run",
-            [*fitted, "(none)"],
-            key="metrics.background",
-            bind=ui.URL,
-        )
-        if choice != "(none)":
-            intervals = state_intervals(result).filter(pl.col("run_id") == choice)
-            n_states = result.n_states
+        result = None
 else:
-    st.caption("Fit latent states on the Latent states page to colour the background by state.")
+    st.caption("Fit latent states on the Latent states page to see the curves by state.")
 
 if log_scale and (curves["value"] <= 0).any():
     st.caption("Values <= 0 are left out on the log scale.")
     curves = curves.filter(curves["value"] > 0)
-selection = ui.chart(
-    charts.metric_curves(
-        curves,
+series_order = panel_order(curves, network_order(hooks, page.modules))
+drawn = smoothed(curves, smoothing) if smoothing else curves
+colour = RUN
+if result is not None:
+    colour = st.radio(
+        f"Colour ({which}, {result.n_states} states)",
+        [RUN, STATE],
+        horizontal=True,
+        key="metrics.colour",
+        bind=ui.URL,
+        help="By run, with one run's states behind the curves; or each run's points by the "
+        "state that run was in (the runs the fit decoded).",
+    )
+if result is not None and colour == STATE:
+    spec = charts.state_coloured_curves(
+        with_states(drawn, state_points(result)),
+        axis,
+        result.n_states,
+        log_scale=log_scale,
+        series_order=series_order,
+    )
+else:
+    intervals, n_states = None, 0
+    if result is not None:
+        fitted = [r for r in runs if r in result.run_ids]
+        choice = st.selectbox(
+            "States behind the curves: those of run",
+            [*fitted, NO_BACKGROUND],
+            key="metrics.background",
+            bind=ui.URL,
+        )
+        if choice != NO_BACKGROUND:
+            intervals = state_intervals(result).filter(pl.col("run_id") == choice)
+            n_states = result.n_states
+    spec = charts.metric_curves(
+        drawn,
         axis,
         log_scale=log_scale,
         intervals=intervals,
         n_states=n_states,
-        layers=network_order(hooks, page.modules),
-    ),
-    key="metrics.chart",
-    name="metrics",
-    on_select=True,
-)
+        series_order=series_order,
+    )
+selection = ui.chart(spec, key="metrics.chart", name="metrics", on_select=True)
 brushed = brushed_range(selection.get(charts.BRUSH))
 shown = time_range(curves, *brushed) if brushed else curves
 unit = axis.value
