@@ -8,4 +8,7 @@ from pathlib import Path
 
 from dyntools.app.main import run
 
-run(sys.argv[1:], pages_folder=Path(__file__).resolve().parent / "pages")
+# Streamlit runs this file as __main__; worker processes of the HMM fits re-import the main
+# module under another name, and must not start the app.
+if __name__ == "__main__":
+    run(sys.argv[1:], pages_folder=Path(__file__).resolve().parent / "pages")

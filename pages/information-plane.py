@@ -5,4 +5,5 @@ file by itself, and it hands over to the router."""
 
 from dyntools.app import run_page
 
-run_page("information-plane", __file__)
+if __name__ == "__main__":  # not in the worker processes that re-import the main module
+    run_page("information-plane", __file__)

@@ -56,14 +56,21 @@ def routed(page: str, folder: Path | str, **params: str) -> AppTest:
     return app.run()
 
 
-# url path -> the page's script in the package, which direct() runs on its own.
-PAGE_SCRIPTS = {page.url_path: str(page.path) for page in PAGES}
+# The main script of direct(): the page's script from the package, on its own. Guarded, as
+# every main script of the app: worker processes of the HMM fits re-import the main module.
+DIRECT_SCRIPT = """
+if __name__ == "__main__":
+    import runpy
+
+    runpy.run_path({path!r}, run_name="dyntools_page")
+"""
 
 
 def direct(page: str, folder: Path | str, **params: str) -> AppTest:
     """The page's script on its own, without the router (pages set up shared state
     themselves)."""
-    app = AppTest.from_file(PAGE_SCRIPTS[page], default_timeout=60)
+    spec = next(p for p in PAGES if p.url_path == page)
+    app = AppTest.from_string(DIRECT_SCRIPT.format(path=str(spec.path)), default_timeout=60)
     app.query_params["folder"] = str(folder)
     for name, value in params.items():
         app.query_params[name] = value

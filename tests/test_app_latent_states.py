@@ -300,3 +300,37 @@ def test_default_runs_are_one_tasks_and_features_are_layer_norms(analysed_folder
         "fc2/l2",
         "fc2/spectral",
     ]
+
+
+def test_transition_drivers_posteriors_and_downloads(analysed_folder: Path) -> None:
+    app = direct("latent-states", analysed_folder)
+    by_key(app.selectbox, "latent.n_states").set_value(3).run()
+    assert not app.exception
+    fit_hash = app.session_state["dyntools.fit"]
+    stored = Store(locate_db(analysed_folder).path).load_fit(fit_hash)
+    assert stored is not None
+    result = fit_result_from_json(json.loads(stored.result_json))
+    box = by_key(app.selectbox, "latent.transition")
+    switches = [e for e in result.graph.edges if e.source != e.target]
+    assert box.options == [
+        f"S{e.source} → S{e.target} ({e.count} switch{'es' if e.count > 1 else ''})"
+        for e in switches
+    ]
+    first = switches[0]
+    drivers = next(
+        chart_data(c)
+        for c in vega_charts(app)
+        if "transition_drivers" in c.proto.spec or "switch log-odds gradient" in c.proto.spec
+    )
+    gradient = drivers.filter(pl.col("kind") == "switch log-odds gradient").sort("rank")
+    assert gradient["feature"].to_list() == [d.feature for d in first.top_gradient]
+    assert gradient["score"].to_list() == pytest.approx([d.value for d in first.top_gradient])
+    # The posterior areas of the chosen run: per checkpoint the states' probabilities sum to 1.
+    posteriors = next(
+        chart_data(c) for c in vega_charts(app) if "posterior probability" in c.proto.spec
+    )
+    assert set(posteriors["run_id"]) == {result.run_ids[0]}
+    sums = posteriors.group_by("step").agg(pl.col("probability").sum())["probability"]
+    assert sums.to_list() == pytest.approx([1.0] * sums.len())
+    labels = [button.proto.label for button in app.get("download_button")]
+    assert "Fit (JSON)" in labels

@@ -118,3 +118,22 @@ def test_a_pages_file_run_by_streamlit_itself_hands_over_to_the_router(
     assert not app.exception
     assert app.title[0].value == "Metrics"
     assert app.sidebar.text_input[0].value == str(analysed_folder)
+
+
+def test_worker_processes_do_not_start_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker of the HMM fits re-imports the main module under the name __mp_main__ (its
+    start method's rule): no entry of the app may run the app then."""
+    import runpy
+
+    import dyntools.app
+    import dyntools.app.main
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the app ran in a worker process")
+
+    monkeypatch.setattr(dyntools.app.main, "run", refuse)
+    monkeypatch.setattr(dyntools.app, "run_page", refuse)
+    repo = Path(__file__).resolve().parent.parent
+    entries = [repo / "streamlit_app.py", dyntools.app.MAIN_SCRIPT, *(repo / "pages").glob("*.py")]
+    for entry in entries:
+        runpy.run_path(str(entry), run_name="__mp_main__")

@@ -3,7 +3,13 @@
 from dyntools.charts.activations import activation_stats, colorful_dimension
 from dyntools.charts.folder import training_curves
 from dyntools.charts.information_plane import information_plane
-from dyntools.charts.latent_states import heldout_likelihood, model_selection, state_timeline
+from dyntools.charts.latent_states import (
+    heldout_likelihood,
+    model_selection,
+    posterior_areas,
+    state_timeline,
+    transition_drivers,
+)
 from dyntools.charts.metrics import BRUSH, metric_curves, state_coloured_curves
 
 __all__ = [
@@ -14,7 +20,9 @@ __all__ = [
     "information_plane",
     "metric_curves",
     "model_selection",
+    "posterior_areas",
     "state_coloured_curves",
     "state_timeline",
     "training_curves",
+    "transition_drivers",
 ]

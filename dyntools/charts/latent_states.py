@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from dyntools.charts.style import time_x
+from dyntools.charts.style import panel_width, time_x
 from dyntools.checkpoints.records import Axis
 from dyntools.views.colors import category_color
 from dyntools.views.latent_states.frames import state_domain
@@ -85,4 +85,57 @@ def state_timeline(
         # A fixed band per run (a number here was squeezed by the app's layout).
         .properties(height=alt.Step(26), width="container")
     )
+    return chart
+
+
+def posterior_areas(frame: pl.DataFrame, n_states: int, axis: Axis) -> alt.Chart:
+    """p(state | the whole run) over training, stacked to 1 (``posterior_frame``), in the
+    states' colours: where the model is sure and where it hesitates between states."""
+    labels, colors = state_domain(n_states)
+    chart: alt.Chart = (
+        alt.Chart(frame.to_arrow())
+        .mark_area(interpolate="step-after")
+        .encode(
+            x=time_x(axis),
+            y=alt.Y("probability:Q", stack="zero", title="posterior probability",
+                    scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("state:N", title="state", scale=alt.Scale(domain=labels, range=colors)),
+            order=alt.Order("state:N"),
+            tooltip=["run_id:N", "step:Q", "epoch:Q", "state:N",
+                     alt.Tooltip("probability:Q", format=".3f")],
+        )
+        .properties(height=200, width="container")
+    )  # fmt: skip
+    return chart
+
+
+def transition_drivers(frame: pl.DataFrame) -> alt.VConcatChart:
+    """A transition's driving features (``drivers_frame``) as bars, one panel per ranking, with
+    the spread of the score over the switches as an error bar where the ranking has one."""
+    panels = []
+    for kind in frame["kind"].unique(maintain_order=True).to_list():
+        rows = frame.filter(pl.col("kind") == kind).with_columns(
+            low=pl.col("score") - pl.col("spread"), high=pl.col("score") + pl.col("spread")
+        )
+        base = alt.Chart(rows.to_arrow()).encode(
+            y=alt.Y("feature:N", sort=alt.EncodingSortField("rank"), title=None,
+                    axis=alt.Axis(labelLimit=0)),
+        )  # fmt: skip
+        bars = base.mark_bar(color=category_color(0)).encode(
+            x=alt.X("score:Q", title=kind),
+            tooltip=["feature:N", alt.Tooltip("score:Q", format="+.3g"),
+                     alt.Tooltip("spread:Q", format=".2g")],
+        )  # fmt: skip
+        spread = (
+            base.transform_filter("isFinite(datum.spread)")
+            .mark_errorbar(color="black", ticks=True)
+            .encode(x="low:Q", x2="high:Q")
+        )
+        panels.append(
+            # A fixed width: a concatenation cannot take its container's.
+            alt.LayerChart(layer=[bars, spread]).properties(
+                height=alt.Step(22), width=panel_width(2)
+            )
+        )
+    chart: alt.VConcatChart = alt.vconcat(*panels)
     return chart

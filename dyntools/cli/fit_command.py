@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from dyntools.cli.fit_args import add_fit_arguments, fit_config_from_args, state_names_from_args
-from dyntools.hmm import fit_result_to_json, format_fit_report
+from dyntools.hmm import format_fit_report
 from dyntools.hmm.hmmlearn_backend import default_n_jobs
-from dyntools.pipeline.fits import fit_or_load, name_states, stability_or_load
+from dyntools.pipeline.fits import fit_document, fit_or_load, name_states, stability_or_load
 from dyntools.store import Store, find_existing_db, locate_db
 
 
@@ -85,10 +85,7 @@ def handler(args: argparse.Namespace) -> int:
     if names:
         outcome = name_states(store, outcome, names)
     if args.json:
-        payload = fit_result_to_json(outcome.result)
-        payload["config_hash"] = outcome.config_hash
-        payload["from_store"] = fitted.from_store
-        json.dump(payload, sys.stdout)
+        json.dump(fit_document(outcome, from_store=fitted.from_store), sys.stdout)
         print()
     else:
         source = "read back from the store" if fitted.from_store else "fitted and stored"

@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -38,6 +39,17 @@ class ServedFit:
     config_hash: str
     from_store: bool
     seconds: float
+
+
+def fit_document(served: ServedFit, *, from_store: bool | None = None) -> dict[str, Any]:
+    """The fit as the JSON document ``dyntools fit --json`` prints (and the app downloads):
+    the result, its configuration hash and whether the fit was read back from the store
+    (``from_store``: of the fit itself, when ``served`` is a later step such as its
+    stability)."""
+    document = fit_result_to_json(served.result)
+    document["config_hash"] = served.config_hash
+    document["from_store"] = served.from_store if from_store is None else from_store
+    return document
 
 
 @dataclass(frozen=True)

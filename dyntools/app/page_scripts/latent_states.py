@@ -1,5 +1,8 @@
 """Latent states: fit HMMs live over the chosen features, pick n, explore states and graph."""
 
+import functools
+import json
+
 import streamlit as st
 
 from dyntools import charts, ui
@@ -10,10 +13,13 @@ from dyntools.hmm.report import r_squared_text
 from dyntools.hmm.selection import CRITERIA
 from dyntools.hmm.stability import DEFAULT_RESAMPLES
 from dyntools.metrics.feature import Feature
+from dyntools.pipeline.fits import ServedFit, fit_document
 from dyntools.views.latent_states.frames import (
     caveats_about,
     convergence_frame,
+    drivers_frame,
     edges_frame,
+    posterior_frame,
     regression_frame,
     runs_in_state,
     selection_frame,
@@ -22,6 +28,7 @@ from dyntools.views.latent_states.frames import (
     state_intervals,
     state_points,
     state_summary,
+    transitions_between_states,
 )
 from dyntools.views.latent_states.graph import graph_specs, node_id, state_of
 from dyntools.views.latent_states.options import (
@@ -33,6 +40,12 @@ from dyntools.views.latent_states.options import (
     shared_scalars,
     split_heldout,
 )
+
+
+def fit_json(served: ServedFit) -> bytes:
+    """The download's content, made only when clicked."""
+    return json.dumps(fit_document(served)).encode()
+
 
 CRITERION_LABELS = {"bic": "lowest BIC", "heldout": "held-out log-likelihood"}
 PAPER = "The paper's 14 features (whole network)"
@@ -290,10 +303,54 @@ left.text_input(
 )
 right.dataframe(where, hide_index=True, width="stretch")
 right.caption(f"spent, first and last: in {result.axis.value}s (the fit's time axis).")
-with st.expander("Transitions and what drives them"):
+st.subheader("Transitions and what drives them")
+switches = transitions_between_states(result)
+if switches:
+    chosen_edge = st.selectbox(
+        "Transition",
+        list(switches),
+        key="latent.transition",
+        bind=ui.URL,
+        format_func=lambda label: (
+            f"{label} ({plural(switches[label].count, 'switch', 'switches')})"
+        ),
+        help="Hover an edge of the graph for the same ranking in short.",
+    )
+    drivers = drivers_frame(switches[chosen_edge])
+    if drivers.is_empty():
+        st.info(f"No feature ranking for {chosen_edge}.")
+    else:
+        st.caption(
+            "Bars: the features that most raise the log-odds of switching (its gradient, with "
+            "the spread over the switches as the error bar), and the difference of the two "
+            "states' means in standard units."
+        )
+        ui.chart(
+            charts.transition_drivers(drivers),
+            key="latent.drivers",
+            name="transition_drivers",
+            data=drivers,
+        )
+else:
+    st.info("No run switches state in this fit.")
+with st.expander("Every transition"):
     transitions = edges_frame(result)
     st.dataframe(transitions, hide_index=True, width="stretch")
     ui.downloads(transitions, "transitions", key="latent.edges_data")
+
+st.subheader("State probabilities over training")
+posterior_run = st.selectbox("Run", list(result.run_ids), key="latent.posterior_run", bind=ui.URL)
+posteriors = posterior_frame(result, posterior_run)
+st.caption(
+    "p(state | the whole run) at each checkpoint, stacked to 1: a band shared by two states "
+    "is where the model cannot tell them apart."
+)
+ui.chart(
+    charts.posterior_areas(posteriors, result.n_states, result.axis),
+    key="latent.posteriors",
+    name="posteriors",
+    data=posteriors,
+)
 
 st.subheader("Convergence")
 analysis = result.convergence
@@ -328,3 +385,21 @@ if resamples:
         for message in caveats_about(checked.result, CaveatCode.UNSTABLE):
             st.warning(message, icon=":material/warning:")
         st.dataframe(stability_frame(checked.result), hide_index=True, width="stretch")
+        outcome = checked
+
+st.subheader("Download this fit")
+st.caption(
+    f"The fit as `dyntools fit {folder} --json` prints it (with the stability check when it "
+    "ran), and every run's decoded states: one row per checkpoint with its state and that "
+    "state's posterior."
+)
+with st.container(horizontal=True):
+    st.download_button(
+        "Fit (JSON)",
+        data=functools.partial(fit_json, outcome),
+        file_name=f"fit-{outcome.config_hash[:12]}.json",
+        mime="application/json",
+        key="latent.fit_json",
+        icon=":material/data_object:",
+    )
+    ui.downloads(state_points(result), f"states-{outcome.config_hash[:12]}", key="latent.states")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -19,6 +19,7 @@ import polars as pl
 from dyntools.hmm import FitResult
 from dyntools.hmm.attribution import Driver
 from dyntools.hmm.caveats import CaveatCode, chosen_text, plural
+from dyntools.hmm.graph import TransitionEdge
 from dyntools.hmm.report import state_description
 from dyntools.views.colors import category_color
 
@@ -169,6 +170,72 @@ def runs_in_state(result: FitResult, state: int) -> pl.DataFrame:
         )
         .select("run_id", "checkpoints", "visits", "spent", "first", "last")
     )
+
+
+def posterior_frame(result: FitResult, run: str) -> pl.DataFrame:
+    """The smoothed posterior p(state | the whole run) of every checkpoint of ``run``, long:
+    run_id, step, epoch, time, state, probability (each checkpoint's probabilities sum to 1)."""
+    if run not in result.run_ids:
+        raise LookupError(f"run {run!r} is not in this fit; its runs: {', '.join(result.run_ids)}")
+    k = result.run_ids.index(run)
+    bounds = np.concatenate([[0], np.cumsum(result.lengths)])
+    rows = slice(int(bounds[k]), int(bounds[k + 1]))
+    posteriors = result.posteriors[rows]
+    n_rows = posteriors.shape[0]
+    return pl.DataFrame(
+        {
+            "run_id": [run] * (n_rows * result.n_states),
+            "step": np.repeat(result.steps[rows].astype(np.int64), result.n_states),
+            "epoch": np.repeat(result.epochs[rows], result.n_states),
+            "time": np.repeat(result.times[rows], result.n_states),
+            "state": [state_label(s) for s in range(result.n_states)] * n_rows,
+            "probability": posteriors.reshape(-1).astype(np.float64),
+        }
+    )
+
+
+def transition_label(source: int, target: int) -> str:
+    return f"{state_label(source)} → {state_label(target)}"
+
+
+def transitions_between_states(result: FitResult) -> dict[str, TransitionEdge]:
+    """The observed transitions between two different states, by label (``S0 → S1``)."""
+    return {
+        transition_label(edge.source, edge.target): edge
+        for edge in result.graph.edges
+        if edge.source != edge.target
+    }
+
+
+# The two rankings of a transition's features (hmm.graph), each with how it is read.
+DRIVER_KINDS: tuple[tuple[str, Callable[[TransitionEdge], tuple[Driver, ...]]], ...] = (
+    ("switch log-odds gradient", lambda edge: edge.top_gradient),
+    ("mean difference (target - source, standard units)", lambda edge: edge.top_mean_difference),
+)
+
+
+def drivers_frame(edge: TransitionEdge) -> pl.DataFrame:
+    """The features driving one transition, in both rankings: kind, rank, feature, score and
+    its spread over the switches (NaN where a ranking has none)."""
+    rows = [
+        {
+            "kind": kind,
+            "rank": rank,
+            "feature": driver.feature,
+            "score": driver.value,
+            "spread": driver.spread,
+        }
+        for kind, ranking in DRIVER_KINDS
+        for rank, driver in enumerate(ranking(edge), start=1)
+    ]
+    schema = {
+        "kind": pl.String,
+        "rank": pl.Int64,
+        "feature": pl.String,
+        "score": pl.Float64,
+        "spread": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
 
 
 def edges_frame(result: FitResult) -> pl.DataFrame:
