@@ -56,9 +56,17 @@ def fit_default(folder: Path) -> ServedFit:
     return fit_or_load(Store(default_db_path(folder)), FitConfig(paper_features=True))
 
 
+def fit_two_states(folder: Path) -> ServedFit:
+    """A second fit (two states, diag covariance), so that the Compare fits page has two."""
+    return fit_or_load(
+        Store(default_db_path(folder)), FitConfig(paper_features=True, n_states=2, restarts=2)
+    )
+
+
 def analysis_folder(target: Path) -> Path:
-    """Copy the small set, compute it and fit it: a folder every page has data for."""
+    """Copy the small set, compute it and fit it twice: a folder every page has data for."""
     copy_runs(target)
     compute_all(target)
-    fit_default(target)
+    fit_two_states(target)
+    fit_default(target)  # the newest: the fit the other pages start from
     return target

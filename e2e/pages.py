@@ -107,6 +107,7 @@ PAGES: tuple[PageSpec, ...] = (
         actions=(Action("refit", _latent_refit), Action("graph", _latent_graph)),
         needs=(CHART, "iframe[title='streamlit_agraph.agraph']"),
     ),
+    PageSpec("Compare fits", "compare-fits", needs=(CHART,)),
     PageSpec("Activations", "activations", needs=(CHART,)),
     PageSpec(
         "Information plane",

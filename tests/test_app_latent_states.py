@@ -76,7 +76,7 @@ def test_clicking_a_node_shows_its_summary(analysed_folder: Path) -> None:
     app.run()
     assert by_key(app.selectbox, "latent.node").value == "S1"
     frames = [frame.value for frame in app.dataframe]
-    (summary_frame,) = [f for f in frames if list(f.columns) == ["what", "value"]]
+    (summary_frame,) = [t.value for t in app.table]  # the state's summary
     summary = dict(summary_frame.itertuples(index=False))
     (where_frame,) = [f for f in frames if "visits" in f.columns]
     where = pl.from_pandas(where_frame)
@@ -124,8 +124,7 @@ def test_a_state_named_in_the_app_is_stored_with_the_fit(analysed_folder: Path) 
     assert not app.exception
     stored = _stored_fit(app, analysed_folder)
     assert stored.state_name(1) == "memorizing" and stored.state_name(0) == ""
-    frames = [frame.value for frame in app.dataframe]
-    (summary,) = [f for f in frames if list(f.columns) == ["what", "value"]]
+    (summary,) = [t.value for t in app.table]
     assert dict(summary.itertuples(index=False))["name"] == "memorizing"
     (graph,) = app.get("component_instance")
     assert "S1 memorizing" in str(graph.proto)

@@ -15,10 +15,11 @@ TITLES = {
     "hook-points": "Hook points",
     "metrics": "Metrics",
     "latent-states": "Latent states",
+    "compare-fits": "Compare fits",
     "activations": "Activations",
     "information-plane": "Information plane",
 }
-NEEDS_METRICS = ("metrics", "latent-states", "activations", "information-plane")
+NEEDS_METRICS = ("metrics", "latent-states", "compare-fits", "activations", "information-plane")
 
 
 @pytest.mark.parametrize("page", list(PAGE_FILES))

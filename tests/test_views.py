@@ -267,3 +267,24 @@ def test_tensor_curves_name_each_head_and_fused_part() -> None:
     )
     series = tensor_curve_frame(metrics)["series"].to_list()
     assert sorted(series) == ["attn.W_O", "attn.W_Q head 2", "attn.c_attn.weight q"]
+
+
+def test_fit_correspondence_and_adjusted_rand_index_match_sklearn() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from dyntools.views.latent_states.compare import adjusted_rand_index, matched_states
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 3, 40)
+    b = (a + (rng.random(40) < 0.2)) % 4  # mostly a renaming of a
+    table = (
+        pl.DataFrame({"state_a": [f"S{x}" for x in a], "state_b": [f"S{x}" for x in b]})
+        .group_by("state_a", "state_b")
+        .agg(pl.len().cast(pl.Int64).alias("checkpoints"))
+        .with_columns(
+            share_of_a=pl.col("checkpoints") / pl.col("checkpoints").sum().over("state_a")
+        )
+    )
+    assert adjusted_rand_index(table) == pytest.approx(adjusted_rand_score(a, b))
+    matched = dict(matched_states(table).select("state_a", "state_b").iter_rows())
+    assert matched == {"S0": "S0", "S1": "S1", "S2": "S2"}

@@ -37,6 +37,7 @@ PAGES: Final = (
     PageSpec("hook_points", "Hook points", ":material/account_tree:", "hook-points"),
     PageSpec("metrics", "Metrics", ":material/show_chart:", "metrics"),
     PageSpec("latent_states", "Latent states", ":material/hub:", "latent-states"),
+    PageSpec("compare_fits", "Compare fits", ":material/compare:", "compare-fits"),
     PageSpec("activations", "Activations", ":material/grid_on:", "activations"),
     PageSpec(
         "information_plane", "Information plane", ":material/scatter_plot:", "information-plane"

@@ -4,6 +4,7 @@ from dyntools.charts.activations import activation_stats, colorful_dimension
 from dyntools.charts.folder import training_curves
 from dyntools.charts.information_plane import information_plane
 from dyntools.charts.latent_states import (
+    correspondence_heatmap,
     heldout_likelihood,
     model_selection,
     posterior_areas,
@@ -16,6 +17,7 @@ __all__ = [
     "BRUSH",
     "activation_stats",
     "colorful_dimension",
+    "correspondence_heatmap",
     "heldout_likelihood",
     "information_plane",
     "metric_curves",

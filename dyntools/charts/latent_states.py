@@ -5,10 +5,12 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
-from dyntools.charts.style import panel_width, time_x
+from dyntools.charts.style import AXIS_ROOM, PAGE_WIDTH, time_x
 from dyntools.checkpoints.records import Axis
 from dyntools.views.colors import category_color
-from dyntools.views.latent_states.frames import state_domain
+from dyntools.views.latent_states.frames import DRIVER_KINDS, state_domain
+
+FEATURE_LABEL_LIMIT = 280  # px of a feature's name beside its bar
 
 CRITERIA = {"bic": "BIC", "aic": "AIC", "neg_log_likelihood": "-log-likelihood"}
 
@@ -109,33 +111,57 @@ def posterior_areas(frame: pl.DataFrame, n_states: int, axis: Axis) -> alt.Chart
     return chart
 
 
-def transition_drivers(frame: pl.DataFrame) -> alt.VConcatChart:
-    """A transition's driving features (``drivers_frame``) as bars, one panel per ranking, with
-    the spread of the score over the switches as an error bar where the ranking has one."""
-    panels = []
-    for kind in frame["kind"].unique(maintain_order=True).to_list():
-        rows = frame.filter(pl.col("kind") == kind).with_columns(
-            low=pl.col("score") - pl.col("spread"), high=pl.col("score") + pl.col("spread")
-        )
-        base = alt.Chart(rows.to_arrow()).encode(
-            y=alt.Y("feature:N", sort=alt.EncodingSortField("rank"), title=None,
-                    axis=alt.Axis(labelLimit=0)),
-        )  # fmt: skip
-        bars = base.mark_bar(color=category_color(0)).encode(
-            x=alt.X("score:Q", title=kind),
-            tooltip=["feature:N", alt.Tooltip("score:Q", format="+.3g"),
-                     alt.Tooltip("spread:Q", format=".2g")],
-        )  # fmt: skip
-        spread = (
-            base.transform_filter("isFinite(datum.spread)")
-            .mark_errorbar(color="black", ticks=True)
-            .encode(x="low:Q", x2="high:Q")
-        )
-        panels.append(
-            # A fixed width: a concatenation cannot take its container's.
-            alt.LayerChart(layer=[bars, spread]).properties(
-                height=alt.Step(22), width=panel_width(2)
-            )
-        )
-    chart: alt.VConcatChart = alt.vconcat(*panels)
+def transition_drivers(frame: pl.DataFrame) -> alt.FacetChart:
+    """A transition's driving features (``drivers_frame``) as bars, a row per ranking (each
+    with its own features and scale), with the spread of the score over the switches as an
+    error bar where the ranking has one."""
+    rows = frame.with_columns(
+        low=pl.col("score") - pl.col("spread"), high=pl.col("score") + pl.col("spread")
+    )
+    base = alt.Chart(rows.to_arrow()).encode(
+        y=alt.Y("feature:N", sort=alt.EncodingSortField("rank"), title=None,
+                axis=alt.Axis(labelLimit=FEATURE_LABEL_LIMIT)),
+    )  # fmt: skip
+    bars = base.mark_bar(color=category_color(0)).encode(
+        x=alt.X("score:Q", title="score"),
+        tooltip=["kind:N", "feature:N", alt.Tooltip("score:Q", format="+.3g"),
+                 alt.Tooltip("spread:Q", format=".2g")],
+    )  # fmt: skip
+    spread = (
+        base.transform_filter("isFinite(datum.spread)")
+        .mark_errorbar(color="black", ticks=True)
+        .encode(x="low:Q", x2="high:Q")
+    )
+    chart: alt.FacetChart = (
+        # A facet keeps its panels' width (the app stretches only single views): room for the
+        # feature names within the page.
+        alt.LayerChart(layer=[bars, spread])
+        .properties(height=alt.Step(22), width=PAGE_WIDTH - FEATURE_LABEL_LIMIT - AXIS_ROOM)
+        .facet(row=alt.Row("kind:N", title=None, sort=[kind for kind, _ in DRIVER_KINDS],
+                           header=alt.Header(labelAngle=0, labelAlign="left", labelOrient="top")))
+        .resolve_scale(x="independent", y="independent")
+    )  # fmt: skip
+    return chart
+
+
+def correspondence_heatmap(table: pl.DataFrame) -> alt.LayerChart:
+    """How the states of fit A (rows) meet those of fit B (columns): each cell's share of the
+    row's checkpoints as its shade, the count written in it (``compare.correspondence``)."""
+    base = alt.Chart(table.to_arrow()).encode(
+        x=alt.X("state_b:N", title="state in fit B"),
+        y=alt.Y("state_a:N", title="state in fit A"),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("share_of_a:Q", title="share of A's state",
+                        scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        tooltip=["state_a:N", "state_b:N", "checkpoints:Q",
+                 alt.Tooltip("share_of_a:Q", format=".0%")],
+    )  # fmt: skip
+    counts = base.mark_text(baseline="middle").encode(
+        text="checkpoints:Q",
+        color=alt.condition(alt.datum.share_of_a > 0.5, alt.value("white"), alt.value("black")),
+    )
+    chart: alt.LayerChart = alt.LayerChart(layer=[cells, counts]).properties(
+        height=alt.Step(34), width=alt.Step(48)
+    )
     return chart

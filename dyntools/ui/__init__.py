@@ -23,6 +23,7 @@ from dyntools.ui.loaders import (
     name_state,
     stability,
     store_state,
+    stored_fits,
 )
 from dyntools.ui.page import MetricsPage, open_metrics_page
 from dyntools.ui.state import (
@@ -117,5 +118,6 @@ __all__ = [
     "state_graph",
     "stop_with_error",
     "store_state",
+    "stored_fits",
     "user_errors",
 ]

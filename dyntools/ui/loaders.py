@@ -245,6 +245,12 @@ def load_fit(db: str, config_hash: str) -> FitResult | None:
     return fit_result_from_json(json.loads(stored.result_json))
 
 
+def stored_fits(db: str) -> pl.DataFrame:
+    """Every stored fit, newest first (``Store.list_fits``; not cached: saving a fit changes
+    no data version)."""
+    return Store(db).list_fits()
+
+
 def latest_fit_hash(db: str, runs: tuple[str, ...]) -> str | None:
     """The newest stored fit covering any of ``runs`` (not cached: saving a fit changes no
     data version, and this is one small query)."""

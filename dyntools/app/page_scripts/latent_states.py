@@ -281,7 +281,8 @@ with ui.user_errors("state"):
     summary = state_summary(result, state_of(picked))
     where = runs_in_state(result, state_of(picked))
 left, right = st.columns([2, 3])
-left.dataframe(summary, hide_index=True, width="stretch")
+# A table, not a data grid: the summary's texts wrap instead of being cut.
+left.table(summary, hide_index=True)
 state_number = state_of(picked)
 name_key = f"latent.name.{outcome.config_hash}.{state_number}"
 st.session_state.setdefault(name_key, result.state_name(state_number))
