@@ -71,3 +71,28 @@ def test_weights_only_folder_says_how_to_get_activations(fresh_folder: Path) -> 
     app = routed("activations", fresh_folder)
     assert not app.exception
     assert "--activations" in app.info[0].value
+
+
+def test_other_bins_computed_from_the_page_and_shown(fresh_folder: Path) -> None:
+    from dyntools.pipeline import ComputeOptions, compute
+
+    metrics = ("histogram", "act_mean", "act_std", "dead_fraction")
+    compute(fresh_folder, ComputeOptions(metrics=metrics, activations=True, workers=1))
+    app = routed("activations", fresh_folder, runs="sparse-parity/seed0", activations="act1")
+    assert "acts.bins" not in [box.key for box in app.selectbox]  # one way only so far
+    by_key(app.number_input, "acts.new_bins").set_value(8)
+    by_key(app.number_input, "acts.new_high").set_value(4.0)
+    app.button[0].click().run(timeout=120)  # the form's submit button
+    assert not app.exception
+    assert "Computed 7 checkpoints" in texts(app)
+    box = by_key(app.selectbox, "acts.bins")
+    assert box.value == '{"bins":8,"high":4.0,"low":0.0,"on":"abs"}'
+    assert box.format_func(box.value) == "8 bins of |a| over [0, 4)"
+    heatmap = chart_data(vega_charts(app)[0])
+    # Only the run and layer shown were computed; the heatmap shows the new bins.
+    assert set(heatmap["run_id"]) == {"sparse-parity/seed0"}
+    assert heatmap.filter(pl.col("step") == 0)["bin"].to_list()[-1] == ">= 4"
+    assert heatmap.filter(pl.col("step") == 0).height == 8 + 1
+    stored = Store(locate_db(fresh_folder).path).read_histograms()
+    new = stored.filter(pl.col("params").str.contains('"bins":8'))
+    assert set(new["run_id"]) == {"sparse-parity/seed0"} and set(new["hook_point"]) == {"act1"}

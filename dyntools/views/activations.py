@@ -3,7 +3,9 @@ dimension, from the store's tidy frames (``Store.read_metrics`` / ``read_histogr
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -17,6 +19,30 @@ ACTIVATION_STATS = ("act_mean", "act_std", "dead_fraction")
 def histogram_metrics() -> list[str]:
     """The registry's histogram metrics (the colorful dimension)."""
     return [name for name, entry in REGISTRY.items() if isinstance(entry, HistogramMetric)]
+
+
+@dataclass(frozen=True)
+class ComputedBins:
+    """What a compute of other histogram bins did (the page shows it after the rerun that
+    reads them): their parameters, a summary and the failures."""
+
+    params: str
+    message: str
+    failures: tuple[str, ...]
+
+
+def describe_bins(params: str) -> str:
+    """``40 bins of |a| over [0, 10)`` for a stored histogram's parameters."""
+    spec = json.loads(params)
+    of = "|a|" if spec.get("on", "abs") == "abs" else "a"
+    return f"{spec['bins']} bins of {of} over [{spec['low']:g}, {spec['high']:g})"
+
+
+def histogram_params(histograms: pl.DataFrame) -> dict[str, str]:
+    """The parameters the stored histograms were computed with, each with its description,
+    the most common first (``read_histograms`` rows)."""
+    counts = histograms.group_by("params").len().sort(["len", "params"], descending=[True, False])
+    return {params: describe_bins(params) for params in counts["params"].to_list()}
 
 
 def activation_stats_frame(metrics: pl.DataFrame) -> pl.DataFrame:
