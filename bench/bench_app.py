@@ -7,9 +7,11 @@ incremental, so only the first ``make bench`` pays for it), then one warm-up vis
 - first render from the sidebar: a fresh ``streamlit run``, the main page opened once (the
   first script run imports torch and the rest, about 4.6 s), then each page reached by its
   sidebar link, timed from the click until heading, finished script and drawn charts.
-- first render: a fresh ``streamlit run`` per page (Streamlit's caches empty), the browser opens
-  the page's URL; timed from navigation until the page's heading shows, the script has finished
-  and every chart is drawn. Goal: under 2 s.
+- cold and warm first render: a fresh ``streamlit run`` per page (Streamlit's caches empty, no
+  session has routed yet), the browser opens the page's URL; timed from navigation until the
+  page's heading shows, the script has finished and every chart is drawn. Goal: under 3 s.
+  Warm: the same URL in a new tab of that browser (a new Streamlit session; the browser's cache
+  and the server's caches filled).
 - refit served from the store / fresh refit: ``dyntools.pipeline.fits.fit_or_load`` on the paper's
   features of all 10 sample runs (what ``dyntools fit sample_runs`` does); fresh means on a copy
   of the database without stored fits. Goals: 0.3 s and 3 s.
@@ -134,21 +136,22 @@ def _first_renders() -> list[Row]:
                 wait_for_app(page, spec.title)
                 check_rendered(page, spec)
                 first = time.perf_counter() - started
-                page.context.close()
-                page = new_page(browser)  # a second visitor: Streamlit's caches now warm
+                # Warm: a new tab of the same browser (its own Streamlit session; the browser's
+                # cache holds Streamlit's scripts, the server's caches the data).
+                tab = page.context.new_page()
                 started = time.perf_counter()
-                page.goto(page_url(server.url, spec.url_path, SAMPLE_RUNS))
-                wait_for_app(page, spec.title)
-                check_rendered(page, spec)
+                tab.goto(page_url(server.url, spec.url_path, SAMPLE_RUNS))
+                wait_for_app(tab, spec.title)
+                check_rendered(tab, spec)
                 again = time.perf_counter() - started
                 page.context.close()
             rows.append(
                 Row(
-                    f"first render: {spec.title}",
+                    f"cold first render (fresh server): {spec.title}",
                     first,
                     None,
-                    goal="goal < 2 s",
-                    note=f"fresh server; a second visitor {again:.2f} s",
+                    goal="goal < 3 s",
+                    note=f"warm (a new tab): {again:.2f} s",
                 )
             )
     return rows

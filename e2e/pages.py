@@ -59,6 +59,24 @@ def _metrics_change_selection(page: Page) -> None:
     charts_drawn(page)
 
 
+def _metrics_views(page: Page) -> None:
+    widgets.pick_radio(page, "Values of", "each tensor")
+    charts_drawn(page)
+    colour = page.get_by_test_id("stRadio").filter(has_text="by each run's state")
+    colour.get_by_text("by each run's state", exact=True).click()
+    wait_for_rerun(page)
+    charts_drawn(page)
+    # Smoothing: the slider's thumb, moved with the keyboard as a person can.
+    thumb = widgets.widget(page, "stSlider", "Smoothing").get_by_role("slider")
+    thumb.focus()
+    for _ in range(60):
+        thumb.press("ArrowRight")
+    wait_for_rerun(page)
+    charts_drawn(page)
+    if "metrics.smoothing=" not in page.url:
+        raise AssertionError(f"the smoothing did not reach the URL: {page.url}")
+
+
 def _latent_refit(page: Page) -> None:
     widgets.choose(page, "Number of states", "3")
     expect(page.get_by_text(re.compile(r"Fit \w+: .*\b3 states"))).to_be_visible()
@@ -77,6 +95,24 @@ def _latent_graph(page: Page) -> None:
     shown = widgets.selected_value(page, "State")
     if shown.strip() != clicked:
         raise AssertionError(f"clicked node {clicked} but the State box shows {shown!r}")
+
+
+def _latent_views(page: Page) -> None:
+    expect(page.get_by_text("switch log-odds gradient").first).to_be_attached()
+    runs = widgets.options(page, "Run")
+    widgets.choose(page, "Run", runs[-1])
+    charts_drawn(page)
+
+
+def _activations_other_bins(page: Page) -> None:
+    page.get_by_text("Other bins", exact=True).click()
+    bins = widgets.widget(page, "stNumberInput", "Bins").locator("input")
+    bins.fill("8")
+    widgets.press(page, "Compute these histograms")
+    expect(page.get_by_text(re.compile(r"Computed \d+ checkpoints"))).to_be_visible()
+    if "8 bins" not in widgets.selected_value(page, "Histogram bins (computed more than one way)"):
+        raise AssertionError("the new bins are not the ones shown")
+    charts_drawn(page)
 
 
 def _information_plane_variant(page: Page) -> None:
@@ -98,17 +134,29 @@ PAGES: tuple[PageSpec, ...] = (
     PageSpec(
         "Metrics",
         "metrics",
-        actions=(Action("change selection", _metrics_change_selection),),
+        actions=(
+            Action("change selection", _metrics_change_selection),
+            Action("per tensor, by state, smoothed", _metrics_views),
+        ),
         needs=(CHART,),
     ),
     PageSpec(
         "Latent states",
         "latent-states",
-        actions=(Action("refit", _latent_refit), Action("graph", _latent_graph)),
+        actions=(
+            Action("refit", _latent_refit),
+            Action("graph", _latent_graph),
+            Action("drivers and posteriors", _latent_views),
+        ),
         needs=(CHART, "iframe[title='streamlit_agraph.agraph']"),
     ),
     PageSpec("Compare fits", "compare-fits", needs=(CHART,)),
-    PageSpec("Activations", "activations", needs=(CHART,)),
+    PageSpec(
+        "Activations",
+        "activations",
+        actions=(Action("other bins", _activations_other_bins),),
+        needs=(CHART,),
+    ),
     PageSpec(
         "Information plane",
         "information-plane",

@@ -34,6 +34,19 @@ def choose(page: Page, label: str, option: str) -> None:
     wait_for_rerun(page)
 
 
+def options(page: Page, label: str) -> list[str]:
+    """The options of the selectbox labelled ``label`` (its dropdown opened and closed)."""
+    box = widget(page, "stSelectbox", label)
+    box.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    box.click()
+    listed = page.get_by_role("option")
+    listed.first.wait_for(state="visible")
+    names = [text.strip() for text in listed.all_inner_texts()]
+    page.keyboard.press("Escape")
+    return names
+
+
 def add_to_multiselect(page: Page, label: str) -> str:
     """Add the first option not yet chosen to the multiselect labelled ``label``."""
     box = widget(page, "stMultiSelect", label)

@@ -15,7 +15,7 @@ from streamlit_agraph import Config, Edge, Node, agraph
 from dyntools.charts.style import styled
 from dyntools.store import SchemaVersionError, StoreBusyError
 from dyntools.ui.state import URL
-from dyntools.views.export import CHART_FORMATS, chart_bytes, frame_bytes
+from dyntools.views.export import CHART_FORMATS, FORMATS, chart_bytes, frame_bytes
 from dyntools.views.latent_states.graph import EdgeSpec, NodeSpec
 
 # What dyntools raises for bad input or a busy database: shown as a message, never a traceback.
@@ -37,14 +37,19 @@ def user_errors(what: str = "") -> Iterator[None]:
         stop_with_error(f"{prefix}{error}")
 
 
+def _frame_file(frame: pl.DataFrame, fmt: str) -> bytes:
+    return frame_bytes(frame, fmt)[0]
+
+
 def _download_buttons(frame: pl.DataFrame, name: str, key: str) -> None:
     for fmt in ("csv", "parquet"):
-        data, mime = frame_bytes(frame, fmt)
         st.download_button(
             fmt.upper(),
-            data=data,
+            # Written only when clicked: every table's CSV and Parquet on every rerun cost
+            # more than the page.
+            data=functools.partial(_frame_file, frame, fmt),
             file_name=f"{name}.{fmt}",
-            mime=mime,
+            mime=FORMATS[fmt][1],
             key=f"{key}.{fmt}",
             help=f"Download the data behind this view ({frame.height} rows) as {fmt.upper()}",
             icon=":material/download:",

@@ -100,7 +100,7 @@ st.caption(
     f"(default {spec.bins} bins over [{spec.low:g}, {spec.high:g}), fast.ai's choice; the "
     "`>=` row counts the overflow)."
 )
-with st.expander("Other bins"):
+with st.expander("Other bins", expanded=just_computed is not None):
     with st.form("acts.bins_form", border=False):
         a, b, c = st.columns(3)
         bins = a.number_input("Bins", 1, MAX_BINS, spec.bins, key="acts.new_bins")
