@@ -3,7 +3,7 @@ dyntools/app/page_scripts/activations.py.
 Named after the page's URL: a link opened on a server no session has routed yet runs this
 file by itself, and it hands over to the router."""
 
-from dyntools.app import run_page
+from dyntools.app.main import run_page
 
 if __name__ == "__main__":  # not in the worker processes that re-import the main module
     run_page("activations", __file__)

@@ -133,7 +133,7 @@ def test_worker_processes_do_not_start_the_app(monkeypatch: pytest.MonkeyPatch) 
         raise AssertionError("the app ran in a worker process")
 
     monkeypatch.setattr(dyntools.app.main, "run", refuse)
-    monkeypatch.setattr(dyntools.app, "run_page", refuse)
+    monkeypatch.setattr(dyntools.app.main, "run_page", refuse)
     repo = Path(__file__).resolve().parent.parent
     entries = [repo / "streamlit_app.py", dyntools.app.MAIN_SCRIPT, *(repo / "pages").glob("*.py")]
     for entry in entries:

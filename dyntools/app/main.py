@@ -9,6 +9,7 @@ this router.
 
 from __future__ import annotations
 
+import runpy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,25 @@ def run(argv: Sequence[str] = (), pages_folder: Path | None = None) -> None:
         navigation.run()
     finally:
         ROUTING.reset(routing)
+
+
+def run_page(url_path: str, page_file: str) -> None:
+    """Run one page's script here (the development ``pages/`` files do, one line each, giving
+    their own path).
+
+    Run by the router, the page script runs. Run by Streamlit itself (until some session has
+    called ``st.navigation``, Streamlit runs the file of ``pages/`` a URL names, without the
+    main script), it hands over to the router, which then runs this page again inside the app:
+    sidebar, layout and shared selections as everywhere.
+
+    Not under the name ``__main__``: that would make the script the main module for the
+    worker processes of the HMM fits, which would then run the page.
+    """
+    if not ROUTING.get():
+        run(sys.argv[1:], pages_folder=Path(page_file).resolve().parent)
+        return
+    spec = next(page for page in PAGES if page.url_path == url_path)
+    runpy.run_path(str(spec.path), run_name=f"dyntools_page_{spec.script}")
 
 
 if __name__ == "__main__":
