@@ -24,7 +24,14 @@ import os
 from pathlib import Path
 from typing import Final
 
-from dyntools.checkpoints import layout_bare, layout_hf, layout_lightning, layout_own, layout_torch
+from dyntools.checkpoints import (
+    layout_bare,
+    layout_hf,
+    layout_hub,
+    layout_lightning,
+    layout_own,
+    layout_torch,
+)
 from dyntools.checkpoints.listing import CHECKPOINT_SUFFIXES, LayoutReader, Listing
 from dyntools.checkpoints.records import Discovery, Problem, Run
 
@@ -33,6 +40,7 @@ LAYOUTS: Final[dict[str, LayoutReader]] = {
     reader.name: reader
     for reader in (
         layout_own.READER,
+        layout_hub.READER,
         layout_hf.READER,
         layout_lightning.READER,
         layout_torch.READER,
@@ -43,8 +51,8 @@ LAYOUTS: Final[dict[str, LayoutReader]] = {
 SKIPPED_DIRS: Final = frozenset({"__pycache__", "node_modules"})
 
 SUPPORTED: Final = (
-    "expected run.json + epoch_NNNNN.safetensors (dyntools), checkpoint-N/ (Hugging Face "
-    "Trainer), *.ckpt (Lightning), numbered *.pt/*.pth/*.bin (torch.save) or numbered "
+    "expected run.json + epoch_NNNNN.safetensors (dyntools), models--ORG--NAME/ (the Hugging "
+    "Face hub cache), checkpoint-N/ (Hugging Face Trainer), *.ckpt (Lightning), numbered *.pt/*.pth/*.bin (torch.save) or numbered "
     "*.safetensors files; see the README, section 'Reading checkpoint folders'"
 )
 
@@ -136,7 +144,7 @@ class _Walker:
                     )
                 )
                 return
-            self.runs.append(claim.run)
+            self.runs.extend(claim.runs)
             owned = claim.owned
             break
         self._report_strays(listing, owned)

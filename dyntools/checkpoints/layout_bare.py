@@ -60,7 +60,7 @@ def read(listing: Listing, run_id: str) -> Claim:
     run = assemble_run(
         run_id=run_id, path=listing.path, layout=NAME, candidates=candidates, problems=problems
     )
-    return Claim(run=run, owned=frozenset(names))
+    return Claim(runs=(run,), owned=frozenset(names))
 
 
 READER = LayoutReader(name=NAME, detect=detect, read=read)

@@ -76,9 +76,9 @@ def read(listing: Listing, run_id: str) -> Claim:
         history.extend(_entries(state))
         config = _read_json(folder / CONFIG_JSON, problems, required=False) or config
         try:
-            ref = _checkpoint(folder, step, _epoch(state))
+            ref = model_checkpoint(folder, step, _epoch(state))
         except (ValueError, OSError) as error:
-            problems.append(problem_for(_weights_path(folder), error))
+            problems.append(problem_for(weights_path(folder), error))
             continue
         candidates.append(ref)
     candidates = _attach(candidates, history)
@@ -90,7 +90,7 @@ def read(listing: Listing, run_id: str) -> Claim:
         problems=problems,
         config=config,
     )
-    return Claim(run=run, owned=owned)
+    return Claim(runs=(run,), owned=owned)
 
 
 def _step_of(folder: Path) -> int:
@@ -98,14 +98,17 @@ def _step_of(folder: Path) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _weights_path(folder: Path) -> Path:
+def weights_path(folder: Path) -> Path:
+    """The file a checkpoint folder's weights are read from (the folder when it has none)."""
     for name in (*SINGLE_FILES, SAFETENSORS_INDEX, PICKLE_FILE):
         if (folder / name).exists():
             return folder / name
     return folder
 
 
-def _checkpoint(folder: Path, step: int, epoch: float | None) -> CheckpointRef:
+def model_checkpoint(folder: Path, step: int, epoch: float | None) -> CheckpointRef:
+    """The checkpoint in a folder as save_pretrained writes it: one safetensors file, shards
+    with their index, or a pickled pytorch_model.bin (also the hub cache's snapshots)."""
     index = folder / SAFETENSORS_INDEX
     if index.is_file():
         return _sharded(folder, index, step, epoch)

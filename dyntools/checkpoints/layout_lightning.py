@@ -94,7 +94,7 @@ def read(listing: Listing, run_id: str) -> Claim:
     run = assemble_run(
         run_id=run_id, path=listing.path, layout=NAME, candidates=candidates, problems=problems
     )
-    return Claim(run=run, owned=owned)
+    return Claim(runs=(run,), owned=owned)
 
 
 def _read_metrics(path: Path, problems: list[Problem]) -> list[dict[str, float]]:

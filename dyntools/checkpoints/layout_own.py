@@ -92,7 +92,7 @@ def read(listing: Listing, run_id: str) -> Claim:
         config=config,
         probe=probe if PROBE_FILE in listing.files else None,
     )
-    return Claim(run=run, owned=frozenset(owned))
+    return Claim(runs=(run,), owned=frozenset(owned))
 
 
 READER = LayoutReader(name=NAME, detect=detect, read=read)

@@ -27,12 +27,13 @@ class Listing:
 
 @dataclass(frozen=True)
 class Claim:
-    """A run a layout reader found in a folder, and the entries of that folder it owns.
+    """The runs a layout reader found in a folder (usually one; a hub cache repository with
+    several training stages holds one per stage), and the entries of that folder it owns.
 
     Owned files are not reported as stray; owned sub-folders are not searched for more runs.
     """
 
-    run: Run
+    runs: tuple[Run, ...]
     owned: frozenset[str]
 
 
