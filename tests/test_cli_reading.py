@@ -32,6 +32,7 @@ def test_runs_json_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         "id": "hf_trainer",
         "path": str(tmp_path / "hf_trainer"),
         "layout": "hf-trainer",
+        "task": "(hf-trainer)",  # a Trainer folder names no task: grouped by its layout
         "checkpoints": 3,
         "first_step": 8,
         "last_step": 24,
@@ -53,8 +54,8 @@ def test_runs_table_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture
     status, out, _ = run_cli(capsys, "runs", str(FIXTURES))
     assert status == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["RUN", "LAYOUT", "CKPTS", "STEPS", "SCALARS", "PROBLEMS"]
-    assert rows[0].split()[:4] == ["hf_sharded", "hf-trainer", "3", "8..24"]
+    assert header.split() == ["RUN", "LAYOUT", "TASK", "CKPTS", "STEPS", "SCALARS", "PROBLEMS"]
+    assert rows[0].split()[:5] == ["hf_sharded", "hf-trainer", "(hf-trainer)", "3", "8..24"]
     assert "3 run(s) in" in out
     status, out, _ = run_cli(capsys, "runs", str(tmp_path))
     assert status == 1 and "no checkpoints found" in out

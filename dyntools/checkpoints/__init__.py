@@ -18,6 +18,7 @@ from dyntools.checkpoints.records import (
     Problem,
     Run,
     TensorInfo,
+    task_from,
 )
 from dyntools.checkpoints.run_metadata import read_run_json
 from dyntools.lazy import lazy_exports
@@ -64,6 +65,7 @@ __all__ = [
     "read_run",
     "read_run_json",
     "run_id_for",
+    "task_from",
 ]
 
 

@@ -40,6 +40,9 @@ REPO_SEPARATOR: Final = "--"  # how the cache spells the / of ORG/NAME
 COMMIT_RE: Final = re.compile(r"^[0-9a-f]{40}$")
 SEED_RE: Final = re.compile(r"^(?P<model>.+)-seed(?P<seed>\d+)$")
 REF_LIMIT: Final = 1024  # bytes: a ref file holds one commit hash
+# huggingface_hub writes a ref through ``<branch>.<8 hex>.tmp`` and a rename: one left behind by
+# a killed download names no branch.
+PARTIAL_REF_RE: Final = re.compile(r"\.[0-9a-f]{8}\.tmp$")
 TOKEN_UNITS: Final = {"M": 1e6, "B": 1e9}
 
 
@@ -166,7 +169,7 @@ def _branches(repo_folder: Path, problems: list[Problem]) -> dict[str, list[str]
     if not refs.is_dir():
         return found
     for path in sorted(refs.rglob("*")):
-        if path.name.startswith(".") or not path.is_file():
+        if path.name.startswith(".") or PARTIAL_REF_RE.search(path.name) or not path.is_file():
             continue
         try:
             commit = read_bytes(path, REF_LIMIT).decode("ascii").strip()

@@ -52,6 +52,12 @@ AUTO_AXIS: Final = "auto"
 AXIS_CHOICES: Final = (AUTO_AXIS, Axis.STEP.value, Axis.EPOCH.value)
 
 
+def task_from(config: Mapping[str, Any], layout: str) -> str:
+    """The task a run's configuration names; ``(layout)`` when it names none."""
+    task = config.get("task")
+    return task if isinstance(task, str) and task else f"({layout})"
+
+
 @dataclass(frozen=True)
 class Problem:
     """Something wrong with one file or folder: what, and what the user can do about it."""
@@ -161,6 +167,12 @@ class Run:
     problems: tuple[Problem, ...]
     config: Mapping[str, Any] = field(default_factory=dict, hash=False)
     probe: Path | None = None
+
+    @property
+    def task(self) -> str:
+        """What the run trained: its configuration's ``task`` (run.json; a hub repository
+        without its ``-seedN``), else ``(layout)``: runs of one task are fitted together."""
+        return task_from(self.config, self.layout)
 
     @property
     def first_step(self) -> int | None:

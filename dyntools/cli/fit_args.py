@@ -35,7 +35,13 @@ def add_fit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scalars", nargs="+", default=[], metavar="NAME", help="training scalars as features"
     )
-    parser.add_argument("--runs", nargs="+", metavar="RUN", help="runs to fit (default: all)")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--runs", nargs="+", metavar="RUN", help="runs to fit (default: all)")
+    runs.add_argument(
+        "--task",
+        metavar="TASK",
+        help="fit the runs of one task, e.g. every seed of a hub suite (EleutherAI/pythia-160m)",
+    )
     parser.add_argument("--max-states", type=int, default=defaults.max_states, metavar="K")
     parser.add_argument(
         "--states", type=int, metavar="N", help="use N states instead of the lowest BIC"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dyntools.checkpoints import task_from
 from dyntools.cli.fit_args import add_fit_arguments, fit_config_from_args, state_names_from_args
 from dyntools.hmm import format_fit_report
 from dyntools.hmm.hmmlearn_backend import default_n_jobs
@@ -30,15 +31,24 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(func=handler)
 
 
-def runs_below(store: Store, folder: Path) -> tuple[str, ...]:
-    """The ids of the stored runs whose folder is ``folder`` or below it."""
+def runs_below(store: Store, folder: Path, task: str | None = None) -> tuple[str, ...]:
+    """The ids of the stored runs whose folder is ``folder`` or below it (of ``task`` only,
+    when given; a task no run has raises, naming the tasks there are)."""
     root = folder.resolve()
-    runs = store.read_runs()
-    return tuple(
-        run_id
-        for run_id, path in runs.select("run_id", "path").iter_rows()
+    below = [
+        (run_id, task_from(json.loads(config or "{}"), layout))
+        for run_id, path, layout, config in store.read_runs()
+        .select("run_id", "path", "layout", "config_json")
+        .iter_rows()
         if Path(path).resolve() == root or root in Path(path).resolve().parents
-    )
+    ]
+    if task is None:
+        return tuple(run_id for run_id, _ in below)
+    chosen = tuple(run_id for run_id, of in below if of == task)
+    if not chosen and below:
+        tasks = ", ".join(sorted({of for _, of in below}))
+        raise LookupError(f"no computed run of task {task!r} below {folder}; its tasks: {tasks}")
+    return chosen
 
 
 def handler(args: argparse.Namespace) -> int:
@@ -61,7 +71,7 @@ def handler(args: argparse.Namespace) -> int:
     if not config.features and not config.paper_features:
         config = dataclasses.replace(config, paper_features=True)
     if config.runs is None:
-        below = runs_below(store, args.folder)
+        below = runs_below(store, args.folder, args.task)
         if not below:
             raise LookupError(f"no computed runs below {args.folder} in {db}")
         config = dataclasses.replace(config, runs=below)

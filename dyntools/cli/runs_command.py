@@ -38,6 +38,7 @@ def run_json(run: Run) -> dict[str, Any]:
         "id": run.run_id,
         "path": str(run.path),
         "layout": run.layout,
+        "task": run.task,
         "checkpoints": len(run.checkpoints),
         "first_step": run.first_step,
         "last_step": run.last_step,
@@ -56,7 +57,7 @@ def discovery_json(found: Discovery) -> dict[str, Any]:
 
 
 def _table(found: Discovery) -> str:
-    rows = [("RUN", "LAYOUT", "CKPTS", "STEPS", "SCALARS", "PROBLEMS")]
+    rows = [("RUN", "LAYOUT", "TASK", "CKPTS", "STEPS", "SCALARS", "PROBLEMS")]
     for run in found.runs:
         steps = f"{run.first_step}..{run.last_step}" if run.checkpoints else "-"
         scalars = ", ".join(run.scalar_names) or "-"
@@ -64,6 +65,7 @@ def _table(found: Discovery) -> str:
             (
                 printable(run.run_id),
                 run.layout,
+                printable(run.task),
                 str(len(run.checkpoints)),
                 steps,
                 printable(scalars),

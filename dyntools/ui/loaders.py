@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
-from dyntools.checkpoints import discover_runs
+from dyntools.checkpoints import discover_runs, task_from
 from dyntools.hmm import FitConfig, FitResult, fit_result_from_json
 from dyntools.hmm.hmmlearn_backend import default_n_jobs
 from dyntools.hookpoints import HookPointTree, build_tree
@@ -32,7 +32,7 @@ from dyntools.pipeline.fits import (
 from dyntools.store import Store, locate_db
 from dyntools.store.store import NoResultsError
 from dyntools.views.activations import histogram_metrics
-from dyntools.views.folder import runs_table, scalars_table, task_from
+from dyntools.views.folder import runs_table, scalars_table
 from dyntools.views.latent_states.frames import latest_fit
 
 Names = tuple[str, ...] | None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import polars as pl
 
@@ -21,17 +20,6 @@ SCALARS_SCHEMA = {
     "name": pl.Utf8,
     "value": pl.Float64,
 }
-
-
-def task_of(run: Run) -> str:
-    """The run's task from run.json; other layouts are grouped under their layout name."""
-    return task_from(run.config, run.layout)
-
-
-def task_from(config: Mapping[str, Any], layout: str) -> str:
-    """The task a run's configuration names; ``(layout)`` when it names none."""
-    task = config.get("task")
-    return task if isinstance(task, str) and task else f"({layout})"
 
 
 def main_task(tasks: Mapping[str, str], chosen: Sequence[str] = ()) -> str | None:
@@ -59,7 +47,7 @@ def runs_table(runs: Sequence[Run]) -> pl.DataFrame:
             {
                 "run_id": run.run_id,
                 "layout": run.layout,
-                "task": task_of(run),
+                "task": run.task,
                 "model": str(model.get("name", "")) if isinstance(model, dict) else "",
                 "seed": seed if isinstance(seed, int) else None,
                 "checkpoints": len(run.checkpoints),
@@ -93,7 +81,7 @@ def scalars_table(runs: Sequence[Run]) -> pl.DataFrame:
     rows = [
         {
             "run_id": run.run_id,
-            "task": task_of(run),
+            "task": run.task,
             "epoch": checkpoint.epoch,
             "step": checkpoint.step,
             "name": name,
