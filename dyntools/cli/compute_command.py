@@ -14,6 +14,7 @@ from dyntools.metrics.histogram import DEFAULT_HISTOGRAM
 from dyntools.metrics.kinds import Param, ParamValue
 from dyntools.metrics.registry import REGISTRY
 from dyntools.pipeline import ComputeOptions, ComputeSummary, compute, parse_patterns
+from dyntools.pipeline.backends import BACKENDS
 from dyntools.pipeline.progress import ProgressBar
 from dyntools.pipeline.workers import configure_process
 from dyntools.selection import NetworkSelection
@@ -119,6 +120,21 @@ def add_parser(subparsers: Any) -> None:
         "enough work, else 1)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
+    parser.add_argument(
+        "--backend",
+        choices=sorted(BACKENDS),
+        default="local",
+        help="where the checkpoints are computed: "
+        + "; ".join(f"{name}: {entry.description}" for name, entry in BACKENDS.items())
+        + " (default local; ray needs pip install 'dyntools[ray]')",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="with --backend ray: the Ray cluster to connect to (host:port of its head, "
+        "ray://host:10001 for Ray Client, or auto for the one `ray start` or RAY_ADDRESS "
+        "names; default: a local Ray instance started for this compute)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=handler)
 
@@ -184,6 +200,8 @@ def handler(args: argparse.Namespace) -> int:
         params=metric_params(args),
         workers=args.workers,
         device=args.device,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )
     # This process computes and nothing else: it gets the workers' settings too.
     configure_process()

@@ -33,19 +33,24 @@ from dyntools.store.schema import ErrorRow, HistogramRow, MetricRow
 STAGE = "activations"
 
 
-def run_activation_units(job: Job, options: ComputeOptions) -> JobResult:
-    """Compute the missing activation units of one checkpoint."""
+def run_activation_units(
+    job: Job, options: ComputeOptions, probe: Probe | None = None
+) -> JobResult:
+    """Compute the missing activation units of one checkpoint. ``probe``: the run's probe batch
+    when the caller already has it (the Ray backend reads it once per run); None reads the
+    run's probe file."""
     result = JobResult(job.run.run_id, job.ref.step)
     units = job.activation_units
     if not units:
         return result
     paths = sorted({unit.hook_point for unit in units})
     try:
-        if job.run.probe is None:
-            raise ValueError(
-                f"run {job.run.run_id} has no probe.safetensors: no activation metrics"
-            )
-        probe = read_probe(job.run.probe)
+        if probe is None:
+            if job.run.probe is None:
+                raise ValueError(
+                    f"run {job.run.run_id} has no probe.safetensors: no activation metrics"
+                )
+            probe = read_probe(job.run.probe)
         model = rebuild_model(job.run.config, factory=options.factory)
         load_weights(model, job.ref)
         model.eval()

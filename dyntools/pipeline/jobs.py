@@ -1,14 +1,17 @@
 """The work of one checkpoint: read it, compute its missing units, return typed store rows.
 
-Jobs run in this process or in worker processes; only the parent process writes to the store
-(DuckDB allows one writer).
+Jobs run in this process, in worker processes or on a Ray cluster (a ``Backend``); only the
+compute's own process writes to the store (DuckDB allows one writer).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from dyntools.checkpoints import CheckpointRef, Run
+from dyntools.checkpoints import CheckpointRef, Probe, Run
+from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import WeightPlan, WorkUnit
 from dyntools.store.schema import ComputedRow, ErrorRow, HistogramRow, MetricRow
 
@@ -64,3 +67,23 @@ def done(job: Job, units: tuple[WorkUnit, ...], fingerprint: str) -> list[Comput
         )
         for unit in units
     ]
+
+
+class RunJob(Protocol):
+    """Computes one job. ``probe``: the run's probe batch when the backend already holds it
+    (the Ray backend reads it once per run into its object store); None reads the run's
+    probe file."""
+
+    def __call__(
+        self, job: Job, options: ComputeOptions, probe: Probe | None = None, /
+    ) -> JobResult: ...
+
+
+class Backend(Protocol):
+    """Where jobs run (``dyntools.pipeline.backends``): ``run(job, options)`` for every job,
+    results yielded in job order. ``workers``: how many run at once (None: the backend
+    decides). A worker that dies raises ``WorkerDiedError``."""
+
+    def __call__(
+        self, jobs: Sequence[Job], options: ComputeOptions, workers: int | None, run: RunJob, /
+    ) -> Iterator[JobResult]: ...

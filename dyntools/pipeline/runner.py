@@ -1,5 +1,6 @@
-"""``compute``: discover runs, ask the store what is missing, compute it in worker processes,
-and write the results in short transactions from this process only.
+"""``compute``: discover runs, ask the store what is missing, compute it on the chosen backend
+(this process, worker processes or a Ray cluster: ``backends.py``), and write the results in
+short transactions from this process only.
 
 A kill at any moment loses at most the batch being written: every batch is one transaction, and
 its ``computed`` rows go in with its values, so the next compute resumes where this one stopped.
@@ -12,21 +13,22 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dyntools.capture import ActivationHookPoint, list_modules, rebuild_model
-from dyntools.checkpoints import Run, discover_runs, read_probe
+from dyntools.checkpoints import Probe, Run, discover_runs, read_probe
 from dyntools.hookpoints import select_paths
 from dyntools.metrics.hsic import resolved_params
 from dyntools.metrics.kinds import HookKind, InformationMetric, params_key
 from dyntools.metrics.registry import metric
 from dyntools.pipeline.activation_job import run_activation_units
-from dyntools.pipeline.jobs import Job, JobResult
+from dyntools.pipeline.backends import backend_entry
+from dyntools.pipeline.jobs import Backend, Job, JobResult
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import WorkUnit, candidates, run_frames, weight_plan, weight_units
 from dyntools.pipeline.threads import SERIAL_BELOW, single_threaded
 from dyntools.pipeline.weight_job import run_weight_units
-from dyntools.pipeline.workers import WorkerDiedError, auto_workers, run_jobs
+from dyntools.pipeline.workers import WorkerDiedError
 from dyntools.selection import NetworkSelection
 from dyntools.store import Store, locate_db
 from dyntools.store.schema import (
@@ -243,15 +245,26 @@ def chosen_runs(runs: Sequence[Run], run_ids: Sequence[str]) -> list[Run]:
     return [run for run in runs if run.run_id in set(run_ids)]
 
 
-def run_job(job: Job, options: ComputeOptions) -> JobResult:
-    """Everything missing for one checkpoint (in this process or a worker)."""
+def run_job(job: Job, options: ComputeOptions, probe: Probe | None = None) -> JobResult:
+    """Everything missing for one checkpoint (in this process or a worker). ``probe``: the
+    run's probe batch when the backend holds it already (else read from the run's file)."""
     # Small checkpoints run on one intra-op thread (restored afterwards): see threads.py.
     largest = max((info.numel for info in job.ref.tensors), default=0)
     with single_threaded(largest < SERIAL_BELOW):
         result = run_weight_units(job, options)
-        activations = run_activation_units(job, options)
+        activations = run_activation_units(job, options, probe)
     result.merge(activations)
     return result
+
+
+def load_backend(name: str) -> Backend:
+    """The backend ``name`` of the registry; one whose package is missing raises, saying how to
+    install it."""
+    entry = backend_entry(name)
+    entry.require(name)
+    # The registry names its functions as text (see backends.py); each module checks
+    # statically that its function is a Backend.
+    return cast(Backend, entry.load())
 
 
 def _write(store: Store, batch: list[JobResult]) -> int:
@@ -281,6 +294,7 @@ def compute(
     """
     started = time.monotonic()
     options = options or ComputeOptions()
+    backend = load_backend(options.backend)  # a missing package says so before any work
     discovery = discover_runs(Path(folder))
     selected = chosen_runs(discovery.runs, options.runs)
     notes: list[str] = []
@@ -316,13 +330,12 @@ def compute(
     if not options.select and options.network == NetworkSelection():
         # A default compute's selection is what fits of the paper features use by default.
         store.set_network_selection(planned.network_selections)
-    chosen_workers = options.workers if options.workers is not None else auto_workers(len(jobs))
     written = 0
     batch: list[JobResult] = []
     last_write = time.monotonic()
     if progress is not None:
         progress(0, len(jobs))
-    results = run_jobs(jobs, options, chosen_workers, run_job)
+    results = backend(jobs, options, options.workers, run_job)
     finished = 0
     try:
         for job, result in zip(jobs, results, strict=True):

@@ -1,4 +1,5 @@
-"""Where jobs run: in this process, or in worker processes set up for large checkpoints.
+"""The local backend: jobs run in this process, or in worker processes set up for large
+checkpoints (the registry of backends: ``backends.py``).
 
 Worker processes are the pipeline's own, so they get the process-wide settings bounded memory
 needs (``allocator``); work done in the caller's process changes nothing there that outlives a
@@ -12,12 +13,15 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
 from dyntools.pipeline.allocator import return_large_frees
 from dyntools.processes import die_with_parent
+
+if TYPE_CHECKING:
+    from dyntools.pipeline.jobs import Backend
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -48,6 +52,14 @@ def auto_workers(jobs: int) -> int:
     return cores if jobs >= 32 * cores else 1
 
 
+def run_local(
+    jobs: Sequence[J], options: Opts, workers: int | None, run: Callable[[J, Opts], R]
+) -> Iterator[R]:
+    """The local backend: ``run_jobs`` with ``workers`` (None: decided from the amount of
+    work)."""
+    return run_jobs(jobs, options, auto_workers(len(jobs)) if workers is None else workers, run)
+
+
 def run_jobs(
     jobs: Sequence[J], options: Opts, workers: int, run: Callable[[J, Opts], R]
 ) -> Iterator[R]:
@@ -71,3 +83,7 @@ def run_jobs(
                 "lack of memory): not computed; run again with fewer --workers (1 computes in "
                 "one process) or on a machine with more memory"
             ) from None
+
+
+if TYPE_CHECKING:
+    _: Backend = run_local  # the registry's shape (checked statically)

@@ -7,6 +7,7 @@ from dyntools import charts, ui
 from dyntools.metrics.builtin import DEFAULT_DEAD_THRESHOLD
 from dyntools.metrics.histogram import DEFAULT_HISTOGRAM, MAX_BINS
 from dyntools.metrics.kinds import HookKind
+from dyntools.pipeline.options import configured_backend
 from dyntools.views.activations import (
     ACTIVATION_STATS,
     ComputedBins,
@@ -112,19 +113,23 @@ with st.expander("Other bins", expanded=just_computed is not None):
             "skipped. The same as `dyntools compute --activations --metrics histogram --bins N "
             "--range LOW HIGH`.",
         )
+    backend = configured_backend()
+    st.caption(backend.description)
     if asked:
         # Imported here: the compute imports torch (about 1.3 s), which only a compute needs.
         from dyntools.pipeline import ComputeOptions, compute
 
         wanted = {"bins": int(bins), "low": float(low), "high": float(high)}
         with st.spinner("Computing histograms..."), ui.user_errors("compute"):
-            options = ComputeOptions(
-                metrics=("histogram",),
-                activations=True,
-                activation_select=tuple(hooks),
-                params={"histogram": wanted},
-                runs=tuple(runs),
-                workers=1,
+            options = backend.apply(
+                ComputeOptions(
+                    metrics=("histogram",),
+                    activations=True,
+                    activation_select=tuple(hooks),
+                    params={"histogram": wanted},
+                    runs=tuple(runs),
+                    workers=1,
+                )
             )
             summary = compute(folder, options, db=state.path)
         # The rerun reads the new histograms; the page then shows them and this.

@@ -5,6 +5,7 @@ import streamlit as st
 from dyntools import ui
 from dyntools.hookpoints import select_paths
 from dyntools.metrics.kinds import HookKind
+from dyntools.pipeline.options import configured_backend
 from dyntools.selection import NetworkSelection
 from dyntools.views.hook_points import (
     computed_table,
@@ -114,6 +115,8 @@ if chosen_runs and len(chosen_runs) < len(run_ids):
     compute_runs = () if scope == every else tuple(chosen_runs)
 
 state = ui.store_state(folder)
+backend = configured_backend()
+st.caption(backend.description)
 if st.button("Compute", type="primary", key="hooks.compute", disabled=not selected):
     # Imported here: the compute imports torch (about 1.3 s), which only a compute needs.
     from dyntools.pipeline import ComputeOptions, compute
@@ -123,12 +126,14 @@ if st.button("Compute", type="primary", key="hooks.compute", disabled=not select
         # Every layer-level hook point selected means "every model's own layers": a folder can
         # hold runs of several models, and this list shows one run's.
         select = () if set(selected) >= set(natural) else tuple(selected)
-        options_ = ComputeOptions(
-            select=select,
-            metrics=chosen,
-            activations=activations,
-            workers=1,
-            runs=compute_runs,
+        options_ = backend.apply(
+            ComputeOptions(
+                select=select,
+                metrics=chosen,
+                activations=activations,
+                workers=1,
+                runs=compute_runs,
+            )
         )
     bar = st.progress(0.0, text="Planning...")
 
