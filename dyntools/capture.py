@@ -1,10 +1,12 @@
 """Module outputs of a rebuilt model: activation hook points and their capture.
 
 The model comes from ``run.json``'s ``model`` entry (``{"name": ..., "kwargs": {...}}``) through
-the model registry, or from a factory the user names explicitly (``package.module:function``).
-A factory is imported only when named; nothing in a run folder can make dyntools import code.
-``load_weights`` puts a checkpoint into the rebuilt model and ``capture`` records the forward
-output of named modules (the activation hook points) on the probe batch.
+the model registry, from a Hugging Face ``config.json`` through transformers (architectures it
+defines; never remote code), or from a factory the user names explicitly
+(``package.module:function``). A factory is imported only when named; nothing in a run folder
+can make dyntools import code. ``checkpoint_model`` gives the model with one checkpoint's
+weights and ``capture`` records the forward output of named modules (the activation hook
+points) on the probe batch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from dyntools.checkpoints import CheckpointRef, open_checkpoint
 from dyntools.models import build_model
+from dyntools.models.hf import hf_model, is_hf_config, load_hf_checkpoint
 
 
 @dataclass(frozen=True)
@@ -30,13 +33,22 @@ class ActivationHookPoint:
     is_leaf: bool
 
 
+def can_rebuild(config: Mapping[str, Any]) -> bool:
+    """Whether a run's configuration says which model it trained (run.json's ``model`` entry
+    or a transformers ``config.json``)."""
+    return isinstance(config.get("model"), Mapping) or is_hf_config(config)
+
+
 def rebuild_model(config: Mapping[str, Any], *, factory: str | None = None) -> torch.nn.Module:
-    """The model a run was trained with, from its ``run.json`` (or an explicit factory)."""
+    """The model a run was trained with, from its ``run.json`` or ``config.json`` (or an explicit
+    factory). A Hugging Face model comes on the meta device: its modules, without weights."""
+    if factory is None and is_hf_config(config):
+        return hf_model(config)
     spec = config.get("model")
     if factory is None and not isinstance(spec, Mapping):
         raise ValueError(
-            "this run does not say which model it trained (no 'model' entry in run.json): name "
-            "its factory explicitly, e.g. --factory mypackage.models:make_model"
+            "this run does not say which model it trained (no 'model' entry in run.json, no "
+            "config.json): name its factory explicitly, e.g. --factory mypackage.models:make_model"
         )
     return build_model(spec if isinstance(spec, Mapping) else {}, factory=factory)
 
@@ -66,9 +78,12 @@ def activation_hook_points(
 
 
 def first_tensor(output: object) -> torch.Tensor | None:
-    """A module's output tensor: the output itself, or the first tensor of a tuple or list."""
+    """A module's output tensor: the output itself, or the first tensor of a tuple or list, or
+    of a mapping (a transformers ``ModelOutput``: its logits or hidden states)."""
     if isinstance(output, torch.Tensor):
         return output
+    if isinstance(output, Mapping):
+        output = list(output.values())
     if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     return None
@@ -93,6 +108,19 @@ def capture(model: torch.nn.Module, paths: Sequence[str]) -> Iterator[dict[str, 
     finally:
         for handle in handles:
             handle.remove()
+
+
+def checkpoint_model(
+    config: Mapping[str, Any], ref: CheckpointRef, *, factory: str | None = None
+) -> torch.nn.Module:
+    """The run's model with the weights of checkpoint ``ref``, in evaluation mode."""
+    if factory is None and is_hf_config(config):
+        # transformers reads its own checkpoint folders (tensor names, shards, tied weights).
+        model = load_hf_checkpoint(config, ref.files[0].parent)
+    else:
+        model = rebuild_model(config, factory=factory)
+        load_weights(model, ref)
+    return model.eval()
 
 
 def load_weights(model: torch.nn.Module, ref: CheckpointRef) -> None:

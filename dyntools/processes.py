@@ -17,11 +17,16 @@ from typing import Final
 PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Make this (worker) process end when the process that started it ends, even by
     ``kill -9``: the kernel's parent-death signal on Linux, and a watchdog thread everywhere
-    (the parent's id changes when the parent is gone)."""
-    parent = os.getppid()
+    (the parent's id changes when the parent is gone).
+
+    ``parent``: the starting process's id as that process gave it (``os.getpid()`` in a spawn
+    pool's ``initargs``). Read here instead, it would be the new parent's when the starter died
+    before this ran, and the worker would live on. (A forkserver pool's workers are the
+    forkserver's children, which itself ends with the starter: they read their parent here.)"""
+    parent = os.getppid() if parent is None else parent
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
@@ -17,56 +16,15 @@ from dyntools.checkpoints import discover_runs, open_checkpoint
 from dyntools.checkpoints.layout_hub import BranchStep, branch_step, task_and_seed
 from dyntools.cli import main
 
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 huggingface_hub = pytest.importorskip("huggingface_hub")
+from hub_suites import PYTHIA, save, write_suite  # noqa: E402
+from hub_suites import nudge as _nudge  # noqa: E402
+from hub_suites import tiny_neox as _model  # noqa: E402
+
 from bench.hub_cache import write_revision  # noqa: E402  (needs huggingface_hub)
 
-PYTHIA = "EleutherAI/tiny-pythia"
 STEPS = (0, 1, 4, 8)
-
-
-def _model(seed: int) -> torch.nn.Module:
-    config = transformers.GPTNeoXConfig(
-        vocab_size=40,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=16,
-    )
-    torch.manual_seed(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = transformers.GPTNeoXForCausalLM(config)
-    return model.half()  # Pythia's revisions are published in fp16
-
-
-def _save(model: torch.nn.Module, folder: Path, **kwargs: object) -> dict[str, Path]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.save_pretrained(folder, **kwargs)
-    return {path.name: path for path in folder.iterdir()}
-
-
-def _nudge(model: torch.nn.Module) -> None:
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.01 * torch.randn_like(parameter))
-
-
-def write_suite(
-    cache: Path, repo: str, steps: tuple[int, ...], work: Path, seed: int = 0
-) -> dict[int, Path]:
-    """One repository with a revision per step, ``main`` on the last, as a Pythia download
-    (``revision="stepN"``) leaves it. Returns step -> snapshot folder."""
-    model = _model(seed)
-    snapshots = {}
-    for step in steps:
-        _nudge(model)
-        files = _save(model, work / f"{repo.replace('/', '_')}-{step}")
-        branches = [f"step{step}", *(["main"] if step == steps[-1] else [])]
-        snapshots[step] = write_revision(cache, repo, files, branches)
-    return snapshots
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +102,7 @@ def test_a_snapshot_no_branch_names_is_a_problem_never_a_guess(tmp_path: Path) -
     write_suite(cache, "org/model", (10, 20), tmp_path / "saved")
     # hf_hub_download(revision=<commit hash>) writes the snapshot and no ref
     model = _model(9)
-    detached = write_revision(cache, "org/model", _save(model, tmp_path / "detached"))
+    detached = write_revision(cache, "org/model", save(model, tmp_path / "detached"))
     found = discover_runs(cache)
     (run,) = found.runs
     assert [ref.step for ref in run.checkpoints] == [10, 20]
@@ -155,7 +113,7 @@ def test_a_snapshot_no_branch_names_is_a_problem_never_a_guess(tmp_path: Path) -
 
 def test_a_snapshot_only_main_names_has_no_step(tmp_path: Path) -> None:
     cache = tmp_path / "hub"
-    snapshot = write_revision(cache, "org/final", _save(_model(0), tmp_path / "m"), ["main"])
+    snapshot = write_revision(cache, "org/final", save(_model(0), tmp_path / "m"), ["main"])
     found = discover_runs(cache)
     assert not found.runs or not found.runs[0].checkpoints
     messages = [p.message() for p in found.all_problems() if p.path == snapshot]
@@ -169,13 +127,13 @@ def test_sharded_and_pickled_snapshots_are_read_as_the_trainer_writes_them(tmp_p
     sharded = write_revision(
         cache,
         "org/sharded",
-        _save(model, tmp_path / "sharded", max_shard_size="4KB"),
+        save(model, tmp_path / "sharded", max_shard_size="4KB"),
         ["step100"],
     )
     assert (sharded / "model.safetensors.index.json").is_symlink()
     # What transformers before safetensors wrote (and many published revisions hold): the
     # state dict pickled by torch.save beside config.json.
-    files = _save(model, tmp_path / "pickled")
+    files = save(model, tmp_path / "pickled")
     # The tensors under the names a checkpoint holds (transformers renames some on saving).
     expected = {n: t.float() for n, t in load_file(files["model.safetensors"]).items()}
     bin_file = tmp_path / "pickled" / "pytorch_model.bin"
@@ -200,10 +158,10 @@ def test_olmo_stages_are_runs_and_tokens_a_scalar(tmp_path: Path) -> None:
     model = _model(4)
     for branch in ("stage1-step100-tokens1B", "stage1-step200-tokens2B"):
         _nudge(model)
-        write_revision(cache, "allenai/OLMo-tiny", _save(model, tmp_path / branch), [branch])
+        write_revision(cache, "allenai/OLMo-tiny", save(model, tmp_path / branch), [branch])
     branch = "stage2-ingredient1-step50-tokens1B"
     _nudge(model)
-    write_revision(cache, "allenai/OLMo-tiny", _save(model, tmp_path / branch), [branch])
+    write_revision(cache, "allenai/OLMo-tiny", save(model, tmp_path / branch), [branch])
     runs = {run.run_id: run for run in discover_runs(cache).runs}
     assert sorted(runs) == ["allenai/OLMo-tiny@stage1", "allenai/OLMo-tiny@stage2"]
     stage1 = runs["allenai/OLMo-tiny@stage1"]
@@ -241,7 +199,7 @@ def test_branch_rules(branch: str, expected: BranchStep | None) -> None:
 def test_links_out_of_the_repository_are_not_followed(tmp_path: Path) -> None:
     cache = tmp_path / "hub"
     model = _model(5)
-    snapshot = write_revision(cache, "org/model", _save(model, tmp_path / "a"), ["step1"])
+    snapshot = write_revision(cache, "org/model", save(model, tmp_path / "a"), ["step1"])
     elsewhere = tmp_path / "elsewhere.safetensors"
     shutil.copyfile(snapshot / "model.safetensors", elsewhere)
     (snapshot / "model.safetensors").unlink()

@@ -24,13 +24,9 @@ from dyntools.checkpoints.run_metadata import read_run_json
 from dyntools.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the real imports, for type checkers only
-    from dyntools.checkpoints.probe import Probe, read_probe
+    from dyntools.checkpoints.probe import MAX_PROBE_SAMPLES, Probe, read_probe, write_probe
     from dyntools.checkpoints.tensors import CheckpointReader, open_checkpoint
-    from dyntools.checkpoints.writer import (
-        MAX_PROBE_SAMPLES,
-        CheckpointWriter,
-        prepare_state_dict,
-    )
+    from dyntools.checkpoints.writer import CheckpointWriter, prepare_state_dict
 
 # Reading tensors and writing checkpoints need torch; finding runs does not. These names are
 # loaded on first use, so that ``discover_runs`` (the app's first page) does not import torch.
@@ -39,7 +35,8 @@ _TORCH_EXPORTS: dict[str, str] = {
     "read_probe": "probe",
     "CheckpointReader": "tensors",
     "open_checkpoint": "tensors",
-    "MAX_PROBE_SAMPLES": "writer",
+    "MAX_PROBE_SAMPLES": "probe",
+    "write_probe": "probe",
     "CheckpointWriter": "writer",
     "prepare_state_dict": "writer",
 }
@@ -66,6 +63,7 @@ __all__ = [
     "read_run_json",
     "run_id_for",
     "task_from",
+    "write_probe",
 ]
 
 

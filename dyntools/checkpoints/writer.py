@@ -35,8 +35,7 @@ from dyntools.checkpoints.format import (
     TMP_SUFFIX,
     epoch_filename,
 )
-
-MAX_PROBE_SAMPLES = 512
+from dyntools.checkpoints.probe import MAX_PROBE_SAMPLES, write_probe
 
 
 def _dyntools_version() -> str:
@@ -190,21 +189,7 @@ class CheckpointWriter:
 
     def save_probe(self, x: torch.Tensor, y: torch.Tensor) -> Path:
         """Write ``probe.safetensors``: a fixed batch (at most 512) of inputs and labels."""
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"probe x has {x.shape[0]} samples but y has {y.shape[0]}")
-        if not 0 < x.shape[0] <= MAX_PROBE_SAMPLES:
-            raise ValueError(
-                f"a probe batch holds 1..{MAX_PROBE_SAMPLES} samples, got {x.shape[0]}: "
-                f"pass x[:{MAX_PROBE_SAMPLES}], y[:{MAX_PROBE_SAMPLES}]"
-            )
-        path = self.run_dir / PROBE_FILE
-        tensors = {
-            "x": x.detach().to("cpu").contiguous().clone(),
-            "y": y.detach().to("cpu").contiguous().clone(),
-        }
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={META_FORMAT: "pt"})
-        return path
+        return write_probe(self.run_dir / PROBE_FILE, x, y)
 
 
 __all__ = ["CHECKPOINT_SUFFIX", "MAX_PROBE_SAMPLES", "CheckpointWriter", "prepare_state_dict"]

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "export": "dyntools.cli.export_command",
     "runs": "dyntools.cli.runs_command",
     "hookpoints": "dyntools.cli.hookpoints_command",
+    "probe": "dyntools.cli.probe_command",
     "compute": "dyntools.cli.compute_command",
     "fit": "dyntools.cli.fit_command",
     "app": "dyntools.cli.app_command",

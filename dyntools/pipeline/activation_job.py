@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import torch
 
-from dyntools.capture import capture, first_tensor, load_weights, rebuild_model
+from dyntools.capture import capture, checkpoint_model, first_tensor
 from dyntools.checkpoints import Probe, read_probe
 from dyntools.metrics import InformationPlane, layer_output
 from dyntools.metrics.hsic import OUTPUTS
@@ -51,9 +51,7 @@ def run_activation_units(
                     f"run {job.run.run_id} has no probe.safetensors: no activation metrics"
                 )
             probe = read_probe(job.run.probe)
-        model = rebuild_model(job.run.config, factory=options.factory)
-        load_weights(model, job.ref)
-        model.eval()
+        model = checkpoint_model(job.run.config, job.ref, factory=options.factory)
         with torch.no_grad(), capture(model, paths) as outputs:
             model_output = first_tensor(model(probe.x))
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, MemoryError) as error:
@@ -76,8 +74,14 @@ def run_activation_units(
             result.errors.append(_error(job, hook, why))
             continue
         layer = layer_output(output)
-        points = {
+        points: dict[str, InformationPoint | Reason] = {
             variant: plane.hsic(output.reshape(output.shape[0], -1))
+            if output.dim() > 0 and output.shape[0] == plane.m
+            # e.g. rotary position embeddings: one tensor for the whole batch
+            else Reason(
+                ReasonCode.UNSUPPORTED_SHAPE,
+                f"output of shape {tuple(output.shape)} is not one row per probe sample",
+            )
             for variant, plane in planes.items()
         }
         for unit in by_hook[hook]:
@@ -121,13 +125,15 @@ def run_activation_units(
 def _value(
     entry: Metric,
     layer: LayerOutput,
-    points: dict[str, InformationPoint],
+    points: dict[str, InformationPoint | Reason],
     options: ComputeOptions,
 ) -> Outcome:
     if isinstance(entry, InformationMetric):
         point = points.get(entry.variant)
         if point is None:
             return None, Reason(ReasonCode.NO_OUTPUT, "the model produced no tensor output")
+        if isinstance(point, Reason):
+            return None, point
         return entry.compute(point)
     if not isinstance(entry, ActivationMetric):
         raise TypeError(f"{entry.name!r} is not an activation metric")

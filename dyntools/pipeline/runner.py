@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from dyntools.capture import ActivationHookPoint, list_modules, rebuild_model
+from dyntools.capture import ActivationHookPoint, can_rebuild, list_modules, rebuild_model
 from dyntools.checkpoints import Probe, Run, discover_runs, read_probe
 from dyntools.hookpoints import select_paths
 from dyntools.metrics.hsic import resolved_params
@@ -26,6 +26,7 @@ from dyntools.pipeline.backends import backend_entry
 from dyntools.pipeline.jobs import Backend, Job, JobResult
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import WorkUnit, candidates, run_frames, weight_plan, weight_units
+from dyntools.pipeline.probes import attach_probes
 from dyntools.pipeline.threads import SERIAL_BELOW, single_threaded
 from dyntools.pipeline.weight_job import run_weight_units
 from dyntools.pipeline.workers import WorkerDiedError
@@ -99,9 +100,9 @@ class RebuiltModel:
 
 
 def rebuilt_model(run: Run, options: ComputeOptions) -> RebuiltModel:
-    """The run's model rebuilt from run.json (or the named factory); a run that does not
-    describe its model, or whose description fails, gets the reason instead."""
-    if options.factory is None and not isinstance(run.config.get("model"), dict):
+    """The run's model rebuilt from run.json or config.json (or the named factory); a run that
+    does not describe its model, or whose description fails, gets the reason instead."""
+    if options.factory is None and not can_rebuild(run.config):
         return RebuiltModel(problem=f"run {run.run_id} does not say which model it trained")
     try:
         model = rebuild_model(run.config, factory=options.factory)
@@ -126,8 +127,9 @@ def _activation_units(run: Run, options: ComputeOptions, model: RebuiltModel) ->
         return []
     if run.probe is None:
         raise ValueError(
-            f"run {run.run_id} has no probe.safetensors, so no activation metrics: save one "
-            "with CheckpointWriter.save_probe(x, y)"
+            f"run {run.run_id} has no probe batch, so no activation metrics: save one with "
+            "CheckpointWriter.save_probe(x, y), or make one with `dyntools probe FOLDER --from "
+            "FILE`"
         )
     params = {name: _activation_params(run.probe, name, options) for name in metrics}
     return [
@@ -323,7 +325,8 @@ def compute(
         ),
     )
     failures: list[Failure] = []
-    planned = _plan_jobs(selected, options, store, failures)
+    # Runs that carry no probe get their task's, made by `dyntools probe`, if any.
+    planned = _plan_jobs(attach_probes(selected, db_path), options, store, failures)
     jobs, total_checkpoints = planned.jobs, planned.checkpoints
     notes.extend(planned.notes)
     store.set_modules(MODULES.frame(planned.modules))

@@ -37,9 +37,9 @@ def configure_process(threads: int | None = None) -> None:
         torch.set_num_threads(threads)
 
 
-def _worker_setup(threads: int) -> None:
+def _worker_setup(threads: int, parent: int) -> None:
+    die_with_parent(parent)
     configure_process(threads)
-    die_with_parent()
 
 
 class WorkerDiedError(RuntimeError):
@@ -73,7 +73,7 @@ def run_jobs(
     # spawn, not fork: forking a process that already runs torch's thread pools can deadlock.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_setup, initargs=(threads,)
+        workers, mp_context=context, initializer=_worker_setup, initargs=(threads, os.getpid())
     ) as pool:
         try:
             yield from pool.map(run, jobs, [options] * len(jobs), chunksize=1)

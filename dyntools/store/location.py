@@ -12,9 +12,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 DB_DIR = ".dyntools"
 DB_NAME = "dyntools.duckdb"
+# Probe batches of runs that carry none (Trainer folders, the hub cache), one per task: beside
+# the database, so that a shared or read-only folder of checkpoints is never written to.
+PROBES_DIR = "probes"
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ def locate_db(folder: Path, *, writable: Callable[[Path], bool] = _writable) -> 
 def default_db_path(folder: Path) -> Path:
     """The database file for ``folder``: inside it, or a per-user cache file if it is read-only."""
     return locate_db(folder).path
+
+
+def probe_path(db_path: Path, task: str) -> Path:
+    """Where the probe batch of ``task`` lives for the database at ``db_path``."""
+    return Path(db_path).parent / PROBES_DIR / f"{quote(task, safe='')}.safetensors"
 
 
 def find_existing_db(folder: Path) -> tuple[Path, Path] | None:
