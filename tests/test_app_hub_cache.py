@@ -14,7 +14,7 @@ from dyntools.cli import main
 from dyntools.pipeline import ComputeOptions, compute
 
 pytest.importorskip("transformers")
-from hub_suites import PYTHIA, TEXT, write_seeds, write_suite  # noqa: E402
+from hub_suites import PYTHIA, TEXT, write_seeds, write_suite
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("_config_home")]
 
