@@ -48,7 +48,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 $(TEST_TOOLS): $(INSTALLED) requirements-test-nodeps.txt
 	$(PIP) --no-deps -r requirements-test-nodeps.txt $(QUIET_PIP)
 	# The optional extras, so that the tests exercise them.
-	$(PIP) -e ".[dev,hf,ray]" $(QUIET_PIP)
+	$(PIP) -e ".[dev,hf,ray,lightning]" $(QUIET_PIP)
 	touch $@
 
 # A file target with no prerequisites: make runs this only when the browser is not there.

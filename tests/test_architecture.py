@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "dyntools.models": 1,
     "dyntools.roles": 1,
     "dyntools.capture": 2,
+    "dyntools.integrations": 2,  # Trainer and Lightning callbacks that write run folders
     "dyntools.selection": 2,
     "dyntools.store": 2,
     "dyntools.train": 2,

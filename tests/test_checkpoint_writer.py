@@ -66,6 +66,25 @@ def test_round_trip_tensors_and_metadata(tmp_path: Path) -> None:
     assert json.loads(metadata["dyntools.tied"]) == [["embed.weight", "unembed.weight"]]
 
 
+def test_save_step_records_a_step_and_no_epoch(tmp_path: Path) -> None:
+    # Loops that save several times per epoch (the Trainer and Lightning callbacks)
+    writer = CheckpointWriter(tmp_path / "run", TiedNet(), config())
+    writer.save_step(0)
+    path = writer.save_step(12_345_678, loss=0.5)
+    assert path.name == "step_12345678.safetensors"
+    with pytest.raises(FileExistsError, match="step 0 was saved before"):
+        writer.save_step(0)
+    with pytest.raises(ValueError, match="reserved"):
+        writer.save_step(3, epoch=1.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        writer.save_step(-1)
+    run = read_own_run(tmp_path / "run")
+    assert [(c.step, c.epoch) for c in run.checkpoints] == [(0, None), (12_345_678, None)]
+    assert run.checkpoints[1].scalars == {"loss": 0.5}
+    with pytest.raises(FileExistsError):  # a run saved by step is a run too
+        CheckpointWriter(tmp_path / "run", TiedNet(), config())
+
+
 def test_run_json_schema(tmp_path: Path) -> None:
     CheckpointWriter(tmp_path, TiedNet(), config())
     run = read_run_json(tmp_path)

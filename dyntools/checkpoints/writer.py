@@ -91,8 +91,14 @@ def _scalar_to_str(name: str, value: Any) -> str:
     return repr(number) if math.isfinite(number) else str(number)
 
 
+def _check_step(step: object) -> None:
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be a non-negative int, got {step!r}")
+
+
 class CheckpointWriter:
-    """Writes one run folder: ``run.json``, ``epoch_NNNNN.safetensors`` and ``probe.safetensors``.
+    """Writes one run folder: ``run.json``, ``epoch_NNNNN.safetensors`` (or, saved by step,
+    ``step_NNNNNNN.safetensors``) and ``probe.safetensors``.
 
     ``model`` is an ``nn.Module`` (its ``state_dict()`` is saved at each ``save``) or a callable
     returning a state dict. ``config`` describes the run (task, model name and constructor
@@ -168,18 +174,34 @@ class CheckpointWriter:
         if isinstance(epoch, bool) or not isinstance(epoch, int):
             raise TypeError(f"epoch must be an int, got {type(epoch).__name__}")
         step = epoch if step is None else step
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"step must be a non-negative int, got {step!r}")
+        _check_step(step)
+        return self._write(self.run_dir / epoch_filename(epoch), step, epoch, scalars)
+
+    def save_step(self, step: int, **scalars: float) -> Path:
+        """Write ``step_NNNNNNN.safetensors``: for loops that save by optimizer step (several
+        times per epoch, or without epochs). No epoch is recorded: a step never stands in for
+        an epoch; a loop's own epoch count can go in as a scalar."""
+        _check_step(step)
+        return self._write(
+            self.run_dir / f"step_{step:07d}{CHECKPOINT_SUFFIX}", step, None, scalars
+        )
+
+    def _write(
+        self, path: Path, step: int, epoch: int | None, scalars: Mapping[str, float]
+    ) -> Path:
         clash = RESERVED_META & set(scalars)
         if clash:
             raise ValueError(f"scalar names {sorted(clash)} are reserved")
-        path = self.run_dir / epoch_filename(epoch)
         if path.exists():
-            raise FileExistsError(f"{path} already exists: epoch {epoch} was saved before")
+            what = f"epoch {epoch}" if epoch is not None else f"step {step}"
+            raise FileExistsError(f"{path} already exists: {what} was saved before")
         tensors, tied = prepare_state_dict(self.model.state_dict())
         if not tensors:
             raise ValueError("the model has no tensors to save")
-        metadata = {META_FORMAT: "pt", META_EPOCH: str(epoch), META_STEP: str(step)}
+        metadata = {META_FORMAT: "pt"}
+        if epoch is not None:
+            metadata[META_EPOCH] = str(epoch)
+        metadata[META_STEP] = str(step)
         metadata.update({name: _scalar_to_str(name, value) for name, value in scalars.items()})
         if tied:
             metadata[META_TIED] = json.dumps(tied)

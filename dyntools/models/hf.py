@@ -19,6 +19,8 @@ from typing import Any, Final
 
 import torch
 
+from dyntools.models import register_model
+
 # Keys of a run's configuration that are dyntools' own (the hub layout adds them), not the
 # model's.
 OWN_KEYS: Final = frozenset({"task", "seed", "hub_repo"})
@@ -75,6 +77,19 @@ def hf_model(config: Mapping[str, Any]) -> torch.nn.Module:
     without allocating (or initialising) any weights."""
     model_class, hf_config = _resolve(config)
     with torch.device("meta"), _quiet():
+        return model_class(hf_config)
+
+
+@register_model("transformers")
+def transformers_model(**config: Any) -> torch.nn.Module:
+    """A transformers model from its configuration (``model.config.to_dict()`` with
+    ``architectures``), on the CPU: run.json's ``{"name": "transformers", "kwargs": CONFIG}``,
+    which dyntools' Trainer callback writes. Its checkpoints hold ``state_dict()`` names, which
+    ``load_state_dict`` takes as they are (``from_pretrained`` wants a transformers folder)."""
+    if not isinstance(config.get("model_type"), str):
+        raise ValueError("a 'transformers' model needs its configuration, with its model_type")
+    model_class, hf_config = _resolve(config)
+    with _quiet():
         return model_class(hf_config)
 
 
