@@ -234,4 +234,5 @@ def _attach(refs: list[CheckpointRef], history: list[dict[str, Any]]) -> list[Ch
     return [with_scalars(ref, per_checkpoint.get(ref.step, {})) for ref in refs]
 
 
-READER = LayoutReader(name=NAME, detect=detect, read=read)
+# The Trainer writes tmp-checkpoint-N/ and renames it checkpoint-N/ when complete.
+READER = LayoutReader(name=NAME, detect=detect, read=read, atomic=True)

@@ -240,4 +240,5 @@ def _config(snapshot: Path, problems: list[Problem]) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-READER = LayoutReader(name=NAME, detect=detect, read=read)
+# huggingface_hub downloads into blobs/*.incomplete and links the snapshot file after.
+READER = LayoutReader(name=NAME, detect=detect, read=read, atomic=True)

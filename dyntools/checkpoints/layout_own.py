@@ -95,4 +95,5 @@ def read(listing: Listing, run_id: str) -> Claim:
     return Claim(runs=(run,), owned=frozenset(owned))
 
 
-READER = LayoutReader(name=NAME, detect=detect, read=read)
+# CheckpointWriter writes a temporary file and renames it.
+READER = LayoutReader(name=NAME, detect=detect, read=read, atomic=True)

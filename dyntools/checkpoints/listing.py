@@ -39,8 +39,11 @@ class Claim:
 
 @dataclass(frozen=True)
 class LayoutReader:
-    """One layout: ``detect`` says whether a folder is a run of it; ``read`` reads that run."""
+    """One layout: ``detect`` says whether a folder is a run of it; ``read`` reads that run.
+    ``atomic``: whoever writes this layout makes a checkpoint visible only once complete (a
+    rename), so a checkpoint seen is whole; otherwise a file may be seen half-written."""
 
     name: str
     detect: Callable[[Listing], bool]
     read: Callable[[Listing, str], Claim]
+    atomic: bool = False

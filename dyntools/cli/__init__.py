@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "hookpoints": "dyntools.cli.hookpoints_command",
     "probe": "dyntools.cli.probe_command",
     "compute": "dyntools.cli.compute_command",
+    "watch": "dyntools.cli.watch_command",
     "fit": "dyntools.cli.fit_command",
     "app": "dyntools.cli.app_command",
 }

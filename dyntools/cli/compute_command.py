@@ -42,6 +42,13 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("folder", type=Path, metavar="FOLDER")
+    add_compute_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=handler)
+
+
+def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
+    """What and how to compute (``dyntools compute`` and ``dyntools watch``)."""
     parser.add_argument(
         "--select",
         action="append",
@@ -135,8 +142,6 @@ def add_parser(subparsers: Any) -> None:
         "ray://host:10001 for Ray Client, or auto for the one `ray start` or RAY_ADDRESS "
         "names; default: a local Ray instance started for this compute)",
     )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.set_defaults(func=handler)
 
 
 def metric_glossary() -> str:
@@ -185,10 +190,9 @@ def metric_params(args: argparse.Namespace) -> dict[str, dict[str, ParamValue]]:
     return params
 
 
-def handler(args: argparse.Namespace) -> int:
-    if not args.folder.exists():
-        raise FileNotFoundError(f"{args.folder} does not exist: check the path")
-    options = ComputeOptions(
+def options_from_args(args: argparse.Namespace) -> ComputeOptions:
+    """The compute options of ``add_compute_arguments``' arguments."""
+    return ComputeOptions(
         select=parse_patterns(args.select),
         metrics=parse_patterns(args.metrics),
         activations=args.activations,
@@ -203,6 +207,12 @@ def handler(args: argparse.Namespace) -> int:
         backend=args.backend,
         ray_address=args.ray_address,
     )
+
+
+def handler(args: argparse.Namespace) -> int:
+    if not args.folder.exists():
+        raise FileNotFoundError(f"{args.folder} does not exist: check the path")
+    options = options_from_args(args)
     # This process computes and nothing else: it gets the workers' settings too.
     configure_process()
     bar: ProgressBar | None = None

@@ -8,15 +8,18 @@ its ``computed`` rows go in with its values, so the next compute resumes where t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from itertools import takewhile
 from pathlib import Path
 from typing import Any, cast
 
 from dyntools.capture import ActivationHookPoint, can_rebuild, list_modules, rebuild_model
-from dyntools.checkpoints import Probe, Run, discover_runs, read_probe
+from dyntools.checkpoints import CheckpointRef, Probe, Run, discover_runs, read_probe
 from dyntools.hookpoints import select_paths
 from dyntools.metrics.hsic import resolved_params
 from dyntools.metrics.kinds import HookKind, InformationMetric, params_key
@@ -84,6 +87,10 @@ class ComputeSummary:
         data = asdict(self)
         data["schema"] = 1
         return data
+
+
+# Whether a run's checkpoint may be read now (complete on disk).
+Ready = Callable[[Run, CheckpointRef], bool]
 
 
 @dataclass(frozen=True)
@@ -233,6 +240,12 @@ def _plan_jobs(
     return _Planned(jobs, checkpoints, notes, selections, modules)
 
 
+def _ready_prefix(run: Run, ready: Ready) -> Run:
+    return dataclasses.replace(
+        run, checkpoints=tuple(takewhile(partial(ready, run), run.checkpoints))
+    )
+
+
 def chosen_runs(runs: Sequence[Run], run_ids: Sequence[str]) -> list[Run]:
     """The runs named by ``run_ids`` (every run when none is named), in discovery order."""
     if not run_ids:
@@ -288,17 +301,24 @@ def compute(
     *,
     db: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    ready: Ready | None = None,
 ) -> ComputeSummary:
     """Compute every missing metric of every run below ``folder`` into its DuckDB store.
 
-    Nothing in the calling process changes: work done here runs with torch's thread count
-    restored after each checkpoint, and process-wide settings apply to worker processes only.
+    ``ready``: which checkpoints may be read now (``dyntools watch`` leaves those still being
+    written for a later compute); None: every checkpoint. Nothing in the calling process
+    changes: work done here runs with torch's thread count restored after each checkpoint, and
+    process-wide settings apply to worker processes only.
     """
     started = time.monotonic()
     options = options or ComputeOptions()
     backend = load_backend(options.backend)  # a missing package says so before any work
     discovery = discover_runs(Path(folder))
     selected = chosen_runs(discovery.runs, options.runs)
+    if ready is not None:
+        # The ready checkpoints before the first one that is not: a metric against the
+        # previous checkpoint must never skip one still being written.
+        selected = [_ready_prefix(run, ready) for run in selected]
     notes: list[str] = []
     if db is None:
         location = locate_db(Path(folder))
