@@ -6,8 +6,8 @@ The type of the owning module decides when the model can be rebuilt (``module_ty
 path -> class name, e.g. ``Linear``, ``Conv2d``, ``LayerNorm``); otherwise documented name and
 shape rules do (docs/metrics.md, "Tensor roles"), covering the sample models, GPT-2,
 GPT-NeoX/Pythia, BERT, Llama-style models and torchvision-style ResNets. A tensor no rule
-recognises is ``other``, and is never pooled with the weights. A leaf: imports nothing else of
-dyntools.
+recognises is ``other``, and is never pooled with the weights. Also which module classes are
+activation functions (``is_activation_function``). A leaf: imports nothing else of dyntools.
 """
 
 from __future__ import annotations
@@ -127,6 +127,20 @@ _TYPES: Final[tuple[tuple[re.Pattern[str], Layer], ...]] = (
     (re.compile(r"^Conv[123]d$"), Layer.CONV),
     (re.compile(r"^(Linear|Conv1D)$"), Layer.LINEAR),  # Hugging Face's Conv1D is a Linear
 )
+
+
+# Classes of activation functions in torch (ReLU, GELU, SiLU, Tanh, ...) and Hugging Face
+# transformers (NewGELUActivation, ...): their outputs are where units die. One list for the
+# app's views (stored module types) and dyntools.hooks (live modules). Not PixelUnshuffle.
+ACTIVATION_FUNCTION: Final = re.compile(
+    r"ReLU|GELU|SiLU|Swish|Mish|Tanh|Sigmoid|(?<!Pix)ELU|Softplus|Softsign|Hardswish|Activation$",
+    re.IGNORECASE,
+)
+
+
+def is_activation_function(module_type: str) -> bool:
+    """Whether a module class name (``type(module).__name__``) is an activation function."""
+    return ACTIVATION_FUNCTION.search(module_type) is not None
 
 
 def _is_bias(leaf: str) -> bool:

@@ -28,10 +28,11 @@ LAYERS: dict[str, int] = {
     "dyntools.roles": 1,
     "dyntools.capture": 2,
     "dyntools.integrations": 2,  # Trainer and Lightning callbacks that write run folders
+    "dyntools.hooks": 2,  # per-step activation statistics in the training loop
     "dyntools.selection": 2,
     "dyntools.store": 2,
-    "dyntools.train": 2,
     "dyntools.hmm": 3,
+    "dyntools.train": 3,  # records per-step statistics with dyntools.hooks
     "dyntools.pipeline": 4,
     "dyntools.cli": 5,
     "dyntools.views": 5,

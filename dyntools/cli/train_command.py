@@ -60,6 +60,18 @@ def add_parser(subparsers: Any) -> None:
         default=None,
         help="digits-resnet: no residual connections",
     )
+    parser.add_argument(
+        "--step-stats",
+        action="store_true",
+        help="also record per-step activation statistics (mean, std, dead fraction, histogram "
+        "of each activation function's output) into OUT/step_stats/",
+    )
+    parser.add_argument(
+        "--step-stats-every",
+        type=int,
+        metavar="N",
+        help="record them every N optimizer steps (default 1; implies --step-stats)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=handle)
@@ -94,6 +106,11 @@ def handle(args: argparse.Namespace) -> int:
         )
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    step_stats = args.step_stats_every
+    if step_stats is not None and step_stats < 1:
+        raise ValueError(f"--step-stats-every must be >= 1, got {step_stats}")
+    if args.step_stats and step_stats is None:
+        step_stats = 1
 
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -107,6 +124,7 @@ def handle(args: argparse.Namespace) -> int:
             overrides=_overrides(args),
             overwrite=args.overwrite,
             progress=None if args.quiet else report,
+            step_stats=step_stats,
         )
     except FileExistsError:
         raise FileExistsError(
@@ -115,8 +133,9 @@ def handle(args: argparse.Namespace) -> int:
         ) from None
     if not args.quiet:
         last = result.records[-1]
+        stats = " and per-step activation statistics" if step_stats is not None else ""
         report(
-            f"wrote {len(result.records)} checkpoints to {result.path} in "
+            f"wrote {len(result.records)} checkpoints{stats} to {result.path} in "
             f"{result.seconds:.1f}s (final train_acc {last.train_acc:.3f}, "
             f"val_acc {last.val_acc:.3f})"
         )

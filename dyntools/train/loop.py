@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from dyntools.checkpoints import MAX_PROBE_SAMPLES, CheckpointWriter
+from dyntools.checkpoints.step_stats import STEP_STATS_DIR, remove_step_stats, step_stats_parts
+from dyntools.hooks import ActivationStats
 from dyntools.models import build_model
 from dyntools.train.datasets import DataSplit
 from dyntools.train.objectives import OBJECTIVES, Objective, make_optimizer
@@ -115,6 +117,7 @@ def run_config(
     data: DataSplit,
     model_spec: Mapping[str, Any],
     n_probe: int,
+    step_stats: int | None = None,
 ) -> dict[str, Any]:
     """The ``run.json`` content (the writer adds schema and dyntools version)."""
     optimizer = {
@@ -125,7 +128,7 @@ def run_config(
     for key in ("betas", "momentum"):
         if key in hyper:
             optimizer[key] = hyper[key]
-    return {
+    config: dict[str, Any] = {
         "task": task.name,
         "preset": preset,
         "seed": seed,
@@ -143,6 +146,10 @@ def run_config(
         "torch_version": torch.__version__,
         "deterministic": True,
     }
+    if step_stats is not None:
+        # Where the per-step activation statistics are and how often they were recorded.
+        config["step_stats"] = {"every": step_stats, "folder": STEP_STATS_DIR}
+    return config
 
 
 def train(
@@ -154,25 +161,45 @@ def train(
     overrides: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    step_stats: int | None = None,
 ) -> RunResult:
-    """Train ``task`` with ``seed`` and write a run folder to ``out``; returns the saved scalars."""
+    """Train ``task`` with ``seed`` and write a run folder to ``out``; returns the saved scalars.
+
+    ``step_stats=N`` also records per-step activation statistics every N optimizer steps
+    (``dyntools.hooks.ActivationStats`` on the model's default modules, into
+    ``out/step_stats/``); they leave the training itself unchanged.
+    """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative whole number, got {seed!r}")
+    if step_stats is not None and (
+        isinstance(step_stats, bool) or not isinstance(step_stats, int) or step_stats < 1
+    ):
+        raise ValueError(f"step statistics every N steps needs N >= 1, got {step_stats!r}")
     preset = preset or task.default_preset
     hyper = task.hyperparameters(preset, overrides or {})
     _check_hyper(hyper)
     save_at = set(parse_schedule(hyper["checkpoints"]).epochs(int(hyper["epochs"])))
     objective = OBJECTIVES[task.loss]
     start = time.monotonic()
-    with deterministic(seed):
+    with deterministic(seed), contextlib.ExitStack() as recording:
         data = task.build_data(hyper, seed)
         spec = task.model_spec(hyper, data)
         model = build_model(spec)
         optimizer = make_optimizer(model.parameters(), hyper)
         n_probe = min(MAX_PROBE_SAMPLES, data.x_val.shape[0])
-        config = run_config(task, preset, hyper, seed, data, spec, n_probe)
+        config = run_config(task, preset, hyper, seed, data, spec, n_probe, step_stats)
+        if step_stats_parts(out) and not overwrite:
+            raise FileExistsError(
+                f"{out} already holds per-step statistics of a run: choose another folder, or "
+                "pass overwrite=True to replace it"
+            )
         writer = CheckpointWriter(out, model, config, overwrite=overwrite)
+        remove_step_stats(out)  # a replaced run's statistics go with it
         writer.save_probe(data.x_val[:n_probe], data.y_val[:n_probe])
+        if step_stats is not None:
+            # Each training batch is one forward pass, so the automatic step numbering is the
+            # loop's optimizer-step count; evaluation (eval mode) is not recorded.
+            recording.enter_context(ActivationStats(model, out, every=step_stats))
         shuffle = torch.Generator().manual_seed(seed)
         records = []
         epochs, step, last_report = int(hyper["epochs"]), 0, -math.inf

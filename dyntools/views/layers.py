@@ -7,20 +7,12 @@ hook points no rebuilt model has (runs whose model cannot be rebuilt) follow, in
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from typing import Final
 
 import polars as pl
 
 from dyntools.hookpoints import tree_key
-
-# Classes of activation functions in torch (ReLU, GELU, SiLU, Tanh, ...) and Hugging Face
-# transformers (NewGELUActivation, ...): their outputs are where units die.
-ACTIVATION_FUNCTION: Final = re.compile(
-    r"ReLU|GELU|SiLU|Swish|Mish|Tanh|Sigmoid|ELU|Softplus|Softsign|Hardswish|Activation$",
-    re.IGNORECASE,
-)
+from dyntools.roles import is_activation_function
 
 
 def network_order(hooks: Sequence[str], modules: pl.DataFrame) -> list[str]:
@@ -43,6 +35,6 @@ def activation_functions(hooks: Sequence[str], modules: pl.DataFrame) -> list[st
     found = {
         hook
         for hook, module_type in modules.select("hook_point", "module_type").iter_rows()
-        if ACTIVATION_FUNCTION.search(module_type)
+        if is_activation_function(module_type)
     }
     return [hook for hook in hooks if hook in found]
