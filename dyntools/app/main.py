@@ -45,6 +45,7 @@ def run(argv: Sequence[str] = (), pages_folder: Path | None = None) -> None:
     )
     ui.mirror_state()
     ui.folder_sidebar()
+    ui.follow_toggle()
     routing = ROUTING.set(True)
     try:
         navigation.run()

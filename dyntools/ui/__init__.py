@@ -3,6 +3,7 @@
 The only dyntools package that imports streamlit (``import dyntools`` does not import it).
 """
 
+from dyntools.ui.follow import follow_toggle
 from dyntools.ui.loaders import (
     LoadedRuns,
     StoreState,
@@ -88,6 +89,7 @@ __all__ = [
     "fit",
     "folder_from_argv",
     "folder_sidebar",
+    "follow_toggle",
     "get_list",
     "get_text",
     "init_state",

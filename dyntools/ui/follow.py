@@ -1,0 +1,52 @@
+"""Following a folder while it grows (``dyntools watch`` computing into it, or a training run
+with a callback): a sidebar toggle, off by default; while on, the page is shown again as soon
+as the folder's database holds new results.
+
+A fragment checks the database's data version every few seconds (one small query) and reruns
+the whole page only when it changed: the user's selections are widget state and survive the
+rerun; nothing is redrawn while nothing changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import streamlit as st
+
+from dyntools.ui.loaders import load_runs, store_state
+from dyntools.ui.state import FOLDER, get_text
+
+FOLLOW_KEY: Final = "dyntools.follow"
+VERSION_KEY: Final = "dyntools.follow_version"
+FOLLOW_EVERY_S: Final = 2.0
+
+
+def follow_toggle() -> None:
+    """The sidebar's "Follow this folder" toggle, and the check it turns on."""
+    on = st.sidebar.toggle(
+        "Follow this folder",
+        key=FOLLOW_KEY,
+        help=f"Show new results as they arrive (checked every {FOLLOW_EVERY_S:g} s): run "
+        "`dyntools watch FOLDER` beside the app, or train with a dyntools callback and compute.",
+    )
+    if on:
+        with st.sidebar:
+            _check()
+    else:
+        st.session_state.pop(VERSION_KEY, None)
+
+
+@st.fragment(run_every=FOLLOW_EVERY_S)
+def _check() -> None:
+    text = get_text(FOLDER)
+    folder = Path(text).expanduser() if text else None
+    if folder is None or not folder.is_dir():
+        return
+    version = store_state(folder).version
+    seen = st.session_state.get(VERSION_KEY)
+    st.session_state[VERSION_KEY] = version
+    st.caption(f"Following: results version {version if version is not None else 'none'}")
+    if seen is not None and version != seen:
+        load_runs.clear()  # new checkpoints too, not only new values
+        st.rerun(scope="app")

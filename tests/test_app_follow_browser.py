@@ -1,0 +1,53 @@
+"""Following a growing folder in a real browser: a training loop adds checkpoints, `dyntools
+watch`'s compute stores them, and the page with "Follow this folder" on shows them without a
+click (the timer of the check, which AppTest cannot run)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from playwright.sync_api import expect
+
+from dyntools.checkpoints import CheckpointWriter
+from dyntools.pipeline import ComputeOptions
+from dyntools.pipeline.watch import Watcher
+from e2e import widgets
+from e2e.browser import assert_clean, chromium, new_page, page_url, wait_for_app
+from e2e.server import REPO_ROOT, running_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_a_growing_run_shows_while_following(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+    writer = CheckpointWriter(tmp_path / "run", model, {"task": "t", "seed": 0})
+
+    def train(epochs: range) -> None:
+        for epoch in epochs:
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter.mul_(1.1)
+            writer.save(epoch, train_loss=1.0 / (epoch + 1))
+
+    watcher = Watcher(tmp_path, ComputeOptions(workers=1))
+    train(range(3))
+    watcher.poll()
+    log = REPO_ROOT / "test-artifacts" / "streamlit-follow.log"
+    with running_app(tmp_path, log) as server, chromium() as browser:
+        page = new_page(browser)
+        page.goto(page_url(server.url, "metrics", tmp_path))
+        wait_for_app(page, "Metrics")
+        widgets.flip(page, "Follow this folder")
+        following = page.get_by_text(re.compile(r"Following: results version \d+"))
+        expect(following).to_be_visible()
+        before = following.inner_text()
+        train(range(3, 5))
+        assert watcher.poll().computed == 2
+        # no click: the check's timer notices the new results and shows the page again
+        expect(following).not_to_have_text(before, timeout=30_000)
+        wait_for_app(page, "Metrics")
+        assert_clean(page, "Metrics page after following new checkpoints")
