@@ -49,6 +49,7 @@ OWNERS = {
     # k-means starts of the HMM, and the bundled 8x8 digits the sample tasks train on.
     "sklearn": ("dyntools.hmm.hmmlearn_backend", "dyntools.train.datasets"),
     "duckdb": ("dyntools.store",),
+    "ray": ("dyntools.pipeline.ray_backend",),
 }
 
 
