@@ -63,9 +63,30 @@ def fit_two_states(folder: Path) -> ServedFit:
     )
 
 
+def record_step_stats(run_dir: Path, steps: int = 60) -> Path:
+    """Per-step activation statistics in ``run_dir`` from a short real training loop of a
+    small ReLU network (the Training steps page draws them)."""
+    import torch
+
+    from dyntools.hooks import ActivationStats
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(128, 8), torch.randint(0, 4, (128,))
+    with ActivationStats(model, run_dir):
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return run_dir
+
+
 def analysis_folder(target: Path) -> Path:
     """Copy the small set, compute it and fit it twice: a folder every page has data for."""
     copy_runs(target)
+    record_step_stats(target / SMALL_SET[0][0])
     compute_all(target)
     fit_two_states(target)
     fit_default(target)  # the newest: the fit the other pages start from

@@ -157,6 +157,7 @@ PAGES: tuple[PageSpec, ...] = (
         actions=(Action("other bins", _activations_other_bins),),
         needs=(CHART,),
     ),
+    PageSpec("Training steps", "steps", needs=(CHART,)),
     PageSpec(
         "Information plane",
         "information-plane",

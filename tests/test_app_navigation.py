@@ -17,6 +17,7 @@ TITLES = {
     "latent-states": "Latent states",
     "compare-fits": "Compare fits",
     "activations": "Activations",
+    "steps": "Training steps",
     "information-plane": "Information plane",
 }
 NEEDS_METRICS = ("metrics", "latent-states", "compare-fits", "activations", "information-plane")

@@ -37,6 +37,7 @@ PAGES: Final = (
     PageSpec("latent_states", "Latent states", ":material/hub:", "latent-states"),
     PageSpec("compare_fits", "Compare fits", ":material/compare:", "compare-fits"),
     PageSpec("activations", "Activations", ":material/grid_on:", "activations"),
+    PageSpec("steps", "Training steps", ":material/timeline:", "steps"),
     PageSpec(
         "information_plane", "Information plane", ":material/scatter_plot:", "information-plane"
     ),

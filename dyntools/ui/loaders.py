@@ -7,6 +7,7 @@ store is opened per query and never held (docs/design.md, "Storage").
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import polars as pl
 import streamlit as st
 
 from dyntools.checkpoints import discover_runs, task_from
+from dyntools.checkpoints.step_stats import read_step_stats, step_stats_parts
 from dyntools.hmm import FitConfig, FitResult, fit_result_from_json
 from dyntools.hmm.hmmlearn_backend import default_n_jobs
 from dyntools.hookpoints import HookPointTree, build_tree
@@ -45,6 +47,7 @@ class LoadedRuns:
     runs: pl.DataFrame
     scalars: pl.DataFrame
     problems: tuple[str, ...]
+    paths: dict[str, str] = dataclasses.field(default_factory=dict)  # run id -> its folder
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,29 @@ def load_runs(folder: str) -> LoadedRuns:
     """Read every run below ``folder`` (cached for 30 s so new checkpoints show up)."""
     discovery = discover_runs(Path(folder))
     problems = tuple(problem.message() for problem in discovery.all_problems())
-    return LoadedRuns(runs_table(discovery.runs), scalars_table(discovery.runs), problems)
+    return LoadedRuns(
+        runs_table(discovery.runs),
+        scalars_table(discovery.runs),
+        problems,
+        {run.run_id: str(run.path) for run in discovery.runs},
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def load_step_stats(run_dir: str, stamp: tuple[tuple[str, int, int], ...]) -> pl.DataFrame:
+    """A run's per-step activation statistics; ``stamp`` (``step_stats_stamp``) is part of the
+    key, so a file that grew is read again."""
+    return read_step_stats(run_dir)
+
+
+def step_stats_stamp(run_dir: str) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and modification time of each part of a run's per-step statistics."""
+    stamp = []
+    for part in step_stats_parts(run_dir):
+        with contextlib.suppress(OSError):  # a part removed since it was listed
+            info = part.stat()
+            stamp.append((part.name, info.st_size, info.st_mtime_ns))
+    return tuple(stamp)
 
 
 @st.cache_data(ttl=30, show_spinner=False)

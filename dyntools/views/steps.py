@@ -1,0 +1,119 @@
+"""Per-step activation statistics (recorded in the training loop by ``ActivationStats``) as the
+frames the activation charts draw: the colorful dimension with one column per training step,
+and mean, std and dead fraction per step.
+
+A run records thousands of steps; a chart of more columns than the page has pixels shows
+nothing more. Consecutive steps are pooled into at most ``max_columns`` windows: histogram
+counts summed (the same values, fewer columns), mean, std and dead fraction averaged. A window
+is labelled by its first step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import polars as pl
+
+from dyntools.views.activations import ACTIVATION_STATS
+
+MAX_COLUMNS = 300
+
+
+def _windows(stats: pl.DataFrame, max_columns: int) -> pl.DataFrame:
+    """``stats`` with a ``window`` column: the first step of each pool of consecutive steps."""
+    steps = stats["step"].unique().sort()
+    size = max(1, math.ceil(len(steps) / max_columns))
+    starts = {step: steps[(i // size) * size] for i, step in enumerate(steps.to_list())}
+    return stats.with_columns(pl.col("step").replace_strict(starts).alias("window"))
+
+
+def step_heatmap_frame(
+    stats: Mapping[str, pl.DataFrame], max_columns: int = MAX_COLUMNS
+) -> pl.DataFrame:
+    """The colorful dimension per step, in ``heatmap_frame``'s columns (``hook_point``: the
+    recorded module; ``epoch`` null), from each run's ``read_step_stats`` frame."""
+    records: list[tuple[object, ...]] = []
+    for run_id, frame in stats.items():
+        if frame.is_empty():
+            continue
+        windowed = _windows(frame, max_columns).with_columns(
+            pl.col("counts").list.len().alias("bins")
+        )
+        keys = ["module", "window", "low", "high", "bins"]
+        # Counts summed bin by bin over each window (a session with other bins stays apart).
+        counts = (
+            windowed.select(*keys, pl.col("counts"), pl.int_ranges(pl.col("bins")).alias("i"))
+            .explode("counts", "i")
+            .group_by(*keys, "i")
+            .agg(pl.col("counts").sum())
+            .sort("i")
+            .group_by(keys, maintain_order=True)
+            .agg(pl.col("counts"))
+        )
+        outside = windowed.group_by(keys).agg(pl.col("underflow").sum(), pl.col("overflow").sum())
+        pooled = counts.join(outside, on=keys).sort("module", "window")
+        for module, window, low, high, n, bin_counts, under, over in pooled.iter_rows():
+            width = (high - low) / n
+            edges = [low + i * width for i in range(n + 1)]
+            bins = [
+                (a, b, f"[{a:.3g}, {b:.3g})", int(c))
+                for a, b, c in zip(edges[:-1], edges[1:], bin_counts, strict=True)
+            ]
+            bins.append((edges[-1], None, f">= {edges[-1]:.3g}", int(over)))
+            if under:
+                bins.insert(0, (None, edges[0], f"< {edges[0]:.3g}", int(under)))
+            records += [
+                (run_id, module, window, None, a, b, label, c, math.log1p(c))
+                for a, b, label, c in bins
+            ]
+    return pl.DataFrame(
+        records,
+        schema={
+            "run_id": pl.String,
+            "hook_point": pl.String,
+            "step": pl.Int64,
+            "epoch": pl.Float64,
+            "bin_low": pl.Float64,
+            "bin_high": pl.Float64,
+            "bin": pl.String,
+            "count": pl.Int64,
+            "log1p_count": pl.Float64,
+        },
+        orient="row",
+    ).sort("run_id", "hook_point", "step", "bin_low", nulls_last=False)
+
+
+def step_stats_curves(
+    stats: Mapping[str, pl.DataFrame], max_columns: int = MAX_COLUMNS
+) -> pl.DataFrame:
+    """Mean, std and dead fraction per step window, in ``activation_stats_frame``'s columns."""
+    frames = [
+        _windows(frame, max_columns)
+        .group_by("module", "window")
+        .agg(
+            pl.col("mean").mean().alias("act_mean"),
+            pl.col("std").mean().alias("act_std"),
+            pl.col("dead_fraction").mean(),
+        )
+        .select(
+            pl.lit(run_id).alias("run_id"),
+            pl.col("module").alias("hook_point"),
+            pl.col("window").alias("step"),
+            pl.lit(None, dtype=pl.Float64).alias("epoch"),
+            *ACTIVATION_STATS,
+        )
+        for run_id, frame in stats.items()
+        if not frame.is_empty()
+    ]
+    if not frames:
+        return pl.DataFrame(
+            schema={
+                "run_id": pl.String,
+                "hook_point": pl.String,
+                "step": pl.Int64,
+                "epoch": pl.Float64,
+                **{m: pl.Float64 for m in ACTIVATION_STATS},
+            }
+        )
+    return pl.concat(frames).sort("run_id", "hook_point", "step")

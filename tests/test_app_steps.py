@@ -1,0 +1,66 @@
+"""The Training steps page: per-step statistics recorded in the loop, drawn as the colorful
+dimension with a column per step (pooled when there are many) and per-step curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from apptest_helpers import by_key, chart_data, routed, vega_charts
+
+from dyntools.checkpoints import CheckpointWriter
+from dyntools.checkpoints.step_stats import read_step_stats
+from dyntools.hooks import ActivationStats
+from dyntools.views.steps import step_heatmap_frame, step_stats_curves
+
+pytestmark = pytest.mark.usefixtures("_config_home")
+
+
+def _train(run_dir: Path, steps: int, lr: float = 0.05) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    writer = CheckpointWriter(run_dir, model, {"task": "t", "seed": 0})
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    with ActivationStats(model, run_dir) as stats:
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        stats.flush()
+    writer.save(0, train_loss=loss.item())
+
+
+def test_per_step_frames_pool_steps_and_keep_every_count(tmp_path: Path) -> None:
+    _train(tmp_path / "run", 25)
+    stats = read_step_stats(tmp_path / "run")
+    heatmap = step_heatmap_frame({"run": stats}, max_columns=10)
+    assert heatmap["step"].n_unique() == 9  # 25 steps in windows of 3
+    # pooled, not dropped: every value of every step is in some bin
+    assert heatmap["count"].sum() == stats["count"].sum()
+    curves = step_stats_curves({"run": stats}, max_columns=100)
+    assert curves.height == 25
+    row = stats.filter(pl.col("step") == 7).row(0, named=True)
+    mine = curves.filter(pl.col("step") == 7).row(0, named=True)
+    assert (mine["act_mean"], mine["dead_fraction"]) == (row["mean"], row["dead_fraction"])
+
+
+def test_the_page_draws_the_recorded_steps(tmp_path: Path) -> None:
+    _train(tmp_path / "run", 30)
+    app = routed("steps", tmp_path)
+    assert not app.exception, [e.value for e in app.exception]
+    assert by_key(app.multiselect, "steps.runs").value == ["run"]
+    heatmap, curves = vega_charts(app)
+    assert chart_data(heatmap)["step"].n_unique() == 30
+    assert chart_data(curves)["hook_point"].unique().to_list() == ["1"]  # the ReLU
+
+
+def test_a_folder_without_step_statistics_says_how_to_record_them(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    CheckpointWriter(tmp_path / "run", torch.nn.Linear(2, 2), {"task": "t"}).save(0)
+    app = routed("steps", tmp_path)
+    assert not app.exception
+    assert "--step-stats" in app.info[0].value
