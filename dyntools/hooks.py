@@ -483,6 +483,10 @@ class ActivationStats:
         if step != self._step:
             self._end_step()
             self._step = step
+        # Also when the training code calls a submodule rather than the root (a
+        # LightningModule's training_step calling self.net(x)): the modules' own training flag
+        # then keeps evaluation passes out.
+        self._recording = step % self.every == 0
 
     def _before_forward(self, model: nn.Module, _args: object) -> None:
         if not model.training:
@@ -514,7 +518,7 @@ class ActivationStats:
         entries = self._entries  # the same list for the object's life: hand-offs copy it
 
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-            if not self._recording:
+            if not self._recording or not _module.training:
                 return
             tensor = _first_tensor(output)
             if tensor is None or tensor.is_complex() or tensor.numel() == 0:

@@ -78,7 +78,7 @@ def record_step_stats(run_dir: Path, steps: int = 60) -> Path:
         for _ in range(steps):
             loss = torch.nn.functional.cross_entropy(model(x), y)
             optimizer.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
     return run_dir
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dyntools.capture import can_rebuild, checkpoint_model
 from dyntools.checkpoints import Run, discover_runs, read_probe, read_run
+from dyntools.checkpoints.step_stats import read_step_stats
 from dyntools.integrations.recorder import Schedule, inputs_and_labels, probe_from_loader
 from dyntools.models.hf import is_hf_config
 from dyntools.pipeline import ComputeOptions, compute
@@ -437,3 +438,25 @@ def test_importing_dyntools_imports_neither_library() -> None:
         cwd=DOC.parent.parent,
     )
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_hf_callback_records_per_step_statistics(tmp_path: Path) -> None:
+    """step_stats=True: one row per optimizer step (the Trainer's global_step) and module, from
+    the training batches only (evaluation passes run in eval mode)."""
+    callback = hf_integration.DyntoolsCallback(tmp_path / "run", every_n_steps=4, step_stats=True)
+    train_neox(tmp_path / "out", callback, evaluate=True)
+    stats = read_step_stats(tmp_path / "run")
+    assert sorted(stats["step"].unique()) == list(range(8))  # steps 0..7 took a forward pass
+    assert stats.group_by("step", "module").len()["len"].max() == 1
+    assert stats["module"].str.ends_with("act").any()  # the MLPs' activation functions
+
+
+def test_lightning_callback_records_per_step_statistics(tmp_path: Path) -> None:
+    """The LightningModule's training_step may call a submodule: the steps still count."""
+    callback = lightning_integration.DyntoolsCallback(
+        tmp_path / "run", every_n_steps=5, step_stats=2
+    )
+    fit_lightning(tmp_path / "out", callback, checkpointing=False)
+    stats = read_step_stats(tmp_path / "run")
+    assert sorted(stats["step"].unique()) == list(range(0, 12, 2))  # 3 epochs x 4 batches
+    assert stats["module"].unique().to_list() == ["net.1"]  # the ReLU

@@ -42,6 +42,8 @@ class DyntoolsCallback(transformers.TrainerCallback):  # type: ignore[misc]
     ...; they win over the callback's). ``probe``: the probe batch ``(x, y)`` to save instead
     of the first ``probe_samples`` samples of the evaluation data (the training data when the
     Trainer never evaluates). ``overwrite``: replace a run already in ``run_dir``.
+    ``step_stats``: also record per-step activation statistics of the training batches
+    (``dyntools.hooks.ActivationStats``; True: every step, N: every N steps).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class DyntoolsCallback(transformers.TrainerCallback):  # type: ignore[misc]
         probe: tuple[torch.Tensor, torch.Tensor] | None = None,
         probe_samples: int = 512,
         overwrite: bool = False,
+        step_stats: bool | int = False,
     ) -> None:
         self.recorder = RunRecorder(
             run_dir,
@@ -61,6 +64,7 @@ class DyntoolsCallback(transformers.TrainerCallback):  # type: ignore[misc]
             probe=probe,
             probe_samples=probe_samples,
             overwrite=overwrite,
+            step_stats=step_stats,
         )
         self._logged: dict[str, object] = {}
         self._optimizer: object = None
@@ -107,6 +111,7 @@ class DyntoolsCallback(transformers.TrainerCallback):  # type: ignore[misc]
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.recorder.flush(self._scalars(state))
+        self.recorder.step_begins(state.global_step)
 
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.recorder.flush(self._scalars(state))

@@ -57,7 +57,8 @@ class DyntoolsCallback(pl.Callback):  # type: ignore[misc]
     run.json (``task``, ``dataset``, ...; they win over the callback's). ``probe``: the probe
     batch ``(x, y)`` to save instead of the first ``probe_samples`` samples of the validation
     data (the training data when the Trainer never validates). ``overwrite``: replace a run
-    already in ``run_dir``.
+    already in ``run_dir``. ``step_stats``: also record per-step activation statistics of the
+    training batches (``dyntools.hooks.ActivationStats``; True: every step, N: every N steps).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class DyntoolsCallback(pl.Callback):  # type: ignore[misc]
         probe: tuple[torch.Tensor, torch.Tensor] | None = None,
         probe_samples: int = 512,
         overwrite: bool = False,
+        step_stats: bool | int = False,
     ) -> None:
         super().__init__()
         self.recorder = RunRecorder(
@@ -78,6 +80,7 @@ class DyntoolsCallback(pl.Callback):  # type: ignore[misc]
             probe=probe,
             probe_samples=probe_samples,
             overwrite=overwrite,
+            step_stats=step_stats,
         )
 
     @property
@@ -104,6 +107,7 @@ class DyntoolsCallback(pl.Callback):  # type: ignore[misc]
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self.recorder.flush(_scalars(trainer))
+        self.recorder.step_begins(trainer.global_step)
 
     def on_train_batch_end(
         self,

@@ -24,6 +24,7 @@ import torch
 from dyntools.checkpoints.format import RESERVED_META
 from dyntools.checkpoints.probe import MAX_PROBE_SAMPLES
 from dyntools.checkpoints.writer import CheckpointWriter
+from dyntools.hooks import ActivationStats
 
 LOG: Final = "log"
 EveryNSteps = int | Literal["log"] | None
@@ -90,8 +91,18 @@ class RunRecorder:
         probe: tuple[torch.Tensor, torch.Tensor] | None,
         probe_samples: int,
         overwrite: bool,
+        step_stats: bool | int = False,
     ) -> None:
         self.run_dir = Path(run_dir)
+        if isinstance(step_stats, bool):
+            self.stats_every = 1 if step_stats else 0
+        elif isinstance(step_stats, int) and step_stats >= 1:
+            self.stats_every = step_stats
+        else:
+            raise ValueError(
+                f"step_stats takes True, False or every N steps (N >= 1), got {step_stats!r}"
+            )
+        self.stats: ActivationStats | None = None
         self.schedule = Schedule(every_n_steps)
         self.extra = dict(config or {})
         if not 0 < probe_samples <= MAX_PROBE_SAMPLES:
@@ -125,6 +136,13 @@ class RunRecorder:
         self.writer = CheckpointWriter(self.run_dir, model, config, overwrite=self.overwrite)
         self.saved, self.pending, self.has_probe = [], None, False
         self._probe_tried.clear()
+        if self.stats_every:
+            if self.stats is not None:
+                self.stats.close()
+            # Per-step activation statistics of the training passes (not evaluation ones).
+            self.stats = ActivationStats(
+                model, self.run_dir, every=self.stats_every, start_step=step
+            )
         if self.user_probe is not None:
             self.writer.save_probe(*self.user_probe)
             self.has_probe = True
@@ -139,6 +157,11 @@ class RunRecorder:
         if self.pending == step:
             self.pending = None
         return path
+
+    def step_begins(self, step: int) -> None:
+        """Before the forward passes of optimizer step ``step`` (its per-step statistics)."""
+        if self.stats is not None:
+            self.stats.set_step(step)
 
     def mark(self, step: int) -> None:
         """After an optimizer step: remember ``step`` if the schedule wants it."""
@@ -156,6 +179,9 @@ class RunRecorder:
         self.flush(scalars)
         if not self.schedule.follows_trainer:
             self.save(step, scalars)
+        if self.stats is not None:
+            self.stats.close()
+            self.stats = None
 
     def take_probe(self, loader: object, source: str) -> None:
         """Save the probe batch from ``loader`` unless there is one (one try per source)."""
