@@ -13,6 +13,7 @@ from apptest_helpers import by_key, chart_data, routed, vega_charts
 from dyntools.checkpoints import CheckpointWriter
 from dyntools.checkpoints.step_stats import read_step_stats
 from dyntools.hooks import ActivationStats
+from dyntools.ui.follow import FOLLOW_KEY
 from dyntools.views.steps import step_heatmap_frame, step_stats_curves
 
 pytestmark = pytest.mark.usefixtures("_config_home")
@@ -64,3 +65,21 @@ def test_a_folder_without_step_statistics_says_how_to_record_them(tmp_path: Path
     app = routed("steps", tmp_path)
     assert not app.exception
     assert "--step-stats" in app.info[0].value
+
+
+def test_following_shows_steps_recorded_since(tmp_path: Path) -> None:
+    """Per-step statistics grow in files, not in the database: following notices them too."""
+    _train(tmp_path / "run", 10)
+    app = routed("steps", tmp_path)
+    by_key(app.sidebar.toggle, FOLLOW_KEY).set_value(True).run()
+    (caption,) = [c.value for c in app.sidebar.caption if c.value.startswith("Following")]
+    assert "kB of per-step statistics" in caption
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    with ActivationStats(model, tmp_path / "run", start_step=10):  # the loop goes on
+        model(torch.randn(4, 6))
+    app.run()
+    assert not app.exception
+    (after,) = [c.value for c in app.sidebar.caption if c.value.startswith("Following")]
+    assert after != caption
+    heatmap, _ = vega_charts(app)
+    assert chart_data(heatmap)["step"].max() == 10

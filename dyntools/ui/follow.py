@@ -2,9 +2,10 @@
 with a callback): a sidebar toggle, off by default; while on, the page is shown again as soon
 as the folder's database holds new results.
 
-A fragment checks the database's data version every few seconds (one small query) and reruns
-the whole page only when it changed: the user's selections are widget state and survive the
-rerun; nothing is redrawn while nothing changed.
+A fragment checks the database's data version (one small query) and the size and time of the
+runs' per-step statistics files every few seconds, and reruns the whole page only when one of
+them changed: the user's selections are widget state and survive the rerun; nothing is redrawn
+while nothing changed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Final
 
 import streamlit as st
 
-from dyntools.ui.loaders import load_runs, store_state
+from dyntools.ui.loaders import load_runs, step_stats_stamp, store_state
 from dyntools.ui.state import FOLDER, get_text
 
 FOLLOW_KEY: Final = "dyntools.follow"
@@ -44,9 +45,14 @@ def _check() -> None:
     if folder is None or not folder.is_dir():
         return
     version = store_state(folder).version
+    steps = tuple(step_stats_stamp(path) for path in load_runs(str(folder)).paths.values())
     seen = st.session_state.get(VERSION_KEY)
-    st.session_state[VERSION_KEY] = version
-    st.caption(f"Following: results version {version if version is not None else 'none'}")
-    if seen is not None and version != seen:
+    st.session_state[VERSION_KEY] = (version, steps)
+    recorded = sum(size for stamp in steps for _, size, _ in stamp)
+    st.caption(
+        f"Following: results version {version if version is not None else 'none'}"
+        + (f", {recorded / 1e3:,.0f} kB of per-step statistics" if recorded else "")
+    )
+    if seen is not None and (version, steps) != seen:
         load_runs.clear()  # new checkpoints too, not only new values
         st.rerun(scope="app")
