@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "dyntools.models": 1,
     "dyntools.roles": 1,
     "dyntools.capture": 2,
+    "dyntools.crash": 2,  # the rising-crash rule, on dyntools.checkpoints.step_stats
     "dyntools.integrations": 3,  # Trainer and Lightning callbacks (with dyntools.hooks)
     "dyntools.hooks": 2,  # per-step activation statistics in the training loop
     "dyntools.selection": 2,

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "probe": "dyntools.cli.probe_command",
     "compute": "dyntools.cli.compute_command",
     "watch": "dyntools.cli.watch_command",
+    "crashes": "dyntools.cli.crashes_command",
     "fit": "dyntools.cli.fit_command",
     "app": "dyntools.cli.app_command",
 }
