@@ -28,3 +28,11 @@ def printable(text: str) -> str:
     printing it shows it rather than acts on it."""
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
+
+
+MARKDOWN_SPECIAL: Final = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~$])")
+
+
+def markdown_literal(text: str) -> str:
+    """``text`` shown as it is where Markdown is rendered (module paths hold ``_`` and ``*``)."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)

@@ -83,3 +83,24 @@ def test_following_shows_steps_recorded_since(tmp_path: Path) -> None:
     assert after != caption
     heatmap, _ = vega_charts(app)
     assert chart_data(heatmap)["step"].max() == 10
+
+
+def test_a_rising_crash_is_a_warning_on_the_page(tmp_path: Path) -> None:
+    """A run whose ReLU outputs rise and then die, recorded in the loop, gets the warning."""
+    run_dir = tmp_path / "run"
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    CheckpointWriter(run_dir, model, {"task": "t"}).save(0)
+    x = torch.randn(64, 6)
+    with ActivationStats(model, run_dir) as stats, torch.no_grad():
+        for step in range(80):
+            stats.set_step(step)
+            # the first layer's outputs: steady, rising, then pushed below zero (units die)
+            scale = 1.3 ** max(0, step - 50) if step < 60 else 1.0
+            model[0].weight.copy_(torch.full((16, 6), 0.1 * scale))
+            model[0].bias.fill_(0.0 if step < 60 else -10.0)
+            model(x)
+    app = routed("steps", tmp_path)
+    assert not app.exception
+    (warning,) = [w.value for w in app.warning]
+    assert "Rising crash" in warning and "1" in warning

@@ -1,11 +1,14 @@
 """Training steps: the colorful dimension with one column per training step, and mean, std and
 dead fraction per step, as recorded in the training loop (``ActivationStats``,
-``dyntools train --step-stats``, the callbacks); runs side by side."""
+``dyntools train --step-stats``, the callbacks); runs side by side, with a warning per rising
+crash (``dyntools crashes``)."""
 
 import streamlit as st
 
 from dyntools import charts, ui
 from dyntools.checkpoints.records import Axis
+from dyntools.text import markdown_literal
+from dyntools.views.crashes import run_crash_warnings
 from dyntools.views.steps import MAX_COLUMNS, step_heatmap_frame, step_stats_curves
 from dyntools.views.time import with_time
 
@@ -41,6 +44,9 @@ layers = ui.shared_multiselect(
 if not (runs and layers):
     st.info("Choose at least one run and one layer.")
     st.stop()
+for run in runs:  # fast.ai: "if you see this rising crash at all, restart training"
+    for warning in run_crash_warnings(run, stats[run]):
+        st.warning(markdown_literal(warning), icon=":material/warning:")
 chosen = {run: stats[run].filter(stats[run]["module"].is_in(layers)) for run in runs}
 steps = max(frame["step"].n_unique() for frame in chosen.values())
 
