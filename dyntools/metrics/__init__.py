@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers only
     from dyntools.metrics.matrices import split_heads
     from dyntools.metrics.pooled import PooledAccumulator
     from dyntools.metrics.spectrum import singular_values
-    from dyntools.metrics.weights import WeightMetrics, compute_weight_metrics
+    from dyntools.metrics.weights import SpectrumCache, WeightMetrics, compute_weight_metrics
 
 # Names loaded on first use: these modules need torch (about 1.3 s to import), while the
 # registry and the records are read by code that never touches a tensor (the app's pages).
@@ -41,6 +41,7 @@ _TORCH_EXPORTS: dict[str, str] = {
     "split_heads": "matrices",
     "PooledAccumulator": "pooled",
     "singular_values": "spectrum",
+    "SpectrumCache": "weights",
     "WeightMetrics": "weights",
     "compute_weight_metrics": "weights",
 }
@@ -60,6 +61,7 @@ __all__ = [
     "ReasonCode",
     "Scope",
     "SkippedTensor",
+    "SpectrumCache",
     "TensorSource",
     "WeightMetrics",
     "compute_weight_metrics",
