@@ -16,7 +16,7 @@ from dyntools.metrics.kinds import HookKind, MetricKind, Pool
 from dyntools.metrics.matrices import Cut
 from dyntools.metrics.records import Reason, ReasonCode, Scope
 from dyntools.metrics.registry import REGISTRY, metric
-from dyntools.metrics.weights import WeightMetrics
+from dyntools.metrics.weights import SpectrumCache, WeightMetrics
 from dyntools.pipeline.jobs import Job, JobResult, done
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import NETWORK, WeightPlan, fingerprint_text
@@ -71,6 +71,8 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
         else [t for t, hook in plan.tensor_hooks.items() if any(_under(t, h) for h in hooks)]
     )
     selected = tensors.network_tensors()
+    # One per checkpoint: a matrix both calls cut alike gets one SVD, not two.
+    spectra = SpectrumCache()
     try:
         device = _device(options)
         first = _compute(
@@ -80,6 +82,7 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
             {t: tensors.cuts[t] for t in names},
             tensors.network_pools() if shared else dict.fromkeys(names),
             device,
+            spectra,
         )
         second = (
             _compute(
@@ -89,6 +92,7 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
                 {t: tensors.selection.cut(shapes_of(job)[t], tensors.cuts[t]) for t in selected},
                 {t: tensors.network_pools()[t] for t in selected},
                 device,
+                spectra,
             )
             if apart
             else None
@@ -148,6 +152,7 @@ def _compute(
     cuts: Mapping[str, Cut],
     pools: Mapping[str, Pool | None],
     device: torch.device,
+    spectra: SpectrumCache,
 ) -> WeightMetrics:
     """``compute_weight_metrics`` of one checkpoint on ``device``, with the previous and first
     checkpoints opened only when a temporal metric needs them."""
@@ -167,6 +172,7 @@ def _compute(
             pools=pools,
             previous=previous,
             initial=initial,
+            spectra=spectra,
         )
 
 
