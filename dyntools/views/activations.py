@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import polars as pl
 
@@ -67,22 +69,39 @@ def activation_stats_frame(metrics: pl.DataFrame) -> pl.DataFrame:
     return wide.sort("run_id", "hook_point", "step")
 
 
+HEATMAP_SCHEMA: Final = {
+    "run_id": pl.String,
+    "hook_point": pl.String,
+    "step": pl.Int64,
+    "epoch": pl.Float64,
+    "bin_low": pl.Float64,
+    "bin_high": pl.Float64,
+    "bin": pl.String,
+    "count": pl.Int64,
+    "log1p_count": pl.Float64,
+}
+
+
+def bin_rows(
+    edges: Sequence[float], counts: Sequence[int], underflow: int, overflow: int
+) -> list[tuple[float | None, float | None, str, int, float]]:
+    """A histogram's heatmap rows: bin_low, bin_high, bin, count, log1p_count; the overflow
+    bin last (``bin_high`` None), the underflow bin first where there is any."""
+    bins: list[tuple[float | None, float | None, str, int]] = [
+        (low, high, f"[{low:.3g}, {high:.3g})", int(count))
+        for low, high, count in zip(edges[:-1], edges[1:], counts, strict=True)
+    ]
+    bins.append((edges[-1], None, f">= {edges[-1]:.3g}", int(overflow)))
+    if underflow:
+        bins.insert(0, (None, edges[0], f"< {edges[0]:.3g}", int(underflow)))
+    return [(low, high, label, count, math.log1p(count)) for low, high, label, count in bins]
+
+
 def heatmap_frame(histograms: pl.DataFrame) -> pl.DataFrame:
     """The colorful dimension: run_id, hook_point, step, epoch, bin_low, bin_high, bin, count,
     log1p_count; one row per bin and checkpoint. Values beyond the last edge are the overflow
     bin (``bin_high`` null) and values below the first the underflow bin (``bin_low`` null,
     only where there are any), so nothing is silently dropped."""
-    schema = {
-        "run_id": pl.String,
-        "hook_point": pl.String,
-        "step": pl.Int64,
-        "epoch": pl.Float64,
-        "bin_low": pl.Float64,
-        "bin_high": pl.Float64,
-        "bin": pl.String,
-        "count": pl.Int64,
-        "log1p_count": pl.Float64,
-    }
     rows = histograms.filter(pl.col("metric").is_in(histogram_metrics())).with_columns(
         pl.col("epoch").cast(pl.Float64)
     )
@@ -90,17 +109,7 @@ def heatmap_frame(histograms: pl.DataFrame) -> pl.DataFrame:
     for run, hook, step, epoch, edges, counts, under, over in rows.select(
         "run_id", "hook_point", "step", "epoch", "edges", "counts", "underflow", "overflow"
     ).iter_rows():
-        bins = [
-            (low, high, f"[{low:.3g}, {high:.3g})", count)
-            for low, high, count in zip(edges[:-1], edges[1:], counts, strict=True)
-        ]
-        bins.append((edges[-1], None, f">= {edges[-1]:.3g}", over))
-        if under:
-            bins.insert(0, (None, edges[0], f"< {edges[0]:.3g}", under))
-        records += [
-            (run, hook, step, epoch, low, high, label, count, math.log1p(count))
-            for low, high, label, count in bins
-        ]
-    return pl.DataFrame(records, schema=schema, orient="row").sort(
+        records += [(run, hook, step, epoch, *row) for row in bin_rows(edges, counts, under, over)]
+    return pl.DataFrame(records, schema=HEATMAP_SCHEMA, orient="row").sort(
         "run_id", "hook_point", "step", "bin_low", nulls_last=False
     )

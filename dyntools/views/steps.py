@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from dyntools.views.activations import ACTIVATION_STATS
+from dyntools.views.activations import ACTIVATION_STATS, HEATMAP_SCHEMA, bin_rows
 
 MAX_COLUMNS = 300
 
@@ -54,34 +54,14 @@ def step_heatmap_frame(
         outside = windowed.group_by(keys).agg(pl.col("underflow").sum(), pl.col("overflow").sum())
         pooled = counts.join(outside, on=keys).sort("module", "window")
         for module, window, low, high, n, bin_counts, under, over in pooled.iter_rows():
-            width = (high - low) / n
-            edges = [low + i * width for i in range(n + 1)]
-            bins = [
-                (a, b, f"[{a:.3g}, {b:.3g})", int(c))
-                for a, b, c in zip(edges[:-1], edges[1:], bin_counts, strict=True)
-            ]
-            bins.append((edges[-1], None, f">= {edges[-1]:.3g}", int(over)))
-            if under:
-                bins.insert(0, (None, edges[0], f"< {edges[0]:.3g}", int(under)))
+            edges = [low + i * (high - low) / n for i in range(n + 1)]
             records += [
-                (run_id, module, window, None, a, b, label, c, math.log1p(c))
-                for a, b, label, c in bins
+                (run_id, module, window, None, *row)
+                for row in bin_rows(edges, bin_counts, under, over)
             ]
-    return pl.DataFrame(
-        records,
-        schema={
-            "run_id": pl.String,
-            "hook_point": pl.String,
-            "step": pl.Int64,
-            "epoch": pl.Float64,
-            "bin_low": pl.Float64,
-            "bin_high": pl.Float64,
-            "bin": pl.String,
-            "count": pl.Int64,
-            "log1p_count": pl.Float64,
-        },
-        orient="row",
-    ).sort("run_id", "hook_point", "step", "bin_low", nulls_last=False)
+    return pl.DataFrame(records, schema=HEATMAP_SCHEMA, orient="row").sort(
+        "run_id", "hook_point", "step", "bin_low", nulls_last=False
+    )
 
 
 def step_stats_curves(
