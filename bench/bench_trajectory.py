@@ -43,6 +43,8 @@ from dyntools.store import Store
 REPO = "EleutherAI/pythia-70m-shaped"
 REVISIONS = int(os.environ.get("DYNTOOLS_BENCH_REVISIONS", "20"))
 CPUS = os.cpu_count() or 1
+# Pooled means and medians: compared relative to their pool's standard deviation.
+SPREAD_SCALED = {f"{stat}_{pool}": f"var_{pool}" for stat in ("mean", "median") for pool in "wb"}
 
 
 def _suite(cache: Path, work: Path) -> None:
@@ -170,8 +172,8 @@ def _worst_error(
         )
         for metric, expected in features.items():
             scale = abs(expected)
-            if metric.startswith(("mean_", "median_")):
-                scale = max(scale, math.sqrt(features[f"var_{metric.split('_')[1]}"]))
+            if metric in SPREAD_SCALED:
+                scale = max(scale, math.sqrt(features[SPREAD_SCALED[metric]]))
             error = abs(ours[metric] - expected) / max(scale, 1e-12)
             if error > worst:
                 worst, where = error, metric
@@ -192,7 +194,8 @@ def run() -> list[Row]:
 
         floor_s = _floor(cache)
         local_s, local = _dyntools(cache, root / "local.duckdb", workers=1)
-        ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
+        # "local": a new instance, even where a `ray start` cluster was recorded in /tmp/ray.
+        ray.init(address="local", num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
         try:
             published_s, published = _published_on_ray(snapshots)
             ray_s = {
