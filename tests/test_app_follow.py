@@ -54,3 +54,33 @@ def test_following_is_off_by_default(tmp_path: Path) -> None:
     app = routed("metrics", tmp_path)
     assert by_key(app.sidebar.toggle, FOLLOW_KEY).value is False
     assert not any("Following" in c.value for c in app.sidebar.caption)
+
+
+def test_the_latent_states_fit_waits_for_a_refit_on_demand(tmp_path: Path) -> None:
+    """While following, new checkpoints do not redraw the states: the page says new results
+    arrived, and a button refits on them."""
+    models, writers = [], []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+        writer = CheckpointWriter(tmp_path / f"seed{seed}", model, {"task": "t", "seed": seed})
+        _train(writer, model, range(8))
+        models.append(model)
+        writers.append(writer)
+    compute(tmp_path, ComputeOptions(workers=1))
+    app = routed("latent-states", tmp_path, **{"latent.max_states": "2"})
+    by_key(app.sidebar.toggle, FOLLOW_KEY).set_value(True).run()
+
+    def fitted() -> str:
+        return next(s.value for s in app.success if s.value.startswith("Fit "))
+
+    assert "24 checkpoints" in fitted()
+    for writer, model in zip(writers, models, strict=True):
+        _train(writer, model, range(8, 10))
+    compute(tmp_path, ComputeOptions(workers=1))
+    app.run()
+    assert not app.exception
+    assert any("New results arrived" in i.value for i in app.info)
+    assert "24 checkpoints" in fitted()  # still the fit of the data it was made on
+    by_key(app.button, "latent.refit_new").click().run()
+    assert "30 checkpoints" in fitted()

@@ -3,7 +3,7 @@
 The only dyntools package that imports streamlit (``import dyntools`` does not import it).
 """
 
-from dyntools.ui.follow import follow_toggle
+from dyntools.ui.follow import follow_toggle, followed_fit_version
 from dyntools.ui.loaders import (
     LoadedRuns,
     StoreState,
@@ -92,6 +92,7 @@ __all__ = [
     "folder_from_argv",
     "folder_sidebar",
     "follow_toggle",
+    "followed_fit_version",
     "get_list",
     "get_text",
     "init_state",

@@ -15,7 +15,8 @@ from typing import Final
 
 import streamlit as st
 
-from dyntools.ui.loaders import load_runs, step_stats_stamp, store_state
+from dyntools.hmm import FitConfig
+from dyntools.ui.loaders import fit_in_session, load_runs, step_stats_stamp, store_state
 from dyntools.ui.state import FOLDER, get_text
 
 FOLLOW_KEY: Final = "dyntools.follow"
@@ -56,3 +57,27 @@ def _check() -> None:
     if seen is not None and (version, steps) != seen:
         load_runs.clear()  # new checkpoints too, not only new values
         st.rerun(scope="app")
+
+
+FIT_VERSION_KEY: Final = "dyntools.follow_fit_version"
+
+
+def followed_fit_version(version: int, db: str, config: FitConfig) -> int:
+    """The data version the Latent states page fits on: the current one, except while the
+    folder is followed and this session already holds the fit of ``config`` on the data it
+    showed before; then that one, with a button that refits on the new data."""
+    pinned = st.session_state.get(FIT_VERSION_KEY)
+    use = version
+    following = bool(st.session_state.get(FOLLOW_KEY))
+    if following and pinned not in (None, version) and fit_in_session(db, pinned, config):
+        use = pinned
+        left, right = st.columns([3, 1], vertical_alignment="center")
+        left.info(
+            "New results arrived since this fit was made: it still shows the data it was "
+            "fitted on.",
+            icon=":material/update:",
+        )
+        if right.button("Refit on the new data", key="latent.refit_new"):
+            use = version
+    st.session_state[FIT_VERSION_KEY] = use
+    return use

@@ -67,6 +67,9 @@ class StoreState:
         return str(self.path)
 
 
+FIT_MEMO_KEY = "dyntools.fit_memo"  # this session's fits, by (db, data version, config)
+
+
 @st.cache_data(ttl=30, show_spinner="Reading runs...")
 def load_runs(folder: str) -> LoadedRuns:
     """Read every run below ``folder`` (cached for 30 s so new checkpoints show up)."""
@@ -206,11 +209,17 @@ def load_fit_data(db: str, version: int) -> FitData:
     return fit_data(Store(db))
 
 
+def fit_in_session(db: str, version: int, config: FitConfig) -> bool:
+    """Whether this session holds the fit of ``config`` on data version ``version``."""
+    memo: dict[tuple[str, int, FitConfig], ServedFit] = st.session_state.get(FIT_MEMO_KEY, {})
+    return (db, version, config) in memo
+
+
 def fit(db: str, version: int, config: FitConfig) -> tuple[ServedFit, bool]:
     """The fit for ``config`` (read back from the store when already made), and whether this
     session already had it. Kept per session so reruns of the page do not read it again."""
     memo: dict[tuple[str, int, FitConfig], ServedFit] = st.session_state.setdefault(
-        "dyntools.fit_memo", {}
+        FIT_MEMO_KEY, {}
     )
     key = (db, version, config)
     if key in memo:

@@ -196,8 +196,11 @@ config = FitConfig(
     criterion=criterion,
     axis=axis,
 )
+# While the folder is followed, the fit shown stays on the data it was made on until asked to
+# refit (a refit at every new checkpoint would redraw the states under the reader's eyes).
+data_version = ui.followed_fit_version(state.version or 0, state.db, config)
 with st.spinner("Fitting..."), ui.user_errors("fit"):
-    outcome, seen = ui.fit(state.db, state.version or 0, config)
+    outcome, seen = ui.fit(state.db, data_version, config)
 result = outcome.result
 ui.set_shared(ui.FIT, outcome.config_hash)
 ui.set_shared(ui.AXIS, result.axis.value)  # the other pages draw on the fit's axis
@@ -290,9 +293,7 @@ st.session_state.setdefault(name_key, result.state_name(state_number))
 
 def _store_name() -> None:
     with ui.user_errors("naming the state"):
-        ui.name_state(
-            state.db, state.version or 0, outcome, state_number, st.session_state[name_key]
-        )
+        ui.name_state(state.db, data_version, outcome, state_number, st.session_state[name_key])
 
 
 left.text_input(
@@ -381,7 +382,7 @@ if resamples:
     with stability_box:
         checking = f"Checking stability: {int(resamples)} resamples of the runs..."
         with st.spinner(checking), ui.user_errors("stability"):
-            checked = ui.stability(state.db, state.version or 0, outcome, int(resamples))
+            checked = ui.stability(state.db, data_version, outcome, int(resamples))
         st.markdown(f"**Stability**: {stability_text(checked.result)}.")
         for message in caveats_about(checked.result, CaveatCode.UNSTABLE):
             st.warning(message, icon=":material/warning:")
