@@ -1,15 +1,16 @@
 """Following a growing folder in a real browser: a training loop adds checkpoints, `dyntools
 watch`'s compute stores them, and the page with "Follow this folder" on shows them without a
-click (the timer of the check, which AppTest cannot run)."""
+click (the timer of the check, which AppTest cannot run): the chart's data grows."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from dyntools.checkpoints import CheckpointWriter
 from dyntools.pipeline import ComputeOptions
@@ -45,9 +46,18 @@ def test_a_growing_run_shows_while_following(tmp_path: Path) -> None:
         following = page.get_by_text(re.compile(r"Following: results version \d+"))
         expect(following).to_be_visible()
         before = following.inner_text()
+        assert chart_steps(page) == {0, 1, 2}
         train(range(3, 5))
         assert watcher.poll().computed == 2
         # no click: the check's timer notices the new results and shows the page again
         expect(following).not_to_have_text(before, timeout=30_000)
         wait_for_app(page, "Metrics")
         assert_clean(page, "Metrics page after following new checkpoints")
+        assert chart_steps(page) == {0, 1, 2, 3, 4}
+
+
+def chart_steps(page: Page) -> set[int]:
+    """The steps in the data of the page's first chart, as its CSV download gives them."""
+    with page.expect_download() as download:
+        page.get_by_test_id("stDownloadButton").filter(has_text="CSV").first.click()
+    return set(pl.read_csv(download.value.path())["step"].to_list())
