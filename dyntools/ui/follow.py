@@ -5,7 +5,8 @@ as the folder's database holds new results.
 A fragment checks the database's data version (one small query) and the size and time of the
 runs' per-step statistics files every few seconds, and reruns the whole page only when one of
 them changed: the user's selections are widget state and survive the rerun; nothing is redrawn
-while nothing changed.
+while nothing changed. The Latent states page is the exception: its fit stays on the data it
+was made on until the user asks for a refit (``followed_fit_version``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dyntools.ui.state import FOLDER, get_text
 FOLLOW_KEY: Final = "dyntools.follow"
 VERSION_KEY: Final = "dyntools.follow_version"
 FOLLOW_EVERY_S: Final = 2.0
+FIT_VERSION_KEY: Final = "dyntools.follow_fit_version"
 
 
 def follow_toggle() -> None:
@@ -57,9 +59,6 @@ def _check() -> None:
     if seen is not None and (version, steps) != seen:
         load_runs.clear()  # new checkpoints too, not only new values
         st.rerun(scope="app")
-
-
-FIT_VERSION_KEY: Final = "dyntools.follow_fit_version"
 
 
 def followed_fit_version(version: int, db: str, config: FitConfig) -> int:
