@@ -38,7 +38,7 @@ def add_parser(subparsers: Any) -> None:
 
 class _Report:
     """One line per poll that computed something; each failure once (a failing checkpoint is
-    tried again at every poll, in case it is replaced)."""
+    tried again when its files change, in case it is replaced)."""
 
     def __init__(self) -> None:
         self.failures: set[str] = set()

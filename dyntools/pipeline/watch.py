@@ -4,18 +4,20 @@ Polling (file size and modification time, as discovery reads them), not file-sys
 network file systems, common for shared checkpoints, deliver none. A checkpoint is taken once
 complete: at once in a layout whose writers rename a finished file into place (dyntools'
 writer, the Trainer's ``tmp-checkpoint-N``, the hub cache's downloads); in any other, when its
-files kept their size and modification time over two polls. Each poll is one incremental
-compute, which opens the database for its write only.
+files kept their size and modification time over two polls. A poll that finds the folder as
+it was computes nothing; one that finds a change runs one incremental compute, which opens the
+database for its write only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dyntools.checkpoints import LAYOUTS, CheckpointRef, Run
+from dyntools.checkpoints import LAYOUTS, CheckpointRef, Run, discover_runs
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.runner import ComputeSummary, compute
 
@@ -24,26 +26,55 @@ DEFAULT_INTERVAL = 2.0  # seconds between polls
 
 @dataclass
 class Watcher:
-    """One folder followed: ``poll()`` computes what became complete since the last poll."""
+    """One folder followed: ``poll()`` computes what became complete since the last poll.
+
+    A poll reads the folder (discovery: headers, sizes, times) and computes only when something
+    on disk changed since the last compute or a checkpoint was still being written then: an
+    idle folder costs no model rebuilds, planning or database access at every poll (and a
+    checkpoint that failed is tried again once its files change).
+    """
 
     folder: Path
     options: ComputeOptions = field(default_factory=ComputeOptions)
     db: Path | None = None
-    # Checkpoint path -> (size, mtime) at the previous poll.
+    # What the folder held at the previous poll: checkpoint path -> (size, mtime), problems.
     seen: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    problems: frozenset[str] = frozenset()
+    waiting: bool = False  # the last compute left a checkpoint still being written
+    last: ComputeSummary | None = None
 
     def poll(self) -> ComputeSummary:
-        current: dict[Path, tuple[int, int]] = {}
+        discovery = discover_runs(self.folder)
+        current = {ref.path: _state(ref) for run in discovery.runs for ref in run.checkpoints}
+        problems = frozenset(problem.message() for problem in discovery.all_problems())
+        previous, unchanged = self.seen, (current, problems) == (self.seen, self.problems)
+        self.seen, self.problems = current, problems
+        if unchanged and not self.waiting and self.last is not None:
+            return dataclasses.replace(
+                self.last,
+                computed=0,
+                skipped=self.last.checkpoints,
+                failed=(),
+                values_written=0,
+                seconds=0.0,
+                notes=(),
+            )
+        waiting = False
 
         def ready(run: Run, ref: CheckpointRef) -> bool:
-            state = (ref.fingerprint.size, ref.fingerprint.mtime_ns)
-            current[ref.path] = state
+            nonlocal waiting
             reader = LAYOUTS.get(run.layout)
-            return (reader is not None and reader.atomic) or self.seen.get(ref.path) == state
+            whole = (reader is not None and reader.atomic) or previous.get(ref.path) == _state(ref)
+            waiting |= not whole
+            return whole
 
-        summary = compute(self.folder, self.options, db=self.db, ready=ready)
-        self.seen = current
-        return summary
+        self.last = compute(self.folder, self.options, db=self.db, ready=ready)
+        self.waiting = waiting
+        return self.last
+
+
+def _state(ref: CheckpointRef) -> tuple[int, int]:
+    return ref.fingerprint.size, ref.fingerprint.mtime_ns
 
 
 def watch(
