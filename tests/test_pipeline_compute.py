@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,30 @@ def test_compute_of_chosen_runs_leaves_the_others_for_later(tmp_path: Path) -> N
     assert compute(tmp_path, ComputeOptions(metrics=("l2",), workers=1), db=db).computed == 3
     with pytest.raises(ValueError, match="no run 'seed7' in this folder; its runs: seed0, seed1"):
         compute(tmp_path, ComputeOptions(runs=("seed7",), workers=1), db=db)
+
+
+def test_values_whose_inputs_are_cut_otherwise_are_recomputed(tmp_path: Path) -> None:
+    """The same checkpoint file cut otherwise (its config now states 2 heads, not 4, for the
+    fused Q/K/V weight) recomputes that hook point and the network values, nothing else."""
+    fixture = Path(__file__).resolve().parent / "fixtures" / "store_v1_cuts" / "run"
+    run = tmp_path / "runs" / "run"
+    shutil.copytree(fixture, run)
+    options = ComputeOptions(metrics=("l2", "mean_w"), workers=1)
+    compute(tmp_path / "runs", options)
+    store = Store(tmp_path / "runs" / ".dyntools" / "dyntools.duckdb")
+    before = store.read_metrics()
+    fused = "gpt_neox.layers.0.attention.query_key_value"
+    for config in run.glob("checkpoint-*/config.json"):
+        config.write_text('{"num_attention_heads": 2, "model_type": "dyntools-fixture"}')
+    summary = compute(tmp_path / "runs", options)
+    assert (summary.computed, summary.failed) == (2, ())
+    assert compute(tmp_path / "runs", options).computed == 0
+    after = store.read_metrics()
+    heads = after.filter(pl.col("hook_point") == fused, pl.col("scope") == "tensor")["head"]
+    assert sorted(heads.unique()) == [0, 1]
+    key = ["step", "scope", "hook_point", "tensor", "head", "component", "metric", "params"]
+    others = before.filter(pl.col("hook_point") != fused, pl.col("scope") == "hook_point")
+    assert (
+        others.height
+        and others.join(after, on=[*key, "value"], how="anti", nulls_equal=True).is_empty()
+    )

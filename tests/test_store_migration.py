@@ -17,27 +17,34 @@ from dyntools.pipeline import ComputeOptions, compute
 from dyntools.pipeline.fits import fit_data
 from dyntools.store import SCHEMA_VERSION, Store, locate_db
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "store_v1"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURE = FIXTURES / "store_v1"
+# Schema 1 over tensors cut otherwise since: fused Q/K/V, Conv1d, Conv3d (its README says how).
+FIXTURE_CUTS = FIXTURES / "store_v1_cuts"
 SAMPLE_RUNS = Path(__file__).resolve().parent.parent / "sample_runs"
 # What the schema-1 compute of the fixture was asked for.
 OPTIONS = ComputeOptions(activations=True, workers=1)
 
 
-def _v1_folder(tmp_path: Path) -> Path:
+def _v1_folder(tmp_path: Path, fixture: Path = FIXTURE) -> Path:
     """The fixture's checkpoint files (with their recorded modification times) and its
-    database, imported from the export as schema 1 wrote it."""
+    database, imported from the export as schema 1 wrote it. The files are the sample runs'
+    (``store_v1``) or the fixture's own ``run/`` folder."""
     folder = tmp_path / "runs"
-    checkpoints = pl.read_csv(FIXTURE / "checkpoints.csv")
+    if (fixture / "run").is_dir():
+        shutil.copytree(fixture / "run", folder / "run")
+    checkpoints = pl.read_csv(fixture / "checkpoints.csv")
     for run_id, path, mtime_ns in checkpoints.select("run_id", "path", "mtime_ns").iter_rows():
         target = Path(path.replace("{folder}", str(folder)))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(SAMPLE_RUNS / run_id / target.name, target)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(SAMPLE_RUNS / run_id / target.name, target)
+            for name in ("run.json", "probe.safetensors"):
+                shutil.copyfile(SAMPLE_RUNS / run_id / name, target.parent / name)
         os.utime(target, ns=(mtime_ns, mtime_ns))
-        for name in ("run.json", "probe.safetensors"):
-            shutil.copyfile(SAMPLE_RUNS / run_id / name, target.parent / name)
     export = tmp_path / "export"
     export.mkdir()
-    for source in FIXTURE.iterdir():
+    for source in fixture.iterdir():
         if source.suffix in (".csv", ".sql"):
             text = source.read_text(encoding="utf-8")
             text = text.replace("{fixture}", str(export)).replace("{folder}", str(folder))
@@ -137,10 +144,11 @@ def test_heads_and_the_network_scope_are_columns(migrated: Path) -> None:
     heads = metrics.filter(pl.col("tensor") == "blocks.0.attn.W_Q", pl.col("metric") == "l2")
     assert sorted(heads["head"].unique().to_list()) == [0, 1, 2, 3]
     assert not metrics["tensor"].str.contains(r"\[head").any()
+    # Schema 1's network values pooled every tensor, not the paper's selection: dropped on
+    # opening (a compute makes the paper's, naming their preset).
     network = metrics.filter(pl.col("scope") == "network")
     assert set(network["hook_point"]) == {""} and set(network["tensor"]) == {""}
-    legacy = network.filter(~pl.col("params").str.contains("preset"))
-    assert legacy.filter(pl.col("run_id") == "digits-cnn/seed0", pl.col("step") == 0).height == 14
+    assert network["params"].str.contains('"preset"').all()
     assert set(metrics.filter(pl.col("metric") == "act_mean")["kind"]) == {"activation"}
     assert set(metrics.filter(pl.col("metric") == "l2")["kind"]) == {"weight"}
 
@@ -153,6 +161,47 @@ def test_the_stored_fit_reads_back_with_the_paper_features_by_name(migrated: Pat
     result = fit_result_from_json(json.loads(stored.result_json))
     assert result.columns[:2] == ("l1", "l2")
     assert result.run_ids == ("modular-addition/seed0",)
-    # The run's default selection was recorded, so the paper features are found again.
+    # The paper features are schema 1's no more: a compute makes them, with the run's
+    # selection recorded.
+    compute(migrated, OPTIONS)
     data = fit_data(store)
+    assert data.selections["modular-addition/seed0"].startswith('{"hook_points"')
+    assert '"preset":"paper"' in data.selections["modular-addition/seed0"]
     assert set(data.for_fit(None).filter(pl.col("hook_point") == "")["metric"]) >= {"l1", "var_b"}
+
+
+def test_values_over_tensors_cut_otherwise_since_schema_1_are_recomputed(tmp_path: Path) -> None:
+    """Schema 1 split a Conv1d weight per head, kept a fused Q/K/V weight whole and skipped a
+    Conv3d weight: the next compute recomputes exactly those hook points (and the network
+    values) and keeps the others' values, stale tensor rows leaving with their unit."""
+    folder = _v1_folder(tmp_path / "old", FIXTURE_CUTS)
+    store = Store(locate_db(folder).path)
+    before = store.read_metrics()
+    assert before.filter(pl.col("hook_point") == "conv1", pl.col("head").is_not_null()).height
+    options = ComputeOptions(workers=1)
+    summary = compute(folder, options)
+    assert (summary.computed, summary.failed) == (2, ())
+    assert compute(folder, options).computed == 0
+    fresh = tmp_path / "fresh.duckdb"
+    compute(folder, options, db=fresh)
+    after, new = store.read_metrics(), Store(fresh).read_metrics()
+    assert after.height == new.height
+    both = (
+        after.sort(KEY)
+        .with_columns(new=new.sort(KEY)["value"])
+        .filter(pl.col("value").is_not_nan())
+    )
+    assert both.select(KEY).equals(new.sort(KEY).filter(pl.col("value").is_not_nan()).select(KEY))
+    assert both["value"].to_list() == pytest.approx(both["new"].to_list(), rel=1e-6, abs=1e-12)
+    changed = ("conv1", "conv3", "gpt_neox.layers.0.attention.query_key_value", "")
+    kept = before.filter(~pl.col("hook_point").is_in(changed), pl.col("scope") == "hook_point")
+    # The hook points whose tensors are cut as before keep their stored values, bit for bit
+    # (their tensors' rows are written again by the network values' recompute, equal to 1e-6
+    # as checked above).
+    assert (
+        kept.height
+        and kept.join(after, on=[*KEY, "value"], how="anti", nulls_equal=True).is_empty()
+    )
+    fused = after.filter(pl.col("hook_point") == changed[2], pl.col("scope") == "tensor")
+    assert set(fused["component"]) == {"q", "k", "v"}
+    assert after.filter(pl.col("hook_point") == "conv3", pl.col("metric") == "l2").height

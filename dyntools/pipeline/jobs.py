@@ -64,6 +64,7 @@ def done(job: Job, units: tuple[WorkUnit, ...], fingerprint: str) -> list[Comput
             unit.metric,
             fingerprint,
             unit.params,
+            unit.inputs,
         )
         for unit in units
     ]

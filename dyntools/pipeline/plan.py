@@ -8,9 +8,10 @@ current fingerprint, and only those are computed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import polars as pl
@@ -18,9 +19,10 @@ import polars as pl
 from dyntools.checkpoints import CheckpointRef, Run
 from dyntools.hookpoints import build_tree
 from dyntools.metrics.kinds import HookKind, MetricKind, params_key
+from dyntools.metrics.matrices import Cut
 from dyntools.metrics.registry import PAPER_FEATURES, metric
 from dyntools.pipeline.options import ComputeOptions
-from dyntools.roles import classify
+from dyntools.roles import QKV, Role, classify
 from dyntools.selection import TensorPlan, default_cut, head_count
 from dyntools.store.schema import (
     CHECKPOINTS,
@@ -39,12 +41,25 @@ NETWORK = ""
 
 
 class WorkUnit(NamedTuple):
-    """One metric of one hook point ('' for the whole network) with its stored parameters."""
+    """One metric of one hook point ('' for the whole network) with its stored parameters.
+
+    ``inputs``: a digest of what the unit is computed from beyond its params (its tensors'
+    cuts); a stored unit with other inputs is computed again. ``unrecorded_ok``: a unit stored
+    before inputs were recorded (schema 6) still stands, because its tensors are cut as every
+    schema has cut them.
+    """
 
     kind: HookKind
     hook_point: str
     metric: str
     params: str
+    inputs: str = ""
+    unrecorded_ok: bool = True
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """What identifies the unit in the store (with the run, step and fingerprint)."""
+        return (self.kind.value, self.hook_point, self.metric, self.params)
 
 
 def fingerprint_text(ref: CheckpointRef) -> str:
@@ -70,6 +85,9 @@ class WeightPlan:
     network_params: str
     # Tensors the default cut splits per head (kept whole with --no-split-heads).
     splittable: frozenset[str] = frozenset()
+    # Hook point ('' for the network values) -> (digest of its inputs, whether a value stored
+    # without one still stands): see ``WorkUnit``.
+    inputs: Mapping[str, tuple[str, bool]] = field(default_factory=dict)
 
     def tensors_of(self, hook_point: str) -> list[str]:
         prefix = hook_point + "."
@@ -126,7 +144,40 @@ def weight_plan(
     hook_points = tuple(path for path in paths if tree[path].metric_inputs)
     network = options.network.params(hook_points) if hook_points else ""
     plan = TensorPlan(roles, cuts, options.network)
-    return WeightPlan(hook_points, tensor_hooks, plan, network, splittable), unmatched
+    inputs = {
+        hook: (
+            _digest([(name, asdict(cuts[name])) for name in names]),
+            all(_cut_as_in_schema_1(shapes[name], cuts[name], roles[name]) for name in names),
+        )
+        for hook in hook_points
+        for names in [sorted(n for n, owner in tensor_hooks.items() if owner == hook)]
+    }
+    pools = plan.network_pools()
+    # Schema 1 pooled every tensor into the network values: a value stored without its inputs
+    # never stands.
+    inputs[NETWORK] = (
+        _digest([(n, asdict(cuts[n]), pools[n]) for n in sorted(roles) if pools[n] is not None]),
+        False,
+    )
+    return WeightPlan(hook_points, tensor_hooks, plan, network, splittable, inputs), unmatched
+
+
+def _digest(described: object) -> str:
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _cut_as_in_schema_1(shape: tuple[int, ...], cut: Cut, role: Role) -> bool:
+    """Whether schema 1 cut this tensor as ``cut`` does: it cut by rank alone (2-D whole, 3-D
+    per head along the first axis, 4-D as a convolution, others not at all), so Conv1d and
+    Conv3d weights, fused Q/K/V and reshaped rows are cut otherwise now."""
+    if cut.fused is not None or cut.rows:
+        return False
+    if len(shape) == 3:
+        return role.layer in QKV and cut.heads in (None, shape[0]) and not cut.conv
+    if len(shape) == 4:
+        return cut.heads is None
+    return len(shape) <= 2 and cut == Cut()
 
 
 def weight_units(plan: WeightPlan, options: ComputeOptions) -> list[WorkUnit]:
@@ -139,12 +190,21 @@ def weight_units(plan: WeightPlan, options: ComputeOptions) -> list[WorkUnit]:
     if set(PAPER_FEATURES) <= set(chosen):
         network += [m for m in PAPER_FEATURES if m in per_hook]
     units = [
-        WorkUnit(HookKind.WEIGHT, hook, name, plan.params_for(hook, options.split_heads))
+        WorkUnit(
+            HookKind.WEIGHT,
+            hook,
+            name,
+            plan.params_for(hook, options.split_heads),
+            *plan.inputs[hook],
+        )
         for hook in plan.hook_points
         for name in per_hook
     ]
     if plan.hook_points:
-        units += [WorkUnit(HookKind.WEIGHT, NETWORK, name, plan.network_params) for name in network]
+        units += [
+            WorkUnit(HookKind.WEIGHT, NETWORK, name, plan.network_params, *plan.inputs[NETWORK])
+            for name in network
+        ]
     return units
 
 
@@ -157,8 +217,9 @@ def weight_dtype(ref: CheckpointRef) -> str:
 def candidates(
     run: Run, units: Sequence[WorkUnit], checkpoints: Sequence[CheckpointRef]
 ) -> pl.DataFrame:
-    """Every unit of the checkpoints as ``computed`` rows (the store answers which are missing)."""
-    return COMPUTED.frame(
+    """Every unit of the checkpoints as ``computed`` rows, with whether a unit stored without its
+    inputs still stands (the store answers which are missing)."""
+    rows = COMPUTED.frame(
         ComputedRow(
             run.run_id,
             ref.step,
@@ -167,9 +228,13 @@ def candidates(
             unit.metric,
             fingerprint_text(ref),
             unit.params,
+            unit.inputs,
         )
         for ref in checkpoints
         for unit in units
+    )
+    return rows.with_columns(
+        unrecorded_ok=pl.Series([unit.unrecorded_ok for _ in checkpoints for unit in units])
     )
 
 

@@ -215,11 +215,12 @@ def _plan_jobs(
         missing = store.missing_work(candidates(run, units_w + units_a, run.checkpoints))
         if missing.is_empty():
             continue
+        planned = {unit.key: unit for unit in units_w + units_a}
         by_step: dict[int, set[WorkUnit]] = defaultdict(set)
-        for step, kind, hook, name, params in missing.select(
+        for step, *key in missing.select(
             "step", "kind", "hook_point", "metric", "params"
         ).iter_rows():
-            by_step[step].add(WorkUnit(HookKind(kind), hook, name, params))
+            by_step[step].add(planned[tuple(key)])
         activation_set = set(units_a)
         for index, ref in enumerate(run.checkpoints):
             todo = by_step.get(ref.step)

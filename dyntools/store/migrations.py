@@ -58,7 +58,8 @@ def v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
       copies of the pooled rows: one is kept);
     - computed: the ``paper_features`` unit becomes one unit per network-scope matrix metric;
     - histograms lose their always-empty ``tensor``; errors get a ``code``;
-    - runs get the network selection the v1 fits used (the widest hook-point selection);
+    - runs have no network selection until the next compute records one (schema 1's network
+      values pooled every tensor: ``v5_to_v6`` drops them);
     - stored fits name the paper features by their metric (``__paper__/l1`` -> ``l1``) and
       state the axis their times are on.
     """
@@ -105,16 +106,7 @@ def v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
         "SELECT *, CASE WHEN stage = 'discover' THEN 'unreadable' ELSE 'failed' END AS code "
         "FROM old",
     )
-    _recreate(
-        con,
-        "runs",
-        """
-        SELECT r.*, coalesce(s.params, '') AS network_selection FROM old r LEFT JOIN (
-            SELECT run_id, arg_max(params, length(params)) AS params
-            FROM metrics WHERE scope = 'network' GROUP BY run_id
-        ) s USING (run_id)
-        """,
-    )
+    _recreate(con, "runs", "SELECT *, '' AS network_selection FROM old")
     # Schema 1 did not record a checkpoint's dtype: '' (unknown) until it is scanned again.
     _recreate(con, "checkpoints", "SELECT *, '' AS dtype FROM old")
     _recreate(con, "scalars", "SELECT * FROM old")
@@ -185,15 +177,19 @@ def v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
 def v3_to_v4(con: duckdb.DuckDBPyConnection) -> None:
     """Schema 4: checkpoints record whether their file is gone from disk (none is, yet: the
     next compute's scan finds out)."""
-    columns = {
-        row[0]
-        for row in con.sql(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'checkpoints'"
-        ).fetchall()
-    }
-    # A file migrated from schema 1 got today's checkpoints table, gone included.
-    if "gone" not in columns:
-        con.sql("ALTER TABLE checkpoints ADD COLUMN gone BOOLEAN NOT NULL DEFAULT false")
+    _add_column(con, "checkpoints", "gone BOOLEAN NOT NULL DEFAULT false")
+
+
+def _add_column(con: duckdb.DuckDBPyConnection, table: str, column: str) -> None:
+    """Add ``column`` (its DDL) unless the table has it: ``v1_to_v2`` recreated some tables with
+    the current declaration, later columns included."""
+    name = column.split()[0]
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = ?",
+        [table, name],
+    ).fetchall()
+    if found == [(0,)]:
+        con.sql(f"ALTER TABLE {table} ADD COLUMN {column}")
 
 
 def v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
@@ -202,5 +198,33 @@ def v4_to_v5(con: duckdb.DuckDBPyConnection) -> None:
     con.sql(TABLES["modules"].ddl())
 
 
+def v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 6: each computed unit records its inputs (a digest of its tensors' cuts, and of
+    which tensors each pool of the network values takes), so a unit whose inputs are cut or
+    selected otherwise by a later release is computed again.
+
+    Units stored until now recorded none (''): the next compute keeps a hook point's values
+    where its tensors are cut as schema 1 cut them, and recomputes the others (Conv1d and
+    Conv3d weights, fused Q/K/V) and every network value. Network values of schema 1's
+    selection (every tensor pooled; their params name no preset) are dropped now, with their
+    units, so no fit or export mistakes them for the paper's features.
+    """
+    _add_column(con, "computed", "inputs VARCHAR NOT NULL DEFAULT ''")
+    # Values of a preset name it in their params (text written by ``params_key``).
+    legacy = """NOT contains(params, '"preset"')"""
+    con.sql(f"DELETE FROM metrics WHERE scope = 'network' AND {legacy}")
+    con.sql(f"DELETE FROM computed WHERE hook_point = '' AND kind = 'weight' AND {legacy}")
+    con.sql(
+        "UPDATE runs SET network_selection = '' "
+        + """WHERE NOT contains(network_selection, '"preset"')"""
+    )
+
+
 # from_version -> the function that upgrades a file of that version to from_version + 1.
-MIGRATIONS: dict[int, Migration] = {1: v1_to_v2, 2: v2_to_v3, 3: v3_to_v4, 4: v4_to_v5}
+MIGRATIONS: dict[int, Migration] = {
+    1: v1_to_v2,
+    2: v2_to_v3,
+    3: v3_to_v4,
+    4: v4_to_v5,
+    5: v5_to_v6,
+}

@@ -31,9 +31,12 @@ def where(filters: Mapping[str, Names], alias: str) -> Query:
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), values
 
 
+# A unit is done when it was computed from the same checkpoint version and the same inputs; one
+# stored before schema 6 recorded no inputs and stands where they are cut as they always were.
 MISSING = (
-    "SELECT c.* EXCLUDE (order_) FROM candidates c ANTI JOIN computed d "
-    f"ON {on((*UNIT, 'fingerprint'), 'c', 'd')} ORDER BY c.order_"
+    "SELECT c.* EXCLUDE (order_, unrecorded_ok) FROM candidates c ANTI JOIN computed d "
+    f"ON {on((*UNIT, 'fingerprint'), 'c', 'd')} "
+    "AND (d.inputs = c.inputs OR (d.inputs = '' AND c.unrecorded_ok)) ORDER BY c.order_"
 )
 FIT = "SELECT config_json, result_json, created_at FROM hmm_fits WHERE config_hash = ?"
 FITS = "SELECT config_hash, config_json, created_at FROM hmm_fits ORDER BY created_at DESC"

@@ -28,7 +28,7 @@ import duckdb
 import polars as pl
 
 # Bump when a table changes, and add a migration from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 # -- the rows of every table: the one declaration the DDL and the polars schemas derive from ---
@@ -139,6 +139,10 @@ class ComputedRow(NamedTuple):
     metric: str
     fingerprint: str
     params: str = ""
+    # What the unit was computed from, beyond its params: a digest of its input tensors' cuts
+    # (and, for network values, which tensors each pool takes); '' where the params say it all,
+    # and for units stored before schema 6, which did not record it.
+    inputs: str = ""
 
 
 class FitRow(NamedTuple):

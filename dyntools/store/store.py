@@ -338,21 +338,33 @@ class Store:
     # -- reads -------------------------------------------------------------------------------
 
     def missing_work(self, candidates: pl.DataFrame) -> pl.DataFrame:
-        """The candidate units not yet computed from the same checkpoint version, in input order.
+        """The candidate units not yet computed from the same checkpoint version, in input order
+        (with the columns given).
 
-        ``candidates`` has the columns of ``computed``: run_id, step, hook_point, metric, params
-        (optional, '' for none) and fingerprint. Before the first compute, everything is missing.
+        ``candidates`` has the columns of ``computed`` (params and inputs optional, '' for none)
+        and, optionally, ``unrecorded_ok``: whether a unit stored without its inputs (before
+        schema 6) still counts as done (default true). Before the first compute, everything is
+        missing.
         """
-        frame = conform(candidates, "computed", dedupe=False).with_row_index("order_")
+        unrecorded_ok = (
+            candidates["unrecorded_ok"]
+            if "unrecorded_ok" in candidates.columns
+            else pl.Series("unrecorded_ok", [True] * candidates.height)
+        )
+        given = [c for c in candidates.columns if c != "unrecorded_ok"]
+        frame = conform(candidates.select(given), "computed", dedupe=False)
         if not self.exists:
-            return frame.drop("order_")
+            return frame.select(given)
         try:
             with self._reader() as con:
-                con.register("candidates", frame)
+                con.register(
+                    "candidates",
+                    frame.with_columns(unrecorded_ok=unrecorded_ok).with_row_index("order_"),
+                )
                 missing: pl.DataFrame = con.sql(queries.MISSING).pl()
         except NoResultsError:
-            return frame.drop("order_")
-        return missing
+            return frame.select(given)
+        return missing.select(given)
 
     def load_fit(self, config_hash: str) -> StoredFit | None:
         """The fit saved under ``config_hash``, or None if there is none (or no database yet)."""
