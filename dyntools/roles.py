@@ -69,8 +69,10 @@ PAPER_LAYERS: Final = QKV | {Layer.ATTENTION_OUT, Layer.LINEAR, Layer.CONV}
 _GENERIC: Final = frozenset({Layer.LINEAR, Layer.CONV, Layer.OTHER})
 
 
-class TensorLike(Protocol):
-    """A tensor's name, shape and whether it is floating point (``checkpoints.TensorInfo``)."""
+class Classifiable(Protocol):
+    """What ``classify`` reads of a tensor: its name, shape and whether it is floating point
+    (``checkpoints.TensorInfo`` fits). Not ``hookpoints.TensorLike``, which also needs the dtype
+    name: both modules are in layer 1 and may not import each other."""
 
     @property
     def name(self) -> str: ...
@@ -94,9 +96,13 @@ _SHORTCUT: Final = re.compile(r"(^|\.)(shortcut|downsample)(\.|$)")
 _POSITIONAL: Final = _part_pattern(
     "pos_embed", "wpe", "position_embeddings", "embed_positions", "w_pos"
 )
-_UNEMBEDDING: Final = _part_pattern("unembed", "lm_head", "embed_out", "w_u", "decoder")
+# BERT's MLM head holds the vocabulary-sized bias of its (tied) decoder as predictions.bias.
+_UNEMBEDDING: Final = _part_pattern(
+    "unembed", "lm_head", "embed_out", "w_u", "decoder", "predictions"
+)
 _EMBEDDING: Final = _part_pattern(
     "embed",
+    "embeddings",  # Mamba's backbone.embeddings
     "embed_in",
     "embed_tokens",
     "wte",
@@ -111,7 +117,20 @@ _PROJECTIONS: Final[tuple[tuple[re.Pattern[str], Layer], ...]] = (
     (_part_pattern("k_proj", "key", "k", "wk", "w_k"), Layer.ATTENTION_K),
     (_part_pattern("v_proj", "value", "v", "wv", "w_v"), Layer.ATTENTION_V),
 )
-_ATTENTION: Final = re.compile(r"(^|\.)(attn|attention|self_attn|self_attention)(\.|$)")
+# A module path part ending in attn or attention (attn, self_attn, multihead_attn, encoder_attn,
+# c_attn, attention, self_attention, T5's SelfAttention): Q, K, V and the output are named
+# inside one, so Mamba's mixer.in_proj is no fused Q/K/V.
+_ATTENTION: Final = re.compile(r"(^|\.)\w*(attn|attention)(\.|$)")
+# torch.nn.MultiheadAttention's own parameters: in_proj_weight (3*embed_dim, embed_dim) stacks
+# the rows [q; k; v]; q/k/v_proj_weight replace it when kdim or vdim differ from embed_dim.
+_MHA_LEAVES: Final[Mapping[str, tuple[Layer, Part]]] = {
+    "in_proj_weight": (Layer.ATTENTION_QKV, Part.WEIGHT),
+    "in_proj_bias": (Layer.ATTENTION_QKV, Part.BIAS),
+    "q_proj_weight": (Layer.ATTENTION_Q, Part.WEIGHT),
+    "k_proj_weight": (Layer.ATTENTION_K, Part.WEIGHT),
+    "v_proj_weight": (Layer.ATTENTION_V, Part.WEIGHT),
+}
+_MHA_TYPE: Final = re.compile(r"MultiheadAttention$")
 _OUT: Final = _part_pattern("out_proj", "o_proj", "c_proj", "dense", "wo", "w_o", "output")
 # Leaf names of the sample transformer's raw parameters: W_Q, W_in, b_in, w (LayerNorm), ...
 _RAW_WEIGHT: Final = re.compile(r"^w(_\w+)?$")
@@ -125,7 +144,8 @@ _TYPES: Final[tuple[tuple[re.Pattern[str], Layer], ...]] = (
     (re.compile(r"^embedding", re.IGNORECASE), Layer.EMBEDDING),
     # torch's Conv1d, Conv2d, Conv3d (not Hugging Face's Conv1D, a Linear: next rule).
     (re.compile(r"^Conv[123]d$"), Layer.CONV),
-    (re.compile(r"^(Linear|Conv1D)$"), Layer.LINEAR),  # Hugging Face's Conv1D is a Linear
+    # Hugging Face's Conv1D is a Linear; so is MultiheadAttention's out_proj.
+    (re.compile(r"^(Linear|Conv1D|NonDynamicallyQuantizableLinear)$"), Layer.LINEAR),
 )
 
 
@@ -162,12 +182,15 @@ def _layer_by_name(owner: str, leaf: str, rank: int) -> Layer:
         (_POSITIONAL, Layer.POSITIONAL),
         (_UNEMBEDDING, Layer.UNEMBEDDING),
         (_EMBEDDING, Layer.EMBEDDING),
-        *_PROJECTIONS,
     ):
         if pattern.search(path):
             return layer
-    if _ATTENTION.search(owner) and _OUT.search(path):
-        return Layer.ATTENTION_OUT
+    if _ATTENTION.search(owner):
+        for pattern, layer in _PROJECTIONS:
+            if pattern.search(path):
+                return layer
+        if _OUT.search(path):
+            return Layer.ATTENTION_OUT
     if not (_is_weight(leaf) or _is_bias(leaf)):
         return Layer.OTHER
     return Layer.CONV if rank >= 3 else Layer.LINEAR
@@ -181,15 +204,19 @@ def _layer_by_type(module_type: str) -> Layer | None:
 
 
 def classify(
-    tensors: Iterable[TensorLike], module_types: Mapping[str, str] | None = None
+    tensors: Iterable[Classifiable], module_types: Mapping[str, str] | None = None
 ) -> dict[str, Role]:
     """The role of every tensor, by name, in the given order.
 
-    Rules, in order: a non-float tensor, or running statistics, is a buffer; a module with
-    running statistics, or named like a normalization, is a normalization (weight: scale, bias:
-    shift); a module type refines a generic layer (linear, conv, other); then the name rules
-    (shortcut, positional, unembedding, embedding, Q/K/V or fused QKV, attention output), and
-    the rank (>= 3: convolution). A bias takes the layer of its module's weight; a bias of rank
+    Rules, in order: a non-float tensor, or running statistics, is a buffer; torch's
+    MultiheadAttention parameters (``in_proj_weight``/``in_proj_bias``: fused Q/K/V weight and
+    bias); a module with running statistics, or named like a normalization, is a normalization
+    (weight: scale, bias: shift); a module type refines a generic layer (linear, conv, other),
+    and the ``out_proj`` of a MultiheadAttention module is its attention output; then the name
+    rules (shortcut, positional, unembedding, embedding; inside an attention module Q/K/V or
+    fused QKV, attention output), and the rank (>= 3: convolution). A bias takes the layer of
+    its module's weight; a bias of a module with no weight matrix is ``other`` unless a name
+    rule says what it is (BERT's ``cls.predictions.bias``: the unembedding's); a bias of rank
     >= 2 is a buffer (an attention mask); a 1-D weight outside a normalization is ``other``.
     """
     entries = list(tensors)
@@ -208,6 +235,9 @@ def classify(
         typed = _layer_by_type(types[owner]) if owner in types else None
         if typed is not None and (layer in _GENERIC or typed is Layer.NORM):
             layer = typed
+        parent, _, last = owner.rpartition(".")
+        if last == "out_proj" and _MHA_TYPE.search(types.get(parent, "")):
+            layer = Layer.ATTENTION_OUT  # a NonDynamicallyQuantizableLinear, whatever its path
         layers[tensor.name] = layer
     weight_layer = {
         split[t.name][0]: layers[t.name]
@@ -220,14 +250,19 @@ def classify(
         low_leaf = leaf.lower()
         layer = layers[tensor.name]
         rank = len(tensor.shape)
+        mha = _MHA_LEAVES.get(low_leaf)
         if not tensor.is_float or low_leaf in _BUFFERS:
             roles[tensor.name] = Role(Layer.NORM if owner in normed else Layer.OTHER, Part.BUFFER)
+        elif mha is not None and rank == (2 if mha[1] is Part.WEIGHT else 1):
+            roles[tensor.name] = Role(*mha)
         elif layer is Layer.NORM:
             roles[tensor.name] = Role(layer, Part.SHIFT if _is_bias(low_leaf) else Part.SCALE)
         elif _is_bias(low_leaf):
             bias = rank == 1
+            # With no weight matrix beside it, a bias is only what a name rule says it is.
+            alone = Layer.OTHER if layer in _GENERIC else layer
             roles[tensor.name] = Role(
-                weight_layer.get(owner, layer) if bias else Layer.OTHER,
+                weight_layer.get(owner, alone) if bias else Layer.OTHER,
                 Part.BIAS if bias else Part.BUFFER,
             )
         elif rank == 1:

@@ -1,7 +1,7 @@
 """How each tensor of a run is measured: its cut into matrices (from its role) and whether it
 enters the network-scope values (the paper's features), by preset.
 
-Presets of the network selection (docs/metrics.md, "The paper features"):
+Presets of the network selection (docs/metrics.md, "Presets"):
 
 - ``paper`` (the default): the weight matrices of attention projections (Q, K, V split per head
   where the layout has heads, a fused Q/K/V split into per-head Q, K and V, the output not
@@ -111,9 +111,18 @@ class NetworkSelection:
         """Whether its matrices differ from the per-hook-point ones (computed apart)."""
         return self.preset is Preset.POLYPYTHIAS
 
-    def cut(self, shape: tuple[int, ...], default: Cut) -> Cut:
-        """How a selected tensor is cut for the network values."""
-        return Cut(rows=True) if self.preset is Preset.POLYPYTHIAS and len(shape) >= 2 else default
+    def cut(self, shape: tuple[int, ...], default: Cut, name: str | None = None) -> Cut:
+        """How selected tensor ``name`` is cut for the network values.
+
+        polypythias reshapes every ``.weight`` to (rows, -1), as the published code does: a 1-D
+        ``.weight`` (a scale whose name has no ``norm``, GPT-2's ``ln_1.weight``) becomes an
+        (n, 1) matrix; a ``.bias`` is pooled only. Without the name a 1-D weight cannot be told
+        from a bias, so only tensors of rank >= 2 are reshaped."""
+        if self.preset is not Preset.POLYPYTHIAS or not shape:
+            return default
+        if name is None:
+            return Cut(rows=True) if len(shape) >= 2 else default
+        return Cut(rows=True) if name.endswith(".weight") else default
 
 
 # Leaf of a fused Q/K/V tensor's module -> how Q, K and V share it.
@@ -130,7 +139,9 @@ def head_count(config: Mapping[str, Any]) -> int | None:
         config.get("model", {}).get("kwargs", {}) if isinstance(config.get("model"), dict) else {}
     )
     for source in (config, kwargs):
-        for key in ("num_attention_heads", "n_head", "n_heads"):
+        # Hugging Face's names, then torch's (nn.Transformer* take nhead, MultiheadAttention
+        # num_heads).
+        for key in ("num_attention_heads", "n_head", "n_heads", "nhead", "num_heads"):
             value = source.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value > 0:
                 return value
@@ -142,7 +153,13 @@ def default_cut(
 ) -> Cut:
     """How a tensor is cut into matrices by default: Q, K and V per head where the layout has
     heads (3-D weights; fused Q/K/V with the configuration's head count), convolution weights
-    of any rank as convolutions, everything else by its rank."""
+    of any rank as convolutions, everything else by its rank.
+
+    torch's MultiheadAttention ``in_proj_weight`` holds the rows [q; k; v] of embed_dim each
+    whatever the head count: with no head count in the configuration it is split into q, k
+    and v unsplit per head (one matrix each, head 0 standing for all heads), as the reference
+    takes BERT's separate query, key and value. Other fused layouts need the head count (an
+    error row without it)."""
     if role.part is not Part.WEIGHT:
         return Cut()
     if role.layer in (Layer.CONV, Layer.SHORTCUT):
@@ -150,7 +167,9 @@ def default_cut(
     if not split_heads or role.layer not in QKV:
         return Cut()
     if role.layer is Layer.ATTENTION_QKV and len(shape) == 2:
-        owner = name.rpartition(".")[0]
+        owner, _, leaf = name.rpartition(".")
+        if leaf.lower() == "in_proj_weight":
+            return Cut(heads=heads or 1, fused=Fused.BLOCKS)
         layout = _FUSED_LAYOUTS.get(owner.rpartition(".")[2], Fused.BLOCKS)
         return Cut(heads=heads, fused=layout)
     if len(shape) == 3:

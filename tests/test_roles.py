@@ -1,21 +1,27 @@
-"""Tensor roles of the sample models and of real architectures (built with transformers from a
-config, random weights), by name rules alone and with the modules' types."""
+"""Tensor roles of the sample models, of torch's nn.Transformer* and of real architectures (built
+with transformers from a config, random weights), by name rules alone and with the modules'
+types; which tensors the paper features take; and `dyntools hookpoints --roles`."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pytest
 import torch
+from conftest import SAMPLE_RUNS
 
+from dyntools.cli import main
+from dyntools.metrics.matrices import Cut, Fused, plan_matrices, split_fused
 from dyntools.models import build_model
 from dyntools.roles import Layer, Part, Role, classify
-from dyntools.selection import NetworkSelection, Preset
+from dyntools.selection import NetworkSelection, Preset, default_cut, head_count
 
 pytest.importorskip("transformers")
 import transformers
 
 W, B, S, SH, BUF = Part.WEIGHT, Part.BIAS, Part.SCALE, Part.SHIFT, Part.BUFFER
+W_B = ("weight", "bias")
 
 
 @dataclass(frozen=True)
@@ -256,3 +262,184 @@ def test_module_types_name_torch_convolutions_and_hf_conv1d() -> None:
 def test_normalization_layers_cannot_be_selected() -> None:
     with pytest.raises(ValueError, match="normalization layers cannot enter the paper features"):
         NetworkSelection(Preset.CUSTOM, layers=(Layer.NORM,))
+
+
+def test_bert_mlm_head_bias_is_the_unembeddings() -> None:
+    config = transformers.BertConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=16,
+    )
+    model = transformers.BertForMaskedLM(config)
+    check(
+        model,
+        {
+            # The decoder's bias, tied to it (the only one a saved checkpoint keeps).
+            "cls.predictions.bias": (Layer.UNEMBEDDING, B),
+            "cls.predictions.decoder.bias": (Layer.UNEMBEDDING, B),
+            "cls.predictions.decoder.weight": (Layer.UNEMBEDDING, W),
+            "cls.predictions.transform.dense.weight": (Layer.LINEAR, W),
+            "cls.predictions.transform.LayerNorm.weight": (Layer.NORM, S),
+        },
+    )
+    layer_tensors = [
+        f"bert.encoder.layer.{layer}.{module}.{part}"
+        for layer in range(2)
+        for module in (
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+            "intermediate.dense",
+            "output.dense",
+        )
+        for part in ("weight", "bias")
+    ]
+    head = ["cls.predictions.transform.dense.weight", "cls.predictions.transform.dense.bias"]
+    for typed in (False, True):
+        roles = roles_of(model, typed=typed)
+        selected = {name for name, role in roles.items() if NetworkSelection().includes(name, role)}
+        assert selected == {*layer_tensors, *head}, typed
+    # A classifier's pooler and head are linear layers: both enter.
+    classifier = transformers.BertForSequenceClassification(config)
+    check(
+        classifier,
+        {
+            "bert.pooler.dense.weight": (Layer.LINEAR, W),
+            "bert.pooler.dense.bias": (Layer.LINEAR, B),
+            "classifier.weight": (Layer.LINEAR, W),
+        },
+    )
+
+
+def test_torch_multihead_attention_is_fused_qkv_in_blocks() -> None:
+    layer = torch.nn.TransformerEncoderLayer(d_model=32, nhead=4, dim_feedforward=64)
+    encoder = torch.nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+    expected = {
+        "layers.0.self_attn.in_proj_weight": (Layer.ATTENTION_QKV, W),
+        "layers.0.self_attn.in_proj_bias": (Layer.ATTENTION_QKV, B),
+        "layers.0.self_attn.out_proj.weight": (Layer.ATTENTION_OUT, W),
+        "layers.0.self_attn.out_proj.bias": (Layer.ATTENTION_OUT, B),
+        "layers.1.linear1.weight": (Layer.LINEAR, W),
+        "layers.1.linear2.bias": (Layer.LINEAR, B),
+        "layers.1.norm1.weight": (Layer.NORM, S),
+        "layers.1.norm2.bias": (Layer.NORM, SH),
+    }
+    check(encoder, expected)
+    for typed in (False, True):
+        roles = roles_of(encoder, typed=typed)
+        selected = {name for name, role in roles.items() if NetworkSelection().includes(name, role)}
+        assert selected == {
+            f"layers.{i}.{module}.{part}"
+            for i in range(2)
+            for module, part in [
+                ("self_attn", "in_proj_weight"),
+                ("self_attn", "in_proj_bias"),
+                *((m, p) for m in ("self_attn.out_proj", "linear1", "linear2") for p in W_B),
+            ]
+        }
+    # torch stacks q, k and v along dim 0: the blocks layout, per head with a head count (nn.
+    # Transformer*'s nhead, MultiheadAttention's num_heads), else q, k and v whole.
+    name = "layers.0.self_attn.in_proj_weight"
+    role = Role(Layer.ATTENTION_QKV, W)
+    assert head_count({"model": {"kwargs": {"nhead": 4}}}) == 4
+    assert default_cut(name, (96, 32), role, 4, split_heads=True) == Cut(4, Fused.BLOCKS)
+    whole = default_cut(name, (96, 32), role, None, split_heads=True)
+    assert whole == Cut(1, Fused.BLOCKS)
+    matrices, why = plan_matrices(name, (96, 32), "layers.0.self_attn", whole, 0)
+    assert why is None and [(m.component, m.shape) for m in matrices] == [
+        (c, (32, 32)) for c in "qkv"
+    ]
+    weight = encoder.layers[0].self_attn.in_proj_weight.detach()
+    for got, want in zip(split_fused(weight, 1, Fused.BLOCKS), weight.chunk(3), strict=True):
+        assert torch.equal(got, want)
+
+
+class Mixer(torch.nn.Module):
+    """A MultiheadAttention under a name no attention rule knows, and one with its own kdim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mha = torch.nn.MultiheadAttention(16, 2)
+        self.cross = torch.nn.MultiheadAttention(16, 2, kdim=8, vdim=8)
+
+
+def test_multihead_attention_out_proj_by_module_type() -> None:
+    roles = {typed: roles_of(Mixer(), typed=typed) for typed in (False, True)}
+    for typed in (False, True):
+        assert roles[typed]["mha.in_proj_weight"] == Role(Layer.ATTENTION_QKV, W)
+        assert roles[typed]["cross.q_proj_weight"] == Role(Layer.ATTENTION_Q, W)
+        assert roles[typed]["cross.v_proj_weight"] == Role(Layer.ATTENTION_V, W)
+        assert roles[typed]["cross.in_proj_bias"] == Role(Layer.ATTENTION_QKV, B)
+    # Its class says what out_proj is; its name alone does not (a linear layer: it still enters).
+    assert roles[True]["mha.out_proj.weight"] == Role(Layer.ATTENTION_OUT, W)
+    assert roles[False]["mha.out_proj.weight"] == Role(Layer.LINEAR, W)
+    decoder = torch.nn.TransformerDecoderLayer(d_model=16, nhead=2, dim_feedforward=32)
+    check(
+        decoder,
+        {
+            "multihead_attn.in_proj_weight": (Layer.ATTENTION_QKV, W),
+            "multihead_attn.out_proj.weight": (Layer.ATTENTION_OUT, W),
+        },
+    )
+
+
+def test_mamba_in_proj_is_no_fused_attention() -> None:
+    config = transformers.MambaConfig(
+        vocab_size=50, hidden_size=16, state_size=4, num_hidden_layers=1, expand=2, conv_kernel=4
+    )
+    model = transformers.MambaForCausalLM(config)
+    mixer = "backbone.layers.0.mixer"
+    check(
+        model,
+        {
+            "backbone.embeddings.weight": (Layer.EMBEDDING, W),
+            "backbone.layers.0.norm.weight": (Layer.NORM, S),
+            f"{mixer}.in_proj.weight": (Layer.LINEAR, W),
+            f"{mixer}.conv1d.weight": (Layer.CONV, W),
+            f"{mixer}.conv1d.bias": (Layer.CONV, B),
+            f"{mixer}.x_proj.weight": (Layer.LINEAR, W),
+            f"{mixer}.dt_proj.bias": (Layer.LINEAR, B),
+            f"{mixer}.out_proj.weight": (Layer.LINEAR, W),
+            f"{mixer}.A_log": (Layer.OTHER, W),
+            f"{mixer}.D": (Layer.OTHER, W),
+            "lm_head.weight": (Layer.UNEMBEDDING, W),
+        },
+    )
+    for typed in (False, True):
+        roles = roles_of(model, typed=typed)
+        selected = {name for name, role in roles.items() if NetworkSelection().includes(name, role)}
+        assert selected == {
+            f"{mixer}.{module}.{part}"
+            for module, part in [
+                ("in_proj", "weight"),
+                ("x_proj", "weight"),
+                ("out_proj", "weight"),
+                *((m, p) for m in ("conv1d", "dt_proj") for p in W_B),
+            ]
+        }
+        in_proj = roles[f"{mixer}.in_proj.weight"]
+        assert default_cut(f"{mixer}.in_proj.weight", (64, 16), in_proj, 4, True) == Cut()
+
+
+def test_a_bias_without_a_weight_matrix_is_other() -> None:
+    roles = classify([Info("head.bias", (4,), True), Info("scaler.bias", (4,), True)])
+    assert roles["head.bias"] == Role(Layer.OTHER, B)
+    assert not NetworkSelection().includes("head.bias", roles["head.bias"])
+
+
+def test_hookpoints_roles_lists_non_float_tensors(capsys: pytest.CaptureFixture[str]) -> None:
+    run = SAMPLE_RUNS / "digits-resnet" / "seed0"
+    assert main(["hookpoints", str(run), "--roles", "--json"]) == 0
+    rows = {t["name"]: t for t in json.loads(capsys.readouterr().out)["tensors"]}
+    counter = rows["stem.bn.num_batches_tracked"]
+    assert (counter["dtype"], counter["layer"], counter["part"]) == ("int64", "norm", "buffer")
+    assert counter["network"] is False
+    assert main(["hookpoints", str(run), "--roles"]) == 0
+    text = capsys.readouterr().out
+    (line,) = [row for row in text.splitlines() if row.startswith("stem.bn.num_batches_tracked")]
+    assert line.split()[1:4] == ["norm", "buffer", "-"]
+    assert f"of {len(rows)} tensors enter the paper features" in text

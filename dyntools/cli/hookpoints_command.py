@@ -150,7 +150,8 @@ def _roles(
     if not run.checkpoints:
         raise LookupError(f"run {run.run_id!r} has no readable checkpoint")
     options = ComputeOptions(factory=factory, network=selection)
-    tensors = [t for t in run.checkpoints[0].tensors if t.is_float]
+    # Every tensor: non-float ones (position ids, masks, counters) are buffers, never taken.
+    tensors = list(run.checkpoints[0].tensors)
     if select:
         owned = {e.name for hp in build_tree(tensors).select(select) for e in hp.tensors}
         tensors = [t for t in tensors if t.name in owned]
