@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 
 from dyntools.checkpoints import CheckpointWriter
 from dyntools.cli import main
 from dyntools.pipeline import ComputeOptions, compute
+from dyntools.pipeline.fits import fit_data
+from dyntools.selection import NetworkSelection
+from dyntools.store import Store, locate_db
+from dyntools.views.latent_states.compare import describe_config
 
 
 def write_runs(folder: Path, seeds: range, epochs: int = 12) -> None:
@@ -73,3 +78,33 @@ def test_stability_and_state_names_are_stored_with_the_fit(
     assert payload["state_names"][:2] == ["start", "growing"]
     assert main([*base, "--name", "two=x"]) == 2
     assert "--name takes STATE=NAME" in capsys.readouterr().err
+
+
+def test_a_fit_names_the_tensors_its_paper_features_were_computed_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_runs(tmp_path, range(2))
+    compute(tmp_path, ComputeOptions(workers=1))
+    # A second compute over one hook point stores network values of the same preset over it.
+    compute(tmp_path, ComputeOptions(select=("0",), workers=1))
+    args = ["fit", str(tmp_path), "--max-states", "2", "--restarts", "2"]
+    assert main([*args, "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["config"]["paper_features"] is True
+    assert document["config"]["network_selection"] == {"preset": "paper"}
+    assert main(args) == 0
+    assert "paper features over the tensors of preset paper" in capsys.readouterr().out
+    store = Store(locate_db(tmp_path).path)
+    (config_json,) = store.list_fits()["config_json"].to_list()
+    assert "paper features (the tensors of preset paper)" in describe_config(
+        json.loads(config_json)
+    )
+    # One network value per run, checkpoint and metric, whichever way the selection is named.
+    data = fit_data(store)
+    network = pl.col("scope") == "network"
+    default = data.for_fit(None).filter(network)
+    named = data.for_fit(NetworkSelection()).filter(network)
+    assert default.height == named.height == default.unique(["run_id", "step", "metric"]).height
+    # Exports name the selection of every network value.
+    tidy = store.tidy_table().filter(network)
+    assert tidy.height and tidy["params"].str.contains('"preset":"paper"').all()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +18,20 @@ from dyntools.text import printable
 _MAX_SEGMENTS = 40  # segments of a run's state path shown before eliding
 
 
+def selection_text(described: Mapping[str, Any] | None) -> str:
+    """The tensors a fit's paper features were computed over, in words (``described``: a
+    ``NetworkSelection.describe()``, None when the runs were computed with different ones)."""
+    if described is None:
+        return "each run's own tensor selection (the runs were computed with different ones)"
+    preset = described.get("preset", "paper")
+    parts = [f"preset {preset}"]
+    if described.get("tensors"):
+        parts.append("tensors " + ", ".join(map(printable, described["tensors"])))
+    if described.get("layers"):
+        parts.append("layers " + ", ".join(described["layers"]))
+    return "the tensors of " + "; ".join(parts)
+
+
 def format_fit_report(result: FitResult, *, top: int = 3) -> str:
     """Warnings, notices, selection table, chosen n, state paths, states, edges, convergence."""
     cfg = result.config
@@ -25,6 +41,9 @@ def format_fit_report(result: FitResult, *, top: int = 3) -> str:
         f"covariance {cfg.covariance_type}, {cfg.normalize} z-score, "
         f"{plural(cfg.restarts, 'restart')} (seed {cfg.seed}), {result.seconds:.1f} s",
     ]
+    if cfg.paper_features:
+        described = None if cfg.network_selection is None else cfg.network_selection.describe()
+        lines.append(f"paper features over {selection_text(described)}")
     lines += [f"warning: {c.message}" for c in result.caveats]
     lines += [f"note: {n.message}" for n in result.notices]
     held = "" if result.fitted is None else f"; {int((~result.fitted).sum())} checkpoints held out"

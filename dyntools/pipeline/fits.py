@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,20 +69,51 @@ class FitData:
 
     def for_fit(self, network_selection: NetworkSelection | None) -> pl.DataFrame:
         """The metrics a fit sees: hook-point values, and the network values of one selection
-        per run (``network_selection``, over whatever hook points each run was computed with,
-        or each run's default) with params '' (features name the network values by metric)."""
+        per run (``network_selection``, or each run's default) with params '' (features name
+        the network values by metric)."""
         network = pl.col("scope") == Scope.NETWORK
-        if network_selection is not None:
-            stored = self.metrics.filter(network)["params"].unique().to_list()
-            wanted = [p for p in stored if _selection_of(p) == network_selection]
-            keep = pl.col("params").is_in(wanted)
-        else:
-            keep = pl.col("params") == pl.col("run_id").replace_strict(
-                dict(self.selections), default=None, return_dtype=pl.String
-            )
+        chosen = self._network_params(network_selection)
+        keep = pl.col("params") == pl.col("run_id").replace_strict(
+            chosen, default=None, return_dtype=pl.String
+        )
         return self.metrics.filter(~network | keep).with_columns(
             params=pl.when(network).then(pl.lit("")).otherwise(pl.col("params"))
         )
+
+    def _network_params(self, selection: NetworkSelection | None) -> dict[str, str]:
+        """Run -> the params of the network values a fit takes: of the run's default compute
+        when it used ``selection`` (or none is given), else of the widest compute that did
+        (a run computed over several hook-point selections has several)."""
+        if selection is None:
+            return dict(self.selections)
+        stored = (
+            self.metrics.filter(pl.col("scope") == Scope.NETWORK)
+            .select("run_id", "params")
+            .unique()
+            .sort("run_id", "params")
+        )
+        matching: dict[str, list[str]] = {}
+        for run_id, params in stored.iter_rows():
+            if _selection_of(params) == selection:
+                matching.setdefault(run_id, []).append(params)
+        return {
+            run_id: default if default in found else max(found, key=_width)
+            for run_id, found in matching.items()
+            for default in [self.selections.get(run_id, "")]
+        }
+
+    def default_selection(self, runs: Sequence[str] | None) -> NetworkSelection | None:
+        """The network selection ``runs`` (None: every run) were computed with by default,
+        when they share one (their hook points may differ); None when they differ or have no
+        network values yet."""
+        chosen = self.selections if runs is None else {r: self.selections.get(r, "") for r in runs}
+        found = {_selection_of(params) for params in chosen.values()}
+        return found.pop() if len(found) == 1 else None
+
+
+def _width(params: str) -> int:
+    """How many hook points the network values of ``params`` cover."""
+    return len(json.loads(params).get("hook_points", ()))
 
 
 def _selection_of(params: str) -> NetworkSelection | None:
@@ -139,7 +170,13 @@ def fit_or_load(
         raise LookupError(
             f"no metrics in {store.path}: run `dyntools compute FOLDER` before fitting"
         )
-    config = dataclasses.replace(config, data_fingerprint=data.fingerprint)
+    config = dataclasses.replace(
+        config,
+        data_fingerprint=data.fingerprint,
+        # The paper features of a fit name the tensors they were computed over.
+        network_selection=config.network_selection
+        or (data.default_selection(config.runs) if config.paper_features else None),
+    )
     key = config_hash(config)
     stored = store.load_fit(key)
     if stored is not None:

@@ -9,7 +9,7 @@ from dyntools import charts, ui
 from dyntools.checkpoints.records import AXIS_CHOICES
 from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
 from dyntools.hmm.caveats import CaveatCode, plural
-from dyntools.hmm.report import r_squared_text
+from dyntools.hmm.report import r_squared_text, selection_text
 from dyntools.hmm.selection import CRITERIA
 from dyntools.hmm.stability import DEFAULT_RESAMPLES
 from dyntools.metrics.feature import Feature
@@ -213,6 +213,13 @@ st.success(
     f"{result.axis.value}s.",
     icon=":material/check_circle:",
 )
+if result.config.paper_features:
+    network = result.config.network_selection
+    st.caption(
+        "Paper features over "
+        + selection_text(None if network is None else network.describe())
+        + " (docs/metrics.md, tensor roles)."
+    )
 for notice in result.notices:
     st.caption(f"Note: {notice.message}")
 

@@ -16,6 +16,7 @@ import polars as pl
 
 from dyntools.hmm import FitResult
 from dyntools.hmm.caveats import plural
+from dyntools.hmm.report import selection_text
 from dyntools.views.latent_states.frames import state_points
 
 CORRESPONDENCE_SCHEMA = {
@@ -35,7 +36,7 @@ def describe_config(config: Mapping[str, Any]) -> str:
         else f"n ≤ {config.get('max_states')} by {config.get('criterion', 'bic')}"
     )
     features = (
-        "paper features"
+        f"paper features ({selection_text(config.get('network_selection'))})"
         if config.get("paper_features")
         else plural(len(config.get("features") or ()), "feature")
     )
