@@ -5,6 +5,7 @@ its backend, and importing dyntools imports neither."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "dyntools"
+DOC = ROOT / "docs" / "architecture.md"
 
 # Each part of dyntools and its layer: a module may import its own part and lower layers only.
 LAYERS: dict[str, int] = {
@@ -191,3 +193,95 @@ def test_the_rule_catches_an_upward_import(tmp_path: Path) -> None:
     ((target, _),) = _imports(leaf)
     assert LAYERS[_part(target)] > LAYERS[_part("dyntools.metrics.weights")]
     assert _components({"a": ["b"], "b": ["a"], "c": []}) == [["a", "b"], ["c"]]
+
+
+def _section(text: str, heading: str) -> str:
+    """The body of a ``## heading`` section of a markdown page, up to the next ``## ``."""
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"{DOC.name} has no section '## {heading}'"
+    return match.group(1)
+
+
+def _tables(text: str) -> dict[str, list[list[str]]]:
+    """The markdown tables of ``text`` by their first header cell: each row's cells."""
+    tables: dict[str, list[list[str]]] = {}
+    rows: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            continue
+        if rows:
+            # rows[1] is the |---| separator line.
+            tables[rows[0][0]] = rows[2:]
+            rows = []
+    return tables
+
+
+def _code(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def documented_layers(text: str) -> dict[str, int]:
+    """The layer table of docs/architecture.md, "Layers", as ``LAYERS`` spells it."""
+    found: dict[str, int] = {}
+    for layer, parts, may_import in _tables(_section(text, "Layers"))["layer"]:
+        number = int(layer.split()[0])
+        expected = {0: "nothing of dyntools", 1: "layer 0"}.get(number, f"layers 0-{number - 1}")
+        assert may_import == expected, f"layer {number}: '{may_import}', not '{expected}'"
+        for part in _code(parts):
+            assert part not in found, f"{part} is in two rows of the layer table"
+            found[part] = number
+    return found
+
+
+def documented_owners(text: str) -> dict[str, tuple[str, ...]]:
+    """The owners' table of docs/architecture.md, "Layers", as ``OWNERS`` spells it."""
+    return {
+        _code(library)[0]: tuple(_code(owners))
+        for library, owners in _tables(_section(text, "Layers"))["library"]
+    }
+
+
+def test_the_docs_state_the_layers_and_owners_this_test_enforces() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    assert documented_layers(text) == LAYERS
+    assert documented_owners(text) == OWNERS
+
+
+def test_the_docs_check_fails_on_a_drifted_table() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    moved = text.replace(
+        "| 4 | `dyntools.pipeline` |", "| 4 | `dyntools.pipeline`, `dyntools.text` |"
+    )
+    assert moved != text
+    with pytest.raises(AssertionError, match="two rows"):
+        documented_layers(moved)
+    dropped = text.replace("| `ray` (", "| `ray_gone` (")
+    assert dropped != text and documented_owners(dropped) != OWNERS
+
+
+def test_every_concept_lives_where_the_docs_say() -> None:
+    """Each row of "Where each concept lives": its files exist, and each name it gives is in one
+    of them (a renamed or moved name fails here)."""
+    rows = _tables(_section(DOC.read_text(encoding="utf-8"), "Where each concept lives"))
+    wrong = []
+    for concept, names, where in rows["concept"]:
+        paths: list[Path] = []
+        for cited in _code(where):
+            # A bare file name is beside the file named before it: `pipeline/jobs.py`, `plan.py`.
+            path = ROOT / cited if "/" in cited else paths[-1].parent / cited
+            if not path.exists():
+                wrong.append(f"{concept}: {cited} does not exist")
+            paths.append(path)
+        files = [f for p in paths for f in (sorted(p.rglob("*.py")) if p.is_dir() else [p])]
+        files = [f for f in files if f.is_file()]
+        # In a folder, a name may also be a module's: `compare` (dyntools/views/latent_states/).
+        modules = " ".join(
+            part for f in files for part in f.relative_to(ROOT).with_suffix("").parts
+        )
+        text = "\n".join([modules, *(f.read_text(encoding="utf-8") for f in files)])
+        for name in _code(names):
+            word = name.split("(")[0].split(".")[-1]
+            if word.isidentifier() and not re.search(rf"\b{re.escape(word)}\b", text):
+                wrong.append(f"{concept}: {name} is not in {', '.join(_code(where))}")
+    assert not wrong, "\n".join(wrong)

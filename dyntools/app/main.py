@@ -1,10 +1,10 @@
 """The app's router: page config, shared selections, sidebar and navigation.
 
 Streamlit runs this script (``dyntools app FOLDER`` serves it; the repository's
-``streamlit_app.py`` calls ``run``). Page URLs: / (Folder), /hook-points, /metrics,
-/latent-states, /activations, /information-plane. ``st.session_state["dyntools.start_page"]``
-(a url path) picks the page a new session opens on: tests use it to render one page through
-this router.
+``streamlit_app.py`` calls ``run``). Page URLs, as ``PAGES`` lists them: / (Folder),
+/hook-points, /metrics, /latent-states, /compare-fits, /activations, /steps (Training steps),
+/information-plane. ``st.session_state["dyntools.start_page"]`` (a url path) picks the page a
+new session opens on: tests use it to render one page through this router.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Which features drive a transition i -> j (docs/latent-states.md, "Transitions"), in plain
-numpy.
+"""Which features drive a transition i -> j (docs/latent-states.md, "Reading the report", its
+Transitions paragraph), in plain numpy.
 
 (a) ``mu_j - mu_i``: the difference of the state means, in standard units (the features are
 z-scored), ranked by magnitude.

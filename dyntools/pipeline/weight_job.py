@@ -98,7 +98,7 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
             else None
         )
     except MemoryError:
-        why = "not enough memory to read and compute it (see docs/checkpoints.md, limits)"
+        why = "not enough memory to read and compute it (see docs/metrics.md, 'Cost')"
         result.failure = f"{job.ref.path}: {why}"
         result.errors = [_error(job, "checkpoint", Reason(ReasonCode.FAILED, why))]
         return result
