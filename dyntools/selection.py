@@ -111,17 +111,14 @@ class NetworkSelection:
         """Whether its matrices differ from the per-hook-point ones (computed apart)."""
         return self.preset is Preset.POLYPYTHIAS
 
-    def cut(self, shape: tuple[int, ...], default: Cut, name: str | None = None) -> Cut:
+    def cut(self, name: str, shape: tuple[int, ...], default: Cut) -> Cut:
         """How selected tensor ``name`` is cut for the network values.
 
         polypythias reshapes every ``.weight`` to (rows, -1), as the published code does: a 1-D
         ``.weight`` (a scale whose name has no ``norm``, GPT-2's ``ln_1.weight``) becomes an
-        (n, 1) matrix; a ``.bias`` is pooled only. Without the name a 1-D weight cannot be told
-        from a bias, so only tensors of rank >= 2 are reshaped."""
+        (n, 1) matrix; a ``.bias`` is pooled only."""
         if self.preset is not Preset.POLYPYTHIAS or not shape:
             return default
-        if name is None:
-            return Cut(rows=True) if len(shape) >= 2 else default
         return Cut(rows=True) if name.endswith(".weight") else default
 
 

@@ -92,3 +92,26 @@ def test_run_and_compute_follow_the_runs_chosen_elsewhere(fresh_folder: Path) ->
         "sparse-parity/seed0",
         "sparse-parity/seed1",
     }
+
+
+def test_roles_follow_the_module_types_and_the_chosen_preset_is_computed(
+    analysed_folder: Path, fresh_folder: Path
+) -> None:
+    app = routed("hook-points", analysed_folder)
+    roles = next(
+        pl.from_pandas(frame.value)
+        for frame in app.dataframe
+        if "paper_features" in frame.value.columns
+    )
+    assert roles.filter(pl.col("tensor") == "fc1.weight")["layer"].to_list() == ["linear"]
+    assert "Roles from the rebuilt model's module types" in texts(app)
+
+    app = routed("hook-points", fresh_folder, **{"hooks.preset": "polypythias"})
+    assert by_key(app.selectbox, "hooks.preset").value == "polypythias"
+    assert "under preset `polypythias`" in texts(app)
+    by_key(app.multiselect, "hooks.metrics").set_value(["l2", "mean_w"])
+    by_key(app.button, "hooks.compute").click().run(timeout=120)
+    assert not app.exception
+    metrics = Store(locate_db(fresh_folder).path).read_metrics()
+    network = metrics.filter(pl.col("scope") == "network")
+    assert network.height and network["params"].str.contains('"preset":"polypythias"').all()

@@ -139,12 +139,6 @@ def gpt2_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     return folder, load_file(folder / "run" / "checkpoint-5" / "model.safetensors")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dyntools/pipeline/weight_job.py cuts the network tensors with "
-    "NetworkSelection.cut(shape, default) and no name, so a 1-D .weight gets no (n, 1) matrix: "
-    "it must pass name=t",
-)
 def test_polypythias_takes_a_1d_weight_as_an_n_by_1_matrix(
     gpt2_run: tuple[Path, dict[str, torch.Tensor]],
 ) -> None:
@@ -166,7 +160,7 @@ def test_polypythias_takes_a_1d_weight_as_an_n_by_1_matrix(
 
 def test_polypythias_cuts_every_weight_by_rows_and_pools_biases() -> None:
     selection = NetworkSelection(Preset.POLYPYTHIAS)
-    assert selection.cut((32,), Cut(), "h.0.ln_1.weight") == Cut(rows=True)
-    assert selection.cut((32, 96), Cut(heads=4), "h.0.attn.c_attn.weight") == Cut(rows=True)
-    assert selection.cut((96,), Cut(), "h.0.attn.c_attn.bias") == Cut()
-    assert NetworkSelection().cut((32,), Cut(), "h.0.ln_1.weight") == Cut()
+    assert selection.cut("h.0.ln_1.weight", (32,), Cut()) == Cut(rows=True)
+    assert selection.cut("h.0.attn.c_attn.weight", (32, 96), Cut(heads=4)) == Cut(rows=True)
+    assert selection.cut("h.0.attn.c_attn.bias", (96,), Cut()) == Cut()
+    assert NetworkSelection().cut("h.0.ln_1.weight", (32,), Cut()) == Cut()

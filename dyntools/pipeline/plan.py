@@ -153,12 +153,14 @@ def weight_plan(
         for names in [sorted(n for n, owner in tensor_hooks.items() if owner == hook)]
     }
     pools = plan.network_pools()
+    network_cuts = {
+        n: asdict(options.network.cut(n, shapes[n], cuts[n]))
+        for n in sorted(roles)
+        if pools[n] is not None
+    }
     # Schema 1 pooled every tensor into the network values: a value stored without its inputs
     # never stands.
-    inputs[NETWORK] = (
-        _digest([(n, asdict(cuts[n]), pools[n]) for n in sorted(roles) if pools[n] is not None]),
-        False,
-    )
+    inputs[NETWORK] = (_digest([(n, cut, pools[n]) for n, cut in network_cuts.items()]), False)
     return WeightPlan(hook_points, tensor_hooks, plan, network, splittable, inputs), unmatched
 
 

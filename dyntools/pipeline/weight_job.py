@@ -89,7 +89,7 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
                 job,
                 selected,
                 set(network),
-                {t: tensors.selection.cut(shapes_of(job)[t], tensors.cuts[t]) for t in selected},
+                {t: tensors.selection.cut(t, shapes_of(job)[t], tensors.cuts[t]) for t in selected},
                 {t: tensors.network_pools()[t] for t in selected},
                 device,
                 spectra,

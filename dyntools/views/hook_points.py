@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 import polars as pl
@@ -44,11 +45,16 @@ def tree_table(tree: HookPointTree) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=TREE_SCHEMA)
 
 
-def roles_table(tree: HookPointTree, selection: NetworkSelection) -> pl.DataFrame:
-    """Every floating tensor with its role (from names and shapes) and whether the network
-    values (the paper's features) under ``selection`` take it."""
-    tensors = [t for t in tree.tensors.values() if t.is_float]
-    roles = classify(tensors)
+def roles_table(
+    tree: HookPointTree,
+    selection: NetworkSelection,
+    module_types: Mapping[str, str] | None = None,
+) -> pl.DataFrame:
+    """Every tensor with its role (from the rebuilt model's ``module_types`` where a compute
+    recorded them, else from names and shapes, as the compute classifies it) and whether the
+    network values (the paper's features) under ``selection`` take it."""
+    tensors = list(tree.tensors.values())
+    roles = classify(tensors, module_types)
     return pl.DataFrame(
         [
             {

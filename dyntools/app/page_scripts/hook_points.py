@@ -6,7 +6,7 @@ from dyntools import ui
 from dyntools.hookpoints import select_paths
 from dyntools.metrics.kinds import HookKind
 from dyntools.pipeline.options import configured_backend
-from dyntools.selection import NetworkSelection
+from dyntools.selection import NetworkSelection, Preset
 from dyntools.views.hook_points import (
     computed_table,
     metric_catalogue,
@@ -15,6 +15,9 @@ from dyntools.views.hook_points import (
     roles_table,
     tree_table,
 )
+
+# The presets a page can choose (a custom selection's patterns belong to the command line).
+PRESETS = [Preset.PAPER.value, Preset.POLYPYTHIAS.value]
 
 st.title("Hook points")
 ui.load_state()
@@ -54,15 +57,38 @@ st.dataframe(
     column_config={"parameters": st.column_config.NumberColumn(format="localized")},
 )
 ui.downloads(shown, "hook_points", key="hooks.tree")
+state = ui.store_state(folder)
+preset = st.selectbox(
+    "Tensors of the paper features",
+    PRESETS,
+    key="hooks.preset",
+    bind=ui.URL,
+    help="Which tensors the network-wide values (the paper's 14 features) pool; Compute uses "
+    "it. paper: the weights of attention, MLP/linear and conv layers and their biases; "
+    "polypythias: EleutherAI's training maps (every .weight and .bias but embeddings and "
+    "norms). Patterns and layer lists: `dyntools compute --paper-tensors` / `--paper-layers`.",
+)
+network = NetworkSelection(Preset(preset))
+# The rebuilt model's module types, once a compute recorded them: the roles the compute uses.
+modules = ui.load_modules(state.db, state.version or 0) if state.ready else None
+module_types = (
+    None
+    if modules is None or modules.is_empty()
+    else dict(
+        modules.filter(modules["run_id"] == run_id).select("hook_point", "module_type").iter_rows()
+    )
+)
 with st.expander("Tensor roles: which tensors the paper features take"):
-    roles = roles_table(tree, NetworkSelection())
+    roles = roles_table(tree, network, module_types)
+    source = (
+        "the rebuilt model's module types, then names and shapes"
+        if module_types
+        else "names and shapes (a compute records the rebuilt model's module types)"
+    )
     st.caption(
-        f"{int(roles['paper_features'].sum())} of {roles.height} tensors enter the paper's 14 "
-        "features: the weights of attention, MLP/linear and conv layers and their biases; never "
-        "embeddings, the unembedding, normalization or shortcuts. Roles here come from names "
-        "and shapes (the compute also reads the rebuilt model's module types). Other "
-        "selections: `dyntools compute --paper-preset polypythias`, `--paper-tensors`, "
-        "`--paper-layers`."
+        f"{int(roles['paper_features'].sum())} of {roles.height} tensors enter the paper "
+        f"features under preset `{preset}`. Roles from {source}. docs/metrics.md, "
+        '"Tensor roles" and "Presets", says what each preset takes.'
     )
     st.dataframe(roles, hide_index=True, width="stretch")
 
@@ -114,7 +140,6 @@ if chosen_runs and len(chosen_runs) < len(run_ids):
     )
     compute_runs = () if scope == every else tuple(chosen_runs)
 
-state = ui.store_state(folder)
 backend = configured_backend()
 st.caption(backend.description)
 if st.button("Compute", type="primary", key="hooks.compute", disabled=not selected):
@@ -133,6 +158,7 @@ if st.button("Compute", type="primary", key="hooks.compute", disabled=not select
                 activations=activations,
                 workers=1,
                 runs=compute_runs,
+                network=network,
             )
         )
     bar = st.progress(0.0, text="Planning...")
