@@ -70,9 +70,9 @@ def _sample_rows() -> list[Row]:
         config = FitConfig(paper_features=True)
         fit_time, served = best_of(1, lambda: fit_or_load(store, config, data=data))
         table = feature_table(data.for_fit(None), data.scalars, served.config)
-        with_stability(served.result, table, resamples=2, n_jobs=2)  # start the worker pool
+        with_stability(served.result, table, resamples=2, workers=2)  # start the worker pool
         boot_time, checked = best_of(
-            1, lambda: with_stability(served.result, table, resamples=50, n_jobs=2)
+            1, lambda: with_stability(served.result, table, resamples=50, workers=2)
         )
         assert checked.stability is not None
         rows = [
@@ -127,8 +127,8 @@ def _sweep_rows() -> list[Row]:
         data = make_regime_runs(n_runs=10, n_steps=200, n_features=20, n_regimes=3,
                                 jitter=jitter, seed=0)  # fmt: skip
         peer_time, peer_cpu, peer_choice = _peer(data)
-        ours_time, ours_cpu, ours_choice = _ours(data, "global", n_jobs=1)
-        _, _, per_run_choice = _ours(data, "per-run", n_jobs=1, repeats=1)
+        ours_time, ours_cpu, ours_choice = _ours(data, "global", workers=1)
+        _, _, per_run_choice = _ours(data, "per-run", workers=1, repeats=1)
         rows.append(
             Row(
                 f"model selection 8 n x 5 restarts, changes +-{jitter}",
@@ -142,7 +142,7 @@ def _sweep_rows() -> list[Row]:
             )
         )
         if jitter == 15:
-            par_time, _, par_choice = _ours(data, "global", n_jobs=2)
+            par_time, _, par_choice = _ours(data, "global", workers=2)
             rows.append(
                 Row(
                     f"  same, restarts in 2 processes (warm pool), changes +-{jitter}",
@@ -156,14 +156,14 @@ def _sweep_rows() -> list[Row]:
 
 
 def _ours(
-    data: SyntheticRuns, normalize: str, n_jobs: int, repeats: int = REPEATS
+    data: SyntheticRuns, normalize: str, workers: int, repeats: int = REPEATS
 ) -> tuple[float, float, int]:
     best, best_cpu, chosen = float("inf"), float("inf"), 0
     for _ in range(repeats):
         start, cpu = time.perf_counter(), time.process_time()
         table = build_feature_table(data.metrics, normalize=normalize)
         selection = select_model(
-            table, max_states=MAX_STATES, restarts=RESTARTS, seed=0, n_jobs=n_jobs
+            table, max_states=MAX_STATES, restarts=RESTARTS, seed=0, workers=workers
         )
         best = min(best, time.perf_counter() - start)
         best_cpu = min(best_cpu, time.process_time() - cpu)

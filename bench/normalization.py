@@ -45,14 +45,14 @@ def evidence(
     base: FitConfig,
     truth: np.ndarray | None = None,
     resamples: int = 20,
-    n_jobs: int = 2,
+    workers: int = 2,
 ) -> list[Evidence]:
     found = []
     for normalize in ("global", "per-run"):
         config = dataclasses.replace(base, normalize=normalize)
         result = fit_latent_states(metrics, scalars, config)
         table = feature_table(metrics, scalars, config)
-        result = with_stability(result, table, resamples=resamples, n_jobs=n_jobs)
+        result = with_stability(result, table, resamples=resamples, workers=workers)
         assert result.stability is not None
         held = dataclasses.replace(config, heldout_checkpoints=HELD_OUT)
         found.append(

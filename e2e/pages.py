@@ -1,7 +1,7 @@
 """The walk: every page of the app, what must be on it, and what a person would do there.
 
 Data, not code paths: a page is a title, a URL path and a list of actions. A new page is one
-more PageSpec; the browser test, the benchmark and the README screenshots all read PAGES.
+more PageWalk; the browser test, the benchmark and the README screenshots all read PAGES.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ class Action:
 
 
 @dataclass(frozen=True)
-class PageSpec:
+class PageWalk:
+    """What the browser walk does on one page of the app and what it must find there."""
+
     title: str  # the sidebar link and the page's heading
     url_path: str  # st.Page url_path ("" for the default page)
     actions: tuple[Action, ...] = ()
@@ -123,15 +125,15 @@ def _information_plane_variant(page: Page) -> None:
     charts_drawn(page)
 
 
-PAGES: tuple[PageSpec, ...] = (
-    PageSpec("Folder", "", needs=("[data-testid='stDataFrame']", CHART)),
-    PageSpec(
+PAGES: tuple[PageWalk, ...] = (
+    PageWalk("Folder", "", needs=("[data-testid='stDataFrame']", CHART)),
+    PageWalk(
         "Hook points",
         "hook-points",
         actions=(Action("compute", _hook_points_compute),),
         needs=("[data-testid='stDataFrame']",),
     ),
-    PageSpec(
+    PageWalk(
         "Metrics",
         "metrics",
         actions=(
@@ -140,7 +142,7 @@ PAGES: tuple[PageSpec, ...] = (
         ),
         needs=(CHART,),
     ),
-    PageSpec(
+    PageWalk(
         "Latent states",
         "latent-states",
         actions=(
@@ -150,15 +152,15 @@ PAGES: tuple[PageSpec, ...] = (
         ),
         needs=(CHART, "iframe[title='streamlit_agraph.agraph']"),
     ),
-    PageSpec("Compare fits", "compare-fits", needs=(CHART,)),
-    PageSpec(
+    PageWalk("Compare fits", "compare-fits", needs=(CHART,)),
+    PageWalk(
         "Activations",
         "activations",
         actions=(Action("other bins", _activations_other_bins),),
         needs=(CHART,),
     ),
-    PageSpec("Training steps", "steps", needs=(CHART,)),
-    PageSpec(
+    PageWalk("Training steps", "steps", needs=(CHART,)),
+    PageWalk(
         "Information plane",
         "information-plane",
         actions=(Action("variant", _information_plane_variant),),
@@ -167,7 +169,7 @@ PAGES: tuple[PageSpec, ...] = (
 )
 
 
-def check_rendered(page: Page, spec: PageSpec) -> None:
+def check_rendered(page: Page, spec: PageWalk) -> None:
     """What must be on the page once it has rendered."""
     for selector in spec.needs:
         expect(page.locator(selector).first).to_be_attached()

@@ -27,7 +27,7 @@ from e2e.browser import (
 )
 from e2e.folder import analysis_folder
 from e2e.layout import chart_layout_problems
-from e2e.pages import PAGES, PageSpec, check_rendered
+from e2e.pages import PAGES, PageWalk, check_rendered
 from e2e.server import APP, PACKAGED, REPO_ROOT, AppServer, listening_addresses, running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -68,7 +68,7 @@ def tab(browser: Browser, failure_shot: Path) -> Iterator[Page]:
 
 @pytest.mark.parametrize("spec", PAGES, ids=[spec.slug for spec in PAGES])
 def test_page_renders_and_responds(
-    spec: PageSpec, app: AppServer, browser: Browser, analysis: Path
+    spec: PageWalk, app: AppServer, browser: Browser, analysis: Path
 ) -> None:
     with tab(browser, SCREENSHOTS / f"{spec.slug}-failed.png") as page:
         page.goto(page_url(app.url, spec.url_path, analysis))
@@ -121,7 +121,7 @@ FRESH = [(spec, PACKAGED) for spec in PAGES] + [(PAGES[1], APP)]
     ("spec", "script"), FRESH, ids=[f"{s.slug}-{p.parent.name}" for s, p in FRESH]
 )
 def test_a_link_opens_its_page_on_a_fresh_server(
-    spec: PageSpec, script: Path, browser: Browser, analysis: Path, tmp_path: Path
+    spec: PageWalk, script: Path, browser: Browser, analysis: Path, tmp_path: Path
 ) -> None:
     """A link someone shared, opened on a server no one has visited: the right page, no "Page
     not found" dialog, and the selections the link carries."""
@@ -148,7 +148,7 @@ ALL_RUNS = "modular-addition/seed0,modular-addition/seed1,digits-cnn/seed0"
 
 @pytest.mark.parametrize("spec", [s for s in PAGES if s.url_path], ids=lambda s: s.slug)
 def test_charts_of_every_run_fit_the_page(
-    spec: PageSpec, app: AppServer, browser: Browser, analysis: Path
+    spec: PageWalk, app: AppServer, browser: Browser, analysis: Path
 ) -> None:
     """Three runs side by side (the most the walk's folder has): no chart wider than the page,
     every legend in view."""

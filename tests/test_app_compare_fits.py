@@ -11,7 +11,7 @@ from apptest_helpers import by_key, chart_data, direct, texts, vega_charts
 from dyntools.hmm import FitConfig
 from dyntools.pipeline.fits import fit_or_load
 from dyntools.store import Store, locate_db
-from dyntools.views.latent_states.compare import adjusted_rand_index, correspondence
+from dyntools.views.compare_fits import adjusted_rand_index, correspondence
 
 pytestmark = pytest.mark.usefixtures("_config_home")
 

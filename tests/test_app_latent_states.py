@@ -88,7 +88,7 @@ def test_clicking_a_node_shows_its_summary(analysed_folder: Path) -> None:
 
 def test_chosen_features_and_convergence(analysed_folder: Path) -> None:
     app = direct("latent-states", analysed_folder)
-    by_key(app.radio, "latent.kind").set_value("Hook point metrics").run()
+    by_key(app.radio, "latent.feature_set").set_value("Hook point metrics").run()
     by_key(app.multiselect, "latent.features").set_value(["fc1/l2", "fc2/l2"])
     by_key(app.slider, "latent.max_states").set_value(3).run()
     assert not app.exception
@@ -186,7 +186,7 @@ def test_training_scalars_as_features(analysed_folder: Path) -> None:
 
 def test_scalars_with_hook_point_features(analysed_folder: Path) -> None:
     app = direct("latent-states", analysed_folder)
-    by_key(app.radio, "latent.kind").set_value("Hook point metrics").run()
+    by_key(app.radio, "latent.feature_set").set_value("Hook point metrics").run()
     by_key(app.multiselect, "latent.features").set_value(["fc1/l2"])
     by_key(app.multiselect, "latent.scalars").set_value(["train_loss"])
     by_key(app.slider, "latent.max_states").set_value(3).run()
@@ -280,7 +280,7 @@ def test_chosen_features_come_back_from_the_url(analysed_folder: Path) -> None:
     app = direct(
         "latent-states",
         analysed_folder,
-        **{"latent.kind": "Hook point metrics", "latent.features": features[0]},
+        **{"latent.feature_set": "Hook point metrics", "latent.features": features[0]},
     )
     assert by_key(app.multiselect, "latent.features").value == [features[0]]
     by_key(app.multiselect, "latent.features").set_value(features).run()
@@ -290,7 +290,7 @@ def test_chosen_features_come_back_from_the_url(analysed_folder: Path) -> None:
 def test_default_runs_are_one_tasks_and_features_are_layer_norms(analysed_folder: Path) -> None:
     app = direct("latent-states", analysed_folder)
     assert by_key(app.multiselect, "latent.runs").value == list(RUNS)
-    by_key(app.radio, "latent.kind").set_value("Hook point metrics").run()
+    by_key(app.radio, "latent.feature_set").set_value("Hook point metrics").run()
     # Not the first names of the alphabet (activation statistics): the weight norms, in
     # network order.
     assert by_key(app.multiselect, "latent.features").value == [

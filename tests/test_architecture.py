@@ -275,7 +275,7 @@ def test_every_concept_lives_where_the_docs_say() -> None:
             paths.append(path)
         files = [f for p in paths for f in (sorted(p.rglob("*.py")) if p.is_dir() else [p])]
         files = [f for f in files if f.is_file()]
-        # In a folder, a name may also be a module's: `compare` (dyntools/views/latent_states/).
+        # In a folder, a name may also be a module's: `frames` (dyntools/views/latent_states/).
         modules = " ".join(
             part for f in files for part in f.relative_to(ROOT).with_suffix("").parts
         )

@@ -15,7 +15,7 @@ from dyntools.pipeline import ComputeOptions, compute
 from dyntools.pipeline.fits import fit_data
 from dyntools.selection import NetworkSelection
 from dyntools.store import Store, locate_db
-from dyntools.views.latent_states.compare import describe_config
+from dyntools.views.compare_fits import describe_config
 
 
 def write_runs(folder: Path, seeds: range, epochs: int = 12) -> None:

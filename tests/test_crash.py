@@ -15,7 +15,7 @@ import pytest
 from dyntools.checkpoints.step_stats import FRAME_SCHEMA, read_step_stats
 from dyntools.cli import main
 from dyntools.crash import Crash, CrashThresholds, find_crashes, folder_crashes
-from dyntools.views.crashes import crash_warnings, run_crash_warnings
+from dyntools.views.steps import crash_warnings, run_crash_warnings
 
 # digits-cnn trains with AdamW at lr 1e-3; at lr 0.3 the first update multiplies the deeper
 # ReLUs' std by 20 to 3000 and the next step kills most of their units (measured on seeds 0-4:

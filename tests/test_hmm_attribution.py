@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 from hmm_fixtures import small_table
@@ -8,7 +10,6 @@ from scipy.stats import multivariate_normal
 from dyntools.hmm.attribution import (
     Driver,
     emission_log_density,
-    filtered_posteriors,
     log_odds_gradient,
     posterior_gradient,
     rank_features,
@@ -83,6 +84,30 @@ def test_log_odds_gradient_matches_finite_differences(covariance_type: str) -> N
                 - _log_odds(params, down, t, source, target)
             ) / (2 * h)
         np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-6)
+
+
+def filtered_posteriors(
+    params: HMMParams, values: np.ndarray, lengths: Sequence[int]
+) -> np.ndarray:
+    """p(z_t | x_1..t) of every row (the forward algorithm, each run on its own): the
+    quantity the attributions differentiate, computed here independently of them."""
+    log_b = emission_log_density(params, values)
+    log_a = np.log(np.maximum(params.transmat, 1e-300))
+    log_pi = np.log(np.maximum(params.startprob, 1e-300))
+    out = np.empty_like(log_b)
+    start = 0
+    for length in lengths:
+        prev = None
+        for t in range(start, start + length):
+            if prev is None:
+                log_alpha = log_pi + log_b[t]
+            else:
+                log_alpha = np.logaddexp.reduce(prev[:, None] + log_a, axis=0) + log_b[t]
+            log_alpha -= np.logaddexp.reduce(log_alpha)
+            out[t] = np.exp(log_alpha)
+            prev = log_alpha
+        start += length
+    return out
 
 
 def test_the_feature_that_alone_drives_a_transition_ranks_first() -> None:

@@ -11,11 +11,17 @@ from dyntools.hmm.hmmlearn_backend import (
     HMMParams,
     fit_many,
     fit_one,
-    hmmlearn_n_parameters,
     log_likelihood,
     n_parameters,
     posteriors,
 )
+
+
+def hmmlearn_n_parameters(n_states: int, n_features: int, covariance_type: str) -> int:
+    """hmmlearn's own count (its private helper), for checking ``n_parameters``."""
+    model = hmm.GaussianHMM(n_components=n_states, covariance_type=covariance_type)
+    model.n_features = n_features
+    return int(sum(model._get_n_fit_scalars_per_param().values()))
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -75,8 +81,8 @@ def test_convergence_is_reported_honestly() -> None:
 def test_parallel_fits_equal_sequential_fits() -> None:
     table = small_table()
     tasks = [FitTask(n, 100 + n) for n in (1, 2, 3)]
-    sequential = fit_many(table.values, table.lengths, tasks, n_jobs=1)
-    parallel = fit_many(table.values, table.lengths, tasks, n_jobs=2)
+    sequential = fit_many(table.values, table.lengths, tasks, workers=1)
+    parallel = fit_many(table.values, table.lengths, tasks, workers=2)
     for s, p in zip(sequential, parallel, strict=True):
         assert s.task == p.task and s.log_likelihood == p.log_likelihood
         assert s.params is not None and p.params is not None

@@ -15,7 +15,7 @@ from dyntools.hmm.synthetic import make_regime_runs
 
 
 def _fit_with_stability(
-    separation: float, n_jobs: int = 1, seed: int = 2, n_states: int | None = None
+    separation: float, workers: int = 1, seed: int = 2, n_states: int | None = None
 ) -> object:
     runs = make_regime_runs(
         n_runs=8, n_steps=40, n_features=4, n_regimes=3, separation=separation, seed=seed
@@ -23,7 +23,7 @@ def _fit_with_stability(
     config = FitConfig(max_states=4, restarts=2, n_states=n_states)
     result = fit_latent_states(runs.metrics, runs.scalars, config)
     table = feature_table(runs.metrics, runs.scalars, config)
-    return with_stability(result, table, resamples=8, n_jobs=n_jobs)
+    return with_stability(result, table, resamples=8, workers=workers)
 
 
 def test_clear_phases_are_found_in_every_resample() -> None:
@@ -51,7 +51,7 @@ def test_states_forced_onto_noise_are_called_unstable() -> None:
 def test_the_bootstrap_is_seeded_and_the_same_in_parallel() -> None:
     serial = _fit_with_stability(separation=2.0).stability  # type: ignore[attr-defined]
     again = _fit_with_stability(separation=2.0).stability  # type: ignore[attr-defined]
-    parallel = _fit_with_stability(separation=2.0, n_jobs=2).stability  # type: ignore[attr-defined]
+    parallel = _fit_with_stability(separation=2.0, workers=2).stability  # type: ignore[attr-defined]
     assert serial.chosen == again.chosen == parallel.chosen
     np.testing.assert_allclose(serial.agreement, parallel.agreement)
 

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from dyntools.capture import can_rebuild, checkpoint_model
 from dyntools.checkpoints import Run, discover_runs, read_probe, read_run
 from dyntools.checkpoints.step_stats import read_step_stats
-from dyntools.integrations.recorder import Schedule, inputs_and_labels, probe_from_loader
+from dyntools.integrations.recorder import StepSchedule, inputs_and_labels, probe_from_loader
 from dyntools.models.hf import is_hf_config
 from dyntools.pipeline import ComputeOptions, compute
 from dyntools.pipeline.runner import rebuilt_model
@@ -383,13 +383,13 @@ def test_lightning_docs_example_runs_as_written(tmp_path: Path) -> None:
 
 
 def test_schedules() -> None:
-    due = Schedule("log").due
+    due = StepSchedule("log").due
     assert [s for s in range(20) if due(s)] == [0, 1, 2, 4, 8, 16]
-    assert [s for s in range(10) if Schedule(3).due(s)] == [0, 3, 6, 9]
-    assert not any(Schedule(None).due(s) for s in range(10))
+    assert [s for s in range(10) if StepSchedule(3).due(s)] == [0, 3, 6, 9]
+    assert not any(StepSchedule(None).due(s) for s in range(10))
     for bad, error in ((0, ValueError), (True, TypeError), ("weekly", TypeError), (2.5, TypeError)):
         with pytest.raises(error, match="every_n_steps"):
-            Schedule(bad)
+            StepSchedule(bad)
     with pytest.raises(ValueError, match="probe_samples"):
         hf_integration.DyntoolsCallback("run", probe_samples=0)
 

@@ -24,7 +24,7 @@ from dyntools.metrics.matrices import Cut
 from dyntools.metrics.registry import PAPER_FEATURES, metric
 
 ANCHORS = list(PAPER_FEATURES)
-ANCHOR_MATRIX_METRICS = [m for m in ANCHORS if metric(m).kind is MetricKind.MATRIX]
+ANCHOR_MATRIX_METRICS = [m for m in ANCHORS if metric(m).metric_kind is MetricKind.MATRIX]
 
 
 def _cuts(heads: dict[str, int]) -> dict[str, Cut]:

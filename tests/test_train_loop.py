@@ -68,7 +68,7 @@ def test_every_task_trains_and_writes_a_rebuildable_run(name: str, tmp_path: Pat
     assert run.probe is not None
     probe = load_file(str(run.probe))
     assert probe["x"].shape[0] == probe["y"].shape[0] == config["probe"]["n"] <= 512
-    assert result.records[-1].train_loss < result.records[0].train_loss or name == "digits-resnet"
+    assert result.records[-1].train_loss < result.records[0].train_loss
 
 
 def test_scalars_match_a_recomputation_from_the_checkpoint(tmp_path: Path) -> None:

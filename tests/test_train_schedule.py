@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dyntools.train.schedule import Schedule, parse_schedule
+from dyntools.train.schedule import EpochSchedule, parse_schedule
 
 
 def test_every_epoch() -> None:
@@ -32,7 +32,7 @@ def test_log_spacing() -> None:
 def test_str_round_trips() -> None:
     for text in ("every", "every 7", "log 30"):
         assert str(parse_schedule(text)) == text
-    assert parse_schedule("every 1") == Schedule("every", 1)
+    assert parse_schedule("every 1") == EpochSchedule("every", 1)
 
 
 @pytest.mark.parametrize("bad", ["", "daily", "every 0", "log", "log -3", "every 2.5", "log 3 4"])

@@ -272,7 +272,7 @@ def test_tensor_curves_name_each_head_and_fused_part() -> None:
 def test_fit_correspondence_and_adjusted_rand_index_match_sklearn() -> None:
     from sklearn.metrics import adjusted_rand_score
 
-    from dyntools.views.latent_states.compare import adjusted_rand_index, matched_states
+    from dyntools.views.compare_fits import adjusted_rand_index, matched_states
 
     rng = np.random.default_rng(3)
     a = rng.integers(0, 3, 40)

@@ -81,7 +81,7 @@ def add_parser(subparsers: Any) -> None:
         help=f"recorded steps before the peak its rise is measured over (default "
         f"{DEFAULT_RISE_WINDOW})",
     )
-    parser.set_defaults(func=handle)
+    parser.set_defaults(func=handler)
 
 
 def thresholds_from_args(args: argparse.Namespace) -> CrashThresholds:
@@ -139,7 +139,7 @@ def _text(folder: str, runs: list[RunCrashes]) -> str:
     return "\n".join(lines)
 
 
-def handle(args: argparse.Namespace) -> int:
+def handler(args: argparse.Namespace) -> int:
     thresholds = thresholds_from_args(args)  # bad thresholds fail before any reading
     runs = folder_crashes(args.folder, thresholds)
     if args.json:

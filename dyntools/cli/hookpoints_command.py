@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> None:
         help="build the model with this function (imported only because you name it)",
     )
     add_network_arguments(parser)
-    parser.set_defaults(func=handle)
+    parser.set_defaults(func=handler)
 
 
 def pick_run(found: Discovery, run_id: str | None) -> Run:
@@ -191,7 +191,7 @@ def _roles(
     return payload, lines
 
 
-def handle(args: argparse.Namespace) -> int:
+def handler(args: argparse.Namespace) -> int:
     found = discover_runs(args.folder)
     run = pick_run(found, args.run)
     if args.roles:

@@ -63,7 +63,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--force", action="store_true", help="replace a probe made before for the same task"
     )
-    parser.set_defaults(func=handle)
+    parser.set_defaults(func=handler)
 
 
 def _tasks(runs: list[Run], args: argparse.Namespace) -> dict[str, Run]:
@@ -83,7 +83,7 @@ def _tasks(runs: list[Run], args: argparse.Namespace) -> dict[str, Run]:
     return tasks
 
 
-def handle(args: argparse.Namespace) -> int:
+def handler(args: argparse.Namespace) -> int:
     request = ProbeRequest(args.source, args.labels, args.sequences, args.length)
     found = discover_runs(args.folder)
     runs = chosen_runs(found.runs, tuple(args.runs or ()))

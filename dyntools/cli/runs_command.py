@@ -25,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("folder", metavar="FOLDER", help="folder to search (recursively)")
     parser.add_argument("--json", action="store_true", help="machine-readable output (schema 1)")
-    parser.set_defaults(func=handle)
+    parser.set_defaults(func=handler)
 
 
 def problem_json(problem: Problem) -> dict[str, str]:
@@ -88,7 +88,7 @@ def _table(found: Discovery) -> str:
     return "\n".join(lines)
 
 
-def handle(args: argparse.Namespace) -> int:
+def handler(args: argparse.Namespace) -> int:
     found = discover_runs(args.folder)
     print(json.dumps(discovery_json(found), indent=2) if args.json else _table(found))
     return 0 if found.runs else 1

@@ -74,7 +74,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.set_defaults(func=handle)
+    parser.set_defaults(func=handler)
 
 
 _OVERRIDES = ("epochs", "lr", "weight_decay", "batch_size", "layernorm", "batchnorm", "residual")
@@ -91,7 +91,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def handle(args: argparse.Namespace) -> int:
+def handler(args: argparse.Namespace) -> int:
     """Run ``dyntools train``; user errors raise ValueError/OSError/LookupError."""
     if args.list:
         print(_task_list())

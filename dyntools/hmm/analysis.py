@@ -211,7 +211,7 @@ def feature_table(
 
 
 def fit_latent_states(
-    metrics: pl.DataFrame, scalars: pl.DataFrame | None, config: FitConfig, *, n_jobs: int = 1
+    metrics: pl.DataFrame, scalars: pl.DataFrame | None, config: FitConfig, *, workers: int = 1
 ) -> FitResult:
     """Feature table -> model selection -> decoding -> graph -> convergence analysis."""
     start = time.perf_counter()
@@ -226,7 +226,7 @@ def fit_latent_states(
         min_covar=config.min_covar,
         random_state=config.seed,
         criterion=config.criterion,
-        n_jobs=n_jobs,
+        workers=workers,
     ).fit(table)
     states = model.decoding_.states
     drivers = transition_drivers(model.params_, table.values, table.lengths, states)
@@ -291,7 +291,7 @@ def with_stability(
     table: FeatureTable,
     *,
     resamples: int = DEFAULT_RESAMPLES,
-    n_jobs: int = 1,
+    workers: int = 1,
 ) -> FitResult:
     """``result`` with its bootstrap over runs (``stability.stability``) and the caveats it
     adds; ``table`` is the fit's (``feature_table``)."""
@@ -308,7 +308,7 @@ def with_stability(
         min_covar=config.min_covar,
         resamples=resamples,
         seed=config.seed,
-        n_jobs=n_jobs,
+        workers=workers,
     )
     kept = tuple(c for c in result.caveats if c.code is not CaveatCode.UNSTABLE)
     caveats = kept + stability_caveats(found, result.n_states)

@@ -75,29 +75,6 @@ def emission_log_density(params: HMMParams, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def filtered_posteriors(
-    params: HMMParams, values: np.ndarray, lengths: Sequence[int]
-) -> np.ndarray:
-    """p(z_t | x_1..t) of every row (forward algorithm, each run on its own)."""
-    log_b = emission_log_density(params, values)
-    log_a = np.log(np.maximum(params.transmat, 1e-300))
-    log_pi = np.log(np.maximum(params.startprob, 1e-300))
-    out = np.empty_like(log_b)
-    start = 0
-    for length in lengths:
-        prev = None
-        for t in range(start, start + length):
-            if prev is None:
-                log_alpha = log_pi + log_b[t]
-            else:
-                log_alpha = np.logaddexp.reduce(prev[:, None] + log_a, axis=0) + log_b[t]
-            log_alpha -= np.logaddexp.reduce(log_alpha)
-            out[t] = np.exp(log_alpha)
-            prev = log_alpha
-        start += length
-    return out
-
-
 def posterior_gradient(
     params: HMMParams, x: np.ndarray, filtered: np.ndarray, precisions: np.ndarray | None = None
 ) -> np.ndarray:

@@ -36,7 +36,7 @@ class LatentStateModel:
         min_covar: float = MIN_COVAR,
         random_state: int = 0,
         criterion: str = "bic",
-        n_jobs: int = 1,
+        workers: int = 1,
     ) -> None:
         self.max_states = max_states
         self.n_states = n_states
@@ -47,7 +47,7 @@ class LatentStateModel:
         self.min_covar = min_covar
         self.random_state = random_state
         self.criterion = criterion
-        self.n_jobs = n_jobs
+        self.workers = workers
 
     def fit(self, table: FeatureTable) -> LatentStateModel:
         """Sweep the numbers of states on ``table`` (minus held-out runs) and keep the choice."""
@@ -75,7 +75,7 @@ class LatentStateModel:
             n_states=self.n_states,
             heldout=test,
             criterion=self.criterion,
-            n_jobs=self.n_jobs,
+            workers=self.workers,
         )
         self.n_states_: int = self.selection_.chosen
         # Labels follow the first visits in the whole table, held-out rows included.

@@ -98,15 +98,6 @@ def n_parameters(n_states: int, n_features: int, covariance_type: str) -> int:
     return (n - 1) + n * (n - 1) + n * d + covariance[covariance_type]
 
 
-def hmmlearn_n_parameters(n_states: int, n_features: int, covariance_type: str) -> int:
-    """hmmlearn's own count (its private helper), for checking ``n_parameters``."""
-    from hmmlearn import hmm
-
-    model = hmm.GaussianHMM(n_components=n_states, covariance_type=covariance_type)
-    model.n_features = n_features
-    return int(sum(model._get_n_fit_scalars_per_param().values()))
-
-
 def min_rows(covariance_type: str, n_features: int) -> int:
     """The fewest checkpoints a state needs for its own covariance to be estimated: d + 1 for a
     full matrix, 2 for variances; 1 for a tied covariance (estimated over every state)."""
@@ -161,30 +152,30 @@ def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> Restar
 
 
 def fit_many(
-    values: np.ndarray, lengths: Sequence[int], tasks: Sequence[FitTask], n_jobs: int = 1
+    values: np.ndarray, lengths: Sequence[int], tasks: Sequence[FitTask], workers: int = 1
 ) -> list[RestartFit]:
-    """Fit every task, in ``n_jobs`` worker processes (1: here), results in task order."""
-    if n_jobs <= 1 or len(tasks) <= 1:
+    """Fit every task, in ``workers`` worker processes (1: here), results in task order."""
+    if workers <= 1 or len(tasks) <= 1:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
             return [fit_one(values, lengths, task) for task in tasks]
     # Largest models first, so that no worker is left with a slow fit at the end.
     order = sorted(range(len(tasks)), key=lambda i: -tasks[i].n_states)
-    executor = _executor(n_jobs)
+    executor = _executor(workers)
     futures = {i: executor.submit(fit_one, values, list(lengths), tasks[i]) for i in order}
     return [futures[i].result() for i in range(len(tasks))]
 
 
-def parallel_map(function: Callable[[T], R], items: Sequence[T], n_jobs: int = 1) -> list[R]:
-    """``function`` over ``items`` in ``n_jobs`` worker processes (1: here, with one BLAS
+def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int = 1) -> list[R]:
+    """``function`` over ``items`` in ``workers`` worker processes (1: here, with one BLAS
     thread), results in order; ``function`` must be a module-level function."""
-    if n_jobs <= 1 or len(items) <= 1:
+    if workers <= 1 or len(items) <= 1:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
             return [function(item) for item in items]
-    executor = _executor(n_jobs)
+    executor = _executor(workers)
     return list(executor.map(function, items))
 
 
@@ -354,19 +345,19 @@ def _quiet() -> Iterator[None]:
 _EXECUTORS: dict[int, ProcessPoolExecutor] = {}
 
 
-def _executor(n_jobs: int) -> ProcessPoolExecutor:
+def _executor(workers: int) -> ProcessPoolExecutor:
     """A pool kept for the life of the process: live refits must not pay its start again."""
-    if n_jobs not in _EXECUTORS:
+    if workers not in _EXECUTORS:
         # forkserver, not fork: the app has threads, and forking a threaded process can hang.
         context = multiprocessing.get_context("forkserver")
         # The fitting libraries too, so that every worker forks with them already imported.
         context.set_forkserver_preload(
             [__name__, "dyntools.hmm.stability", "hmmlearn.hmm", "sklearn.cluster"]
         )
-        _EXECUTORS[n_jobs] = ProcessPoolExecutor(
-            max_workers=n_jobs, mp_context=context, initializer=_one_thread_per_worker
+        _EXECUTORS[workers] = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_one_thread_per_worker
         )
-    return _EXECUTORS[n_jobs]
+    return _EXECUTORS[workers]
 
 
 _LIMITS: list[object] = []
@@ -382,6 +373,6 @@ def _one_thread_per_worker() -> None:
     _LIMITS.append(threadpool_limits(limits=1))
 
 
-def default_n_jobs() -> int:
+def default_workers() -> int:
     """Worker processes to use: one per available core, at most 8."""
     return max(1, min(8, len(os.sched_getaffinity(0))))

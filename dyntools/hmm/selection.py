@@ -88,7 +88,7 @@ def select_model(
     n_states: int | None = None,
     heldout: FeatureTable | None = None,
     criterion: str = "bic",
-    n_jobs: int = 1,
+    workers: int = 1,
 ) -> Selection:
     """Sweep n = 1..max_states; ``tol`` is the least gain in log-likelihood per time step.
 
@@ -123,7 +123,7 @@ def select_model(
         for n in range(1, max_states + 1)
         for r in range(restarts)
     ]
-    outcomes = fit_many(table.values, table.lengths, tasks, n_jobs=n_jobs)
+    outcomes = fit_many(table.values, table.lengths, tasks, workers=workers)
     rows: list[SelectionRow] = []
     best: dict[int, HMMParams] = {}
     for n in range(1, max_states + 1):

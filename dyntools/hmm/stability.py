@@ -88,7 +88,7 @@ def stability(
     min_covar: float,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
-    n_jobs: int = 1,
+    workers: int = 1,
 ) -> Stability:
     """Bootstrap ``resamples`` times over the fitted runs of ``table``; ``labels`` are the
     fit's states of every row of ``table``."""
@@ -117,7 +117,7 @@ def stability(
                 all_lengths=table.lengths,
             )
         )
-    outcomes = parallel_map(_resample, sweeps, n_jobs)
+    outcomes = parallel_map(_resample, sweeps, workers)
     agreement = []
     per_state = np.zeros(n_states)
     counted = np.zeros(n_states)

@@ -39,7 +39,7 @@ class ProbeWarning(UserWarning):
     """The callback could not take a probe batch; training goes on without one."""
 
 
-class Schedule:
+class StepSchedule:
     """When a callback saves: ``None`` when its trainer saves, an int every N optimizer steps,
     ``"log"`` at steps 0, 1, 2, 4, 8, ... (dense early, where training changes fastest)."""
 
@@ -103,7 +103,7 @@ class RunRecorder:
                 f"step_stats takes True, False or every N steps (N >= 1), got {step_stats!r}"
             )
         self.stats: ActivationStats | None = None
-        self.schedule = Schedule(every_n_steps)
+        self.schedule = StepSchedule(every_n_steps)
         self.extra = dict(config or {})
         if not 0 < probe_samples <= MAX_PROBE_SAMPLES:
             raise ValueError(f"probe_samples must be 1..{MAX_PROBE_SAMPLES}, got {probe_samples}")

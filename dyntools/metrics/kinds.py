@@ -143,7 +143,7 @@ class Metric:
     its parameters with defaults, and whether the reference code (visualizing-training) has it.
     Subclasses add the function that computes it."""
 
-    kind: ClassVar[MetricKind]
+    metric_kind: ClassVar[MetricKind]
     name: str
     description: str
     params: tuple[Param, ...] = ()
@@ -151,7 +151,7 @@ class Metric:
 
     @property
     def hook_kind(self) -> HookKind:
-        return self.kind.hook_kind
+        return self.metric_kind.hook_kind
 
     def resolve(self, given: Mapping[str, ParamValue] | None = None) -> dict[str, ParamValue]:
         """Every parameter's value: ``given`` over the defaults; an unknown name is an error."""
@@ -181,7 +181,7 @@ class MatrixMetric(Metric):
     averaged over the kernels); metrics without one are not computed for convolutions.
     """
 
-    kind: ClassVar[MetricKind] = MetricKind.MATRIX
+    metric_kind: ClassVar[MetricKind] = MetricKind.MATRIX
     compute: Callable[[MatrixBatch], Column]
     needs_svd: bool = False
     per_kernel: Callable[[KernelBatch], Column] | None = None
@@ -191,7 +191,7 @@ class MatrixMetric(Metric):
 class ReshapedConvMetric(Metric):
     """A matrix metric of a convolution weight reshaped to (O, I*kh*kw)."""
 
-    kind: ClassVar[MetricKind] = MetricKind.CONV
+    metric_kind: ClassVar[MetricKind] = MetricKind.CONV
     compute: Callable[[MatrixBatch], Column]
     needs_svd: bool = False
 
@@ -200,7 +200,7 @@ class ReshapedConvMetric(Metric):
 class PooledMetric(Metric):
     """A statistic of every selected weight (or bias), concatenated."""
 
-    kind: ClassVar[MetricKind] = MetricKind.POOLED
+    metric_kind: ClassVar[MetricKind] = MetricKind.POOLED
     compute: Callable[[PooledStats], Outcome]
     pool: Pool
 
@@ -209,7 +209,7 @@ class PooledMetric(Metric):
 class TemporalMetric(Metric):
     """A metric of each matrix against its version in another checkpoint."""
 
-    kind: ClassVar[MetricKind] = MetricKind.TEMPORAL
+    metric_kind: ClassVar[MetricKind] = MetricKind.TEMPORAL
     compute: Callable[[Comparison], Outcome]
     against: Against
 
@@ -218,7 +218,7 @@ class TemporalMetric(Metric):
 class ActivationMetric(Metric):
     """A statistic of an activation hook point's output on the probe batch."""
 
-    kind: ClassVar[MetricKind] = MetricKind.ACTIVATION
+    metric_kind: ClassVar[MetricKind] = MetricKind.ACTIVATION
     compute: Callable[[LayerOutput, Params], Outcome]
 
 
@@ -227,7 +227,7 @@ class InformationMetric(Metric):
     """An information-plane coordinate of an activation hook point: HSIC of its output with
     the probe inputs or targets, by the kernels of ``variant``."""
 
-    kind: ClassVar[MetricKind] = MetricKind.INFORMATION
+    metric_kind: ClassVar[MetricKind] = MetricKind.INFORMATION
     compute: Callable[[InformationPoint], Outcome]
     variant: str
     against: Against
@@ -237,7 +237,7 @@ class InformationMetric(Metric):
 class HistogramMetric(Metric):
     """A histogram of an activation hook point's output (stored as counts, not a value)."""
 
-    kind: ClassVar[MetricKind] = MetricKind.HISTOGRAM
+    metric_kind: ClassVar[MetricKind] = MetricKind.HISTOGRAM
     compute: Callable[[LayerOutput, HistogramSpec], Histogram]
 
     def spec(self, given: Mapping[str, ParamValue] | None = None) -> HistogramSpec:

@@ -79,7 +79,7 @@ def metric(name: str) -> Metric:
 
 def metric_names(*kinds: MetricKind) -> tuple[str, ...]:
     """Names of the metrics of the given kinds (every metric when none is given)."""
-    return tuple(m.name for m in REGISTRY.values() if not kinds or m.kind in kinds)
+    return tuple(m.name for m in REGISTRY.values() if not kinds or m.metric_kind in kinds)
 
 
 def of_type(kind: type[M], names: Iterable[str]) -> list[M]:

@@ -158,7 +158,7 @@ def fit_data(store: Store) -> FitData:
 
 
 def fit_or_load(
-    store: Store, config: FitConfig, *, n_jobs: int = 1, data: FitData | None = None
+    store: Store, config: FitConfig, *, workers: int = 1, data: FitData | None = None
 ) -> ServedFit:
     """The fit for ``config`` on the store's data: read back when stored, else fitted and saved.
 
@@ -183,7 +183,7 @@ def fit_or_load(
         result = fit_result_from_json(json.loads(stored.result_json))
         return ServedFit(result, config, key, True, time.monotonic() - started)
     metrics = data.for_fit(config.network_selection)
-    result = fit_latent_states(metrics, data.scalars, config, n_jobs=n_jobs)
+    result = fit_latent_states(metrics, data.scalars, config, workers=workers)
     store.save_fit(key, config_json(config), json.dumps(fit_result_to_json(result)))
     return ServedFit(result, config, key, False, time.monotonic() - started)
 
@@ -193,7 +193,7 @@ def stability_or_load(
     served: ServedFit,
     *,
     resamples: int = DEFAULT_RESAMPLES,
-    n_jobs: int = 1,
+    workers: int = 1,
     data: FitData | None = None,
 ) -> ServedFit:
     """``served`` with its bootstrap over runs: read back when the stored fit has one of
@@ -206,7 +206,7 @@ def stability_or_load(
     table = feature_table(
         data.for_fit(served.config.network_selection), data.scalars, served.config
     )
-    result = with_stability(served.result, table, resamples=resamples, n_jobs=n_jobs)
+    result = with_stability(served.result, table, resamples=resamples, workers=workers)
     store.save_fit(
         served.config_hash, config_json(served.config), json.dumps(fit_result_to_json(result))
     )

@@ -187,8 +187,8 @@ def weight_units(plan: WeightPlan, options: ComputeOptions) -> list[WorkUnit]:
     units (the pooled statistics; the paper's matrix metrics averaged over the network when
     every paper feature is chosen)."""
     chosen = options.weight_metrics
-    per_hook = [m for m in chosen if metric(m).kind is not MetricKind.POOLED]
-    network = [m for m in chosen if metric(m).kind is MetricKind.POOLED]
+    per_hook = [m for m in chosen if metric(m).metric_kind is not MetricKind.POOLED]
+    network = [m for m in chosen if metric(m).metric_kind is MetricKind.POOLED]
     if set(PAPER_FEATURES) <= set(chosen):
         network += [m for m in PAPER_FEATURES if m in per_hook]
     units = [

@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from dyntools.checkpoints import MAX_PROBE_SAMPLES, Probe, Run
+from dyntools.checkpoints import MAX_PROBE_SAMPLES, Probe, Run, read_probe
 from dyntools.store.location import probe_path
 
 DEFAULT_SEQUENCES: Final = 64
@@ -157,8 +157,8 @@ def _safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _tensors(request: ProbeRequest, run: Run | None) -> Probe:
     tensors = _safetensors(request.source)
-    if {"x", "y"} <= set(tensors):  # inputs and labels, as save_probe writes them
-        return Probe(tensors["x"], tensors["y"])
+    if {"x", "y"} <= set(tensors):  # a probe file, as save_probe writes it: read as one
+        return read_probe(request.source)
     if request.labels is not None and len(tensors) == 1:
         return Probe(next(iter(tensors.values())), _labels(request.labels))
     ids = tensors.get("input_ids")

@@ -109,7 +109,7 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
 
     params_of = {hook: plan.params_for(hook, options.split_heads) for hook in plan.hook_points}
     network_source = second or first
-    matrix_network = [m for m in network if metric(m).kind is not MetricKind.POOLED]
+    matrix_network = [m for m in network if metric(m).metric_kind is not MetricKind.POOLED]
     network_rows = [
         *(row for row in network_source.pooled if row.metric in network),
         *network_source.network_means(matrix_network, set(selected)),
@@ -156,7 +156,7 @@ def _compute(
 ) -> WeightMetrics:
     """``compute_weight_metrics`` of one checkpoint on ``device``, with the previous and first
     checkpoints opened only when a temporal metric needs them."""
-    temporal = any(metric(m).kind is MetricKind.TEMPORAL for m in metrics)
+    temporal = any(metric(m).metric_kind is MetricKind.TEMPORAL for m in metrics)
     with open_checkpoint(job.ref) as source, ExitStack() as others:
         previous = initial = None
         if temporal and job.previous is not None:

@@ -36,7 +36,7 @@ def _kinds() -> pl.DataFrame:
 
 
 def _paper_matrix_metrics() -> pl.DataFrame:
-    pooled = {m.name for m in REGISTRY.values() if m.kind is MetricKind.POOLED}
+    pooled = {m.name for m in REGISTRY.values() if m.metric_kind is MetricKind.POOLED}
     return pl.DataFrame({"metric": [m for m in PAPER_FEATURES if m not in pooled]})
 
 
@@ -167,7 +167,7 @@ def v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
     one-hot or values, PyGlow's ``output`` softmax or logits). Schema 2's did not (integer
     inputs were used as coordinates, PyGlow's Y was the logits): they are dropped and
     recomputed."""
-    information = [m.name for m in REGISTRY.values() if m.kind is MetricKind.INFORMATION]
+    information = [m.name for m in REGISTRY.values() if m.metric_kind is MetricKind.INFORMATION]
     for table in ("metrics", "computed"):
         con.execute(
             f"DELETE FROM {table} WHERE params = '' AND list_contains(?, metric)", [information]

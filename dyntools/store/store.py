@@ -32,7 +32,7 @@ from dyntools.store.connection import connect, transaction
 from dyntools.store.frames import conform
 from dyntools.store.migrations import MIGRATIONS
 from dyntools.store.queries import CHECKPOINT, UNIT, Names, on
-from dyntools.store.schema import DamagedStoreError
+from dyntools.store.schema import FITS, DamagedStoreError
 from dyntools.text import path_text
 
 DEFAULT_LOCK_TIMEOUT = 10.0
@@ -379,9 +379,7 @@ class Store:
 
     def list_fits(self) -> pl.DataFrame:
         """The saved fits, newest first: config_hash, config_json, created_at (UTC)."""
-        empty = pl.DataFrame(
-            schema={"config_hash": pl.String, "config_json": pl.String, "created_at": pl.Datetime}
-        )
+        empty = FITS.frame([]).select("config_hash", "config_json", "created_at")
         if not self.exists:
             return empty
         try:

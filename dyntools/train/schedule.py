@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Schedule:
+class EpochSchedule:
     """A parsed schedule: ``kind`` is ``every`` or ``log``; ``value`` is N or K."""
 
     kind: str
@@ -29,7 +29,7 @@ class Schedule:
         return _BUILDERS[self.kind](self.value, total_epochs)
 
     def __str__(self) -> str:
-        return "every" if self == Schedule("every", 1) else f"{self.kind} {self.value}"
+        return "every" if self == EpochSchedule("every", 1) else f"{self.kind} {self.value}"
 
 
 def _every(n: int, total: int) -> tuple[int, ...]:
@@ -47,16 +47,16 @@ def _log(k: int, total: int) -> tuple[int, ...]:
 _BUILDERS = {"every": _every, "log": _log}
 
 
-def parse_schedule(text: str) -> Schedule:
-    """``"every"``, ``"every 10"`` or ``"log 60"`` -> Schedule; anything else is a ValueError."""
+def parse_schedule(text: str) -> EpochSchedule:
+    """``"every"``, ``"every 10"`` or ``"log 60"`` -> EpochSchedule; anything else is a ValueError."""
     words = text.split()
     if not words or words[0] not in _BUILDERS:
         raise ValueError(f"unknown checkpoint schedule {text!r}: use 'every', 'every N' or 'log K'")
     if len(words) == 1 and words[0] == "every":
-        return Schedule("every", 1)
+        return EpochSchedule("every", 1)
     if len(words) != 2 or not (words[1].isascii() and words[1].isdigit()) or int(words[1]) < 1:
         raise ValueError(
             f"bad checkpoint schedule {text!r}: expected 'every N' or 'log K' with a whole "
             "number >= 1"
         )
-    return Schedule(words[0], int(words[1]))
+    return EpochSchedule(words[0], int(words[1]))

@@ -19,7 +19,7 @@ import streamlit as st
 from dyntools.checkpoints import discover_runs, task_from
 from dyntools.checkpoints.step_stats import read_step_stats, step_stats_parts
 from dyntools.hmm import FitConfig, FitResult, fit_result_from_json
-from dyntools.hmm.hmmlearn_backend import default_n_jobs
+from dyntools.hmm.hmmlearn_backend import default_workers
 from dyntools.hookpoints import HookPointTree, build_tree
 from dyntools.metrics.kinds import HookKind
 from dyntools.metrics.records import Scope
@@ -231,7 +231,7 @@ def fit(db: str, version: int, config: FitConfig) -> tuple[ServedFit, bool]:
     return outcome, False
 
 
-def stability(db: str, version: int, served: ServedFit, resamples: int) -> ServedFit:
+def load_stability(db: str, version: int, served: ServedFit, resamples: int) -> ServedFit:
     """``served`` with its bootstrap over runs (read back when stored), kept per session like
     ``fit`` so that reruns of the page do not compute it again."""
     memo: dict[tuple[str, int, str, int], ServedFit] = st.session_state.setdefault(
@@ -245,7 +245,7 @@ def stability(db: str, version: int, served: ServedFit, resamples: int) -> Serve
             Store(db),
             served,
             resamples=resamples,
-            n_jobs=default_n_jobs(),
+            workers=default_workers(),
             data=load_fit_data(db, version),
         )
         load_fit.clear()  # the stored fit now holds its stability

@@ -84,7 +84,7 @@ def metric_catalogue() -> pl.DataFrame:
             {
                 "metric": entry.name,
                 "hook_kind": entry.hook_kind.value,
-                "kind": entry.kind.value,
+                "kind": entry.metric_kind.value,
                 "parameters": ", ".join(f"{p.name}={p.default}" for p in entry.params),
                 "definition": entry.description,
             }

@@ -1,6 +1,8 @@
 """Per-step activation statistics (recorded in the training loop by ``ActivationStats``) as the
 frames the activation charts draw: the colorful dimension with one column per training step,
-and mean, std and dead fraction per step.
+and mean, std and dead fraction per step; and the rising-crash warnings (one sentence per layer
+whose activations' std rose, then collapsed while its dead fraction jumped: ``dyntools.crash``,
+the rule in docs/metrics.md, "Rising crash").
 
 A run records thousands of steps; a chart of more columns than the page has pixels shows
 nothing more. Consecutive steps are pooled into at most ``max_columns`` windows: histogram
@@ -12,9 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 
 import polars as pl
 
+from dyntools.crash import Crash, CrashThresholds, find_crashes, folder_crashes
 from dyntools.views.activations import ACTIVATION_STATS, HEATMAP_SCHEMA, bin_rows
 
 MAX_COLUMNS = 300
@@ -97,3 +101,29 @@ def step_stats_curves(
             }
         )
     return pl.concat(frames).sort("run_id", "hook_point", "step")
+
+
+ADVICE = "fast.ai: stop and restart training, e.g. with a lower learning rate or a warm-up"
+
+
+def crash_warning(crash: Crash) -> str:
+    """One warning, plain text (escape it before rendering it as Markdown: module paths may
+    hold ``_`` or ``*``)."""
+    return f"Rising crash in {crash.describe()}. {ADVICE}."
+
+
+def crash_warnings(folder: str | Path, thresholds: CrashThresholds | None = None) -> list[str]:
+    """A warning per crash of every run below ``folder`` with step statistics, by run id, then
+    module, then step; empty when none crashed (or none recorded step statistics). Reads every
+    run's statistics: a page that already holds them (``ui.load_step_stats``) can call
+    ``run_crash_warnings`` per run instead."""
+    return [
+        crash_warning(crash) for run in folder_crashes(folder, thresholds) for crash in run.crashes
+    ]
+
+
+def run_crash_warnings(
+    run_id: str, stats: pl.DataFrame, thresholds: CrashThresholds | None = None
+) -> list[str]:
+    """The warnings of one run, from its ``read_step_stats`` frame."""
+    return [crash_warning(crash) for crash in find_crashes(stats, run_id, thresholds)]

@@ -4,7 +4,7 @@ states correspond."""
 import streamlit as st
 
 from dyntools import charts, ui
-from dyntools.views.latent_states.compare import (
+from dyntools.views.compare_fits import (
     adjusted_rand_index,
     correspondence,
     fit_choices,

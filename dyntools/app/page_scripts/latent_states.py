@@ -127,9 +127,11 @@ runs = ui.shared_multiselect(
     default=len(main),
     preferred=main,
 )
-kind = st.radio("Features", [PAPER, CHOSEN], horizontal=True, key="latent.kind", bind=ui.URL)
+feature_set = st.radio(
+    "Features", [PAPER, CHOSEN], horizontal=True, key="latent.feature_set", bind=ui.URL
+)
 features: tuple[Feature, ...] = ()
-if kind == CHOSEN:
+if feature_set == CHOSEN:
     offered = shared_features(index, runs)
     names = [feature.format() for feature in offered]
     ui.start_with(
@@ -182,7 +184,7 @@ override = st.selectbox(
 config = FitConfig(
     runs=tuple(runs),
     features=features,
-    paper_features=kind == PAPER,
+    paper_features=feature_set == PAPER,
     scalar_features=tuple(scalars),
     normalize=normalize,
     max_states=max_states,
@@ -389,7 +391,7 @@ if resamples:
     with stability_box:
         checking = f"Checking stability: {int(resamples)} resamples of the runs..."
         with st.spinner(checking), ui.user_errors("stability"):
-            checked = ui.stability(state.db, data_version, outcome, int(resamples))
+            checked = ui.load_stability(state.db, data_version, outcome, int(resamples))
         st.markdown(f"**Stability**: {stability_text(checked.result)}.")
         for message in caveats_about(checked.result, CaveatCode.UNSTABLE):
             st.warning(message, icon=":material/warning:")

@@ -8,8 +8,12 @@ import streamlit as st
 from dyntools import charts, ui
 from dyntools.checkpoints.records import Axis
 from dyntools.text import markdown_literal
-from dyntools.views.crashes import run_crash_warnings
-from dyntools.views.steps import MAX_COLUMNS, step_heatmap_frame, step_stats_curves
+from dyntools.views.steps import (
+    MAX_COLUMNS,
+    run_crash_warnings,
+    step_heatmap_frame,
+    step_stats_curves,
+)
 from dyntools.views.time import with_time
 
 st.title("Training steps")
