@@ -4,6 +4,7 @@ CLI help, with no other change."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +15,7 @@ from apptest_helpers import by_key, routed
 from dyntools.checkpoints import CheckpointWriter
 from dyntools.cli import main
 from dyntools.metrics.batch import Column
-from dyntools.metrics.kinds import MatrixMetric
+from dyntools.metrics.kinds import ActivationMetric, MatrixMetric, Param
 from dyntools.metrics.registry import registered
 from dyntools.pipeline import ComputeOptions, compute
 from dyntools.store import Store, export, locate_db
@@ -70,3 +71,41 @@ def test_a_registered_metric_is_computed_stored_exported_and_offered(
         with pytest.raises(SystemExit):
             main(["compute", "--help"])
         assert TOY.name in capsys.readouterr().out
+
+
+TOY_ACTIVATION = ActivationMetric(
+    name="toy_share_above",
+    description="share of outputs above a level, a toy metric a test registers",
+    params=(Param("level", 0.5, "the level", minimum=0.0),),
+    compute=lambda output, params: (
+        float((output.values > float(params["level"])).sum()) / output.count,
+        None,
+    ),
+)
+
+
+def test_a_registered_metrics_parameter_is_set_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A parameter of a new metric needs no option of its own: --param METRIC.NAME=VALUE."""
+    sample = Path(__file__).resolve().parent.parent / "sample_runs" / "sparse-parity" / "seed0"
+    run = tmp_path / "seed0"
+    run.mkdir()
+    for name in ("run.json", "probe.safetensors", "epoch_00000.safetensors"):
+        shutil.copyfile(sample / name, run / name)
+    with registered(TOY_ACTIVATION):
+        args = ["compute", str(tmp_path), "--activations", "--metrics", TOY_ACTIVATION.name]
+        assert main([*args, "--param", f"{TOY_ACTIVATION.name}.level=0.25"]) == 0
+        stored = Store(locate_db(tmp_path).path).read_metrics(metrics=[TOY_ACTIVATION.name])
+        assert stored.height and set(stored["params"]) == {'{"level":0.25}'}
+        with pytest.raises(SystemExit):
+            main(["compute", "--help"])
+        assert f"--param {TOY_ACTIVATION.name}.level=" in capsys.readouterr().out
+        for bad, why in [
+            (f"{TOY_ACTIVATION.name}.level=-1", "must be >= 0"),
+            (f"{TOY_ACTIVATION.name}.level=high", "takes a float"),
+            (f"{TOY_ACTIVATION.name}.height=1", "has no parameter 'height'"),
+            ("level=1", "write METRIC.NAME=VALUE"),
+        ]:
+            assert main([*args, "--param", bad]) == 2
+            assert why in capsys.readouterr().err

@@ -12,7 +12,7 @@ from dyntools.cli.selection_args import add_network_arguments, network_selection
 from dyntools.metrics.builtin import DEFAULT_DEAD_THRESHOLD
 from dyntools.metrics.histogram import DEFAULT_HISTOGRAM
 from dyntools.metrics.kinds import Param, ParamValue
-from dyntools.metrics.registry import REGISTRY
+from dyntools.metrics.registry import REGISTRY, metric
 from dyntools.pipeline import ComputeOptions, ComputeSummary, compute, parse_patterns
 from dyntools.pipeline.backends import BACKENDS
 from dyntools.pipeline.progress import ProgressBar
@@ -114,6 +114,13 @@ def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"{param.description} (default {param.default})",
         )
     parser.add_argument(
+        "--param",
+        action="append",
+        metavar="METRIC.NAME=VALUE",
+        help="set any metric's parameter, e.g. dead_fraction.threshold=0.01 (every metric's "
+        "parameters are listed below); the options above are shortcuts for these",
+    )
+    parser.add_argument(
         "--db",
         type=Path,
         metavar="PATH",
@@ -149,9 +156,14 @@ def metric_glossary() -> str:
     width = max(len(name) for name in REGISTRY)
     lines = [
         f"  {entry.name:<{width}}  {entry.hook_kind.value:<10}  {entry.description}"
+        + "".join(
+            f"\n  {'':<{width}}  {'':<10}  --param {entry.name}.{p.name}=... "
+            f"(default {p.default}): {p.description}"
+            for p in entry.params
+        )
         for entry in REGISTRY.values()
     ]
-    return "metrics (name, kind of hook point, definition):\n" + "\n".join(lines)
+    return "metrics (name, kind of hook point, definition, parameters):\n" + "\n".join(lines)
 
 
 def print_summary(summary: ComputeSummary) -> None:
@@ -187,7 +199,26 @@ def metric_params(args: argparse.Namespace) -> dict[str, dict[str, ParamValue]]:
         histogram["low"], histogram["high"] = args.range
     if histogram:
         params["histogram"] = histogram
+    for text in args.param or ():
+        name, parameter, value = parse_param(text)
+        params.setdefault(name, {})[parameter] = value
     return params
+
+
+def parse_param(text: str) -> tuple[str, str, ParamValue]:
+    """``METRIC.NAME=VALUE`` -> (metric, parameter, value), checked against the registry."""
+    assignment, equals, value = text.partition("=")
+    name, dot, param = assignment.strip().rpartition(".")
+    if not (equals and dot and name and param):
+        raise ValueError(f"--param {text!r}: write METRIC.NAME=VALUE, e.g. histogram.bins=80")
+    entry = metric(name)  # an unknown metric raises, listing the known ones
+    known = {p.name: p for p in entry.params}
+    if param not in known:
+        raise ValueError(
+            f"--param {text!r}: metric {name!r} has no parameter {param!r}; "
+            f"its parameters: {sorted(known) or 'none'}"
+        )
+    return name, param, known[param].parse(value.strip(), name)
 
 
 def options_from_args(args: argparse.Namespace) -> ComputeOptions:

@@ -111,6 +111,17 @@ class Param:
     choices: tuple[str, ...] = ()
     maximum: float | None = None
 
+    def parse(self, text: str, metric: str) -> ParamValue:
+        """The value ``text`` (as typed on a command line) gives this parameter, checked."""
+        kind = type(self.default)
+        try:
+            value = kind(text) if kind is not str else text
+        except ValueError:
+            raise ValueError(
+                f"{metric} parameter {self.name!r} takes a {kind.__name__}, got {text!r}"
+            ) from None
+        return self.check(value, metric)
+
     def check(self, value: ParamValue, metric: str) -> ParamValue:
         if type(value) is not type(self.default) and not (
             isinstance(self.default, float) and isinstance(value, int)
