@@ -21,11 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple, get_args, get_type_hints
 
 import duckdb
 import polars as pl
+
+from dyntools.metrics.kinds import HookKind
+from dyntools.metrics.records import Scope
 
 # Bump when a table changes, and add a migration from the previous version to MIGRATIONS.
 SCHEMA_VERSION = 6
@@ -91,8 +95,8 @@ class MetricRow(NamedTuple):
 
     run_id: str
     step: int
-    kind: str
-    scope: str
+    kind: HookKind
+    scope: Scope
     hook_point: str
     metric: str
     value: float | None
@@ -105,7 +109,7 @@ class MetricRow(NamedTuple):
 class HistogramRow(NamedTuple):
     run_id: str
     step: int
-    kind: str
+    kind: HookKind
     hook_point: str
     metric: str
     edges: list[float]
@@ -134,7 +138,7 @@ class ComputedRow(NamedTuple):
 
     run_id: str
     step: int
-    kind: str
+    kind: HookKind
     hook_point: str
     metric: str
     fingerprint: str
@@ -212,7 +216,10 @@ class Table:
             args = get_args(hint)
             nullable = type(None) in args
             base = next(a for a in args if a is not type(None)) if nullable else hint
-            sql, dtype = _TYPES[base]
+            # Enumerations (StrEnum: hook kinds, scopes) are stored as their text.
+            sql, dtype = _TYPES[
+                str if isinstance(base, type) and issubclass(base, StrEnum) else base
+            ]
             columns.append(TableColumn(name, sql, dtype, nullable, defaults.get(name, _NO_DEFAULT)))
         return tuple(columns)
 
