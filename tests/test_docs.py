@@ -1,7 +1,8 @@
 """Every pointer into the documentation leads somewhere: a comment or message citing a page
-(``docs/metrics.md, "Tensor roles"``, ``docs/design.md "The app"``, ``docs/store.md#tables``)
-names a file that exists and, where it names a heading, a heading of that file; every relative
-link of the markdown pages leads to a file, and its ``#anchor`` to a heading there.
+(``docs/metrics.md, "Tensor roles"``, ``docs/design.md "The app"``, ``docs/store.md#tables``,
+or in a message for users ``the README, section 'Two commands'``) names a file that exists and,
+where it names a heading, a heading of that file; every relative link of the markdown pages
+leads to a file, and its ``#anchor`` to a heading there.
 
 A quoted heading matches a heading of the page, case-insensitively and without its code marks,
 when it is the heading, its first words (``"Tensor roles"`` for "Tensor roles and the paper's
@@ -38,12 +39,15 @@ SOURCES = sorted(
     - {Path(__file__).resolve()}
 )
 
-# A page named from the repository's root, then optionally the heading: "#anchor", or a quoted
-# heading after a comma or a space (in parentheses or not).
+# A page named from the repository's root (or "the README", as messages for users name it), then
+# optionally the heading: "#anchor", or a quoted heading after a comma or a space (in
+# parentheses or not, "section" before it or not).
 CITATION = re.compile(
-    r"(?<![\w./-])(?P<page>docs/[\w.-]+?\.md|README\.md|CONTRIBUTING\.md)"
-    r"(?:#(?P<anchor>[\w-]+)|(?:,\s*|\s+)\(?(?P<quote>[\"'])(?P<heading>[^\"'\n]+)(?P=quote))?"
+    r"(?<![\w./-])(?P<page>docs/[\w.-]+?\.md|README\.md|CONTRIBUTING\.md|the README\b)"
+    r"(?:#(?P<anchor>[\w-]+)|(?:,\s*|\s+)\(?(?:section\s+)?(?P<quote>[\"'])"
+    r"(?P<heading>[^\"'\n]+)(?P=quote))?"
 )
+PAGE_NAMES = {"the README": "README.md"}
 LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.M | re.S)
 HEADING = re.compile(r"^#{1,6}[ \t]+(?P<text>.+?)[ \t#]*$", re.M)
@@ -101,7 +105,8 @@ def heading_matches(cited: str, heading: str) -> bool:
 def citations(text: str, where: str) -> Iterator[Pointer]:
     for match in CITATION.finditer(text):
         line = text.count("\n", 0, match.start()) + 1
-        yield Pointer(f"{where}:{line}", ROOT / match["page"], match["anchor"], match["heading"])
+        page = PAGE_NAMES.get(match["page"], match["page"])
+        yield Pointer(f"{where}:{line}", ROOT / page, match["anchor"], match["heading"])
 
 
 def links(page: Path) -> Iterator[Pointer]:
@@ -179,6 +184,27 @@ def test_a_broken_citation_or_link_is_reported(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("# Page\n\n[ok](#page) [bad](#nowhere) [gone](missing.md)\n", encoding="utf-8")
     assert [problem(p) is None for p in links(page)] == [True, False, False]
+
+
+def test_a_message_citing_the_readme_by_section_is_checked() -> None:
+    # The form of a message shown to users (dyntools.checkpoints.discover.SUPPORTED).
+    cited = list(
+        citations(
+            "see the README, section 'Reading checkpoint folders you already have'\n"
+            "see the README, section 'No such heading'; the README's table",
+            "x.py",
+        )
+    )
+    assert [(p.page, p.heading) for p in cited] == [
+        (ROOT / "README.md", "Reading checkpoint folders you already have"),
+        (ROOT / "README.md", "No such heading"),
+        (ROOT / "README.md", None),
+    ]
+    assert [problem(p) is None for p in cited] == [True, False, True]
+    assert any(
+        p.where.startswith("dyntools/checkpoints/discover.py:") and p.heading
+        for p in source_citations()
+    )
 
 
 def test_headings_and_anchors_are_read_as_github_makes_them() -> None:

@@ -53,7 +53,7 @@ SKIPPED_DIRS: Final = frozenset({"__pycache__", "node_modules"})
 SUPPORTED: Final = (
     "expected run.json + epoch_NNNNN.safetensors (dyntools), models--ORG--NAME/ (the Hugging "
     "Face hub cache), checkpoint-N/ (Hugging Face Trainer), *.ckpt (Lightning), numbered *.pt/*.pth/*.bin (torch.save) or numbered "
-    "*.safetensors files; see the README, section 'Reading checkpoint folders'"
+    "*.safetensors files; see the README, section 'Reading checkpoint folders you already have'"
 )
 
 
