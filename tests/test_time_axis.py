@@ -271,13 +271,6 @@ def test_activation_pages_without_a_probe_say_nothing_is_computed(
     assert f"`dyntools compute {hf_folder} --activations`" in texts(app)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dyntools/app/page_scripts/activations.py:29-33 and information_plane.py:39-43 tell "
-    "a folder without activations '(runs need a probe.safetensors)' but not how to make one for "
-    "runs that carry none (Hugging Face runs): compute's failure names `dyntools probe FOLDER "
-    "--from FILE`, the pages do not",
-)
 @pytest.mark.parametrize("page", ["activations", "information-plane"])
 def test_activation_pages_say_how_to_make_a_probe_for_hf_runs(hf_folder: Path, page: str) -> None:
     app = routed(page, hf_folder)
@@ -335,23 +328,11 @@ def _fit_captions(folder: Path) -> list[str]:
     return captions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dyntools/views/compare_fits.py:45-52: describe_config's parts leave out the fit's "
-    "axis (config 'axis': auto, step or epoch), so two fits that differ only in it get the same "
-    "caption and the same description among the choices",
-)
 def test_compare_fits_tells_fits_on_other_axes_apart(hf_folder: Path) -> None:
     on_epochs, on_steps = _fit_captions(hf_folder)
     assert on_epochs != on_steps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dyntools/views/compare_fits.py:38-42: describe_config says '0 features' for a fit "
-    "with features=() and no paper features, which FitConfig documents as every stored feature "
-    "(this fit's result has 154 columns)",
-)
 def test_compare_fits_caption_counts_a_fit_over_every_stored_feature(hf_folder: Path) -> None:
     for caption in _fit_captions(hf_folder):
         assert "0 features" not in caption

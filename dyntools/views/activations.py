@@ -16,6 +16,11 @@ from dyntools.metrics.registry import REGISTRY
 from dyntools.views.metrics import curve_frame
 
 ACTIVATION_STATS = ("act_mean", "act_std", "dead_fraction")
+# What a folder without activation values needs, as the pages say it.
+PROBE_HINT = (
+    "(runs need a probe batch: a probe.safetensors, or `dyntools probe FOLDER --from FILE` for "
+    "runs that carry none, such as Hugging Face runs)."
+)
 
 
 def histogram_metrics() -> list[str]:

@@ -35,10 +35,13 @@ def describe_config(config: Mapping[str, Any]) -> str:
         if n_states
         else f"n ≤ {config.get('max_states')} by {config.get('criterion', 'bic')}"
     )
+    chosen = config.get("features") or ()
     features = (
         f"paper features ({selection_text(config.get('network_selection'))})"
         if config.get("paper_features")
-        else plural(len(config.get("features") or ()), "feature")
+        else plural(len(chosen), "feature")
+        if chosen
+        else "every stored feature"
     )
     scalars = config.get("scalar_features") or ()
     runs = config.get("runs")
@@ -47,6 +50,7 @@ def describe_config(config: Mapping[str, Any]) -> str:
         f"{config.get('covariance_type')} covariance",
         features + (f" + {plural(len(scalars), 'scalar')}" if scalars else ""),
         f"{config.get('normalize')} normalization",
+        f"{config.get('axis', 'auto')} axis",
         "every run" if runs is None else plural(len(runs), "run"),
         f"seed {config.get('seed')}",
     ]

@@ -10,6 +10,7 @@ from dyntools.metrics.kinds import HookKind
 from dyntools.pipeline.options import configured_backend
 from dyntools.views.activations import (
     ACTIVATION_STATS,
+    PROBE_HINT,
     ComputedBins,
     activation_stats_frame,
     heatmap_frame,
@@ -29,7 +30,7 @@ if acts.is_empty():
     st.info(
         f"No activation metrics computed for `{folder}` yet: tick **activation metrics** on the "
         f"Hook points page and press Compute, or run `dyntools compute {folder} --activations` "
-        "(runs need a probe.safetensors)."
+        f"{PROBE_HINT}"
     )
     st.stop()
 

@@ -5,6 +5,7 @@ import streamlit as st
 from dyntools import charts, ui
 from dyntools.metrics.kinds import HookKind
 from dyntools.metrics.registry import variant_metrics
+from dyntools.views.activations import PROBE_HINT
 from dyntools.views.information_plane import (
     describe_params,
     information_frame,
@@ -39,7 +40,7 @@ if have.is_empty():
     st.info(
         f"No {variant} HSIC values computed for `{folder}` yet: tick **activation metrics** on "
         f"the Hook points page and press Compute, or run `dyntools compute {folder} "
-        "--activations` (runs need a probe.safetensors)."
+        f"--activations` {PROBE_HINT}"
     )
     st.stop()
 available = have["run_id"].unique().sort().to_list()
