@@ -97,3 +97,14 @@ def test_exports_carry_the_apps_palette() -> None:
     svg = chart_bytes(spec, "svg")[0].decode().lower()
     assert CATEGORICAL[0].lower() in svg and CATEGORICAL[1].lower() in svg
     assert "#4c78a8" not in svg  # Vega's default palette (what Streamlit's theme replaced)
+
+
+def test_activation_statistics_name_the_time_of_their_axis_in_tooltips() -> None:
+    stats = pl.DataFrame(
+        {"run_id": ["r0", "r0"], "hook_point": ["fc1", "fc1"], "step": [0, 8], "epoch": [None, None],
+         "time": [0.0, 8.0], "act_mean": [0.1, 0.2], "act_std": [1.0, 1.1],
+         "dead_fraction": [0.0, 0.5]}
+    )  # fmt: skip
+    spec = json.dumps(_spec(charts.activation_stats(stats, Axis.STEP)))
+    assert '{"field": "time", "title": "step", "type": "quantitative"}' in spec
+    assert '{"field": "epoch"' not in spec

@@ -52,6 +52,7 @@ def activation_stats(
 ) -> alt.VConcatChart:
     """Mean with a one-std band and the dead fraction, a panel per hook point (in the order of
     ``layers``, wrapped to fit the page), runs coloured."""
+    when = alt.Tooltip("time:Q", title=axis.value)
     base = alt.Chart(
         stats.with_columns(
             (pl.col("act_mean") - pl.col("act_std")).alias("low"),
@@ -65,14 +66,14 @@ def activation_stats(
         base.mark_area(opacity=0.15).encode(y=alt.Y("low:Q", title="mean ± std"), y2="high:Q"),
         base.mark_line().encode(
             y="act_mean:Q",
-            tooltip=["run_id:N", "hook_point:N", "epoch:Q", "act_mean:Q", "act_std:Q"],
+            tooltip=["run_id:N", "hook_point:N", when, "act_mean:Q", "act_std:Q"],
         ),
     ).properties(height=150, width=panel_width(STATS_COLUMNS))
     dead = (
         base.mark_line()
         .encode(
             y=alt.Y("dead_fraction:Q", title="dead fraction", scale=alt.Scale(domain=[0, 1])),
-            tooltip=["run_id:N", "hook_point:N", "epoch:Q", "dead_fraction:Q"],
+            tooltip=["run_id:N", "hook_point:N", when, "dead_fraction:Q"],
         )
         .properties(height=150, width=panel_width(STATS_COLUMNS))
     )
