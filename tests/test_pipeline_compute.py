@@ -266,3 +266,26 @@ def test_values_whose_inputs_are_cut_otherwise_are_recomputed(tmp_path: Path) ->
         others.height
         and others.join(after, on=[*key, "value"], how="anti", nulls_equal=True).is_empty()
     )
+
+
+def test_a_recompute_replaces_the_problems_its_units_met(tmp_path: Path) -> None:
+    """A head count that does not divide the fused Q/K/V weight is a recorded problem; once the
+    configuration is right, the recompute of those units leaves no stale problem behind."""
+    fixture = Path(__file__).resolve().parent / "fixtures" / "store_v1_cuts" / "run"
+    run = tmp_path / "runs" / "run"
+    shutil.copytree(fixture, run)
+    configs = list(run.glob("checkpoint-*/config.json"))
+    for config in configs:
+        config.write_text('{"num_attention_heads": 5, "model_type": "dyntools-fixture"}')
+    options = ComputeOptions(metrics=("l2", "mean_w"), workers=1)
+    compute(tmp_path / "runs", options)
+    store = Store(tmp_path / "runs" / ".dyntools" / "dyntools.duckdb")
+    errors = store.read_errors()
+    split = errors.filter(pl.col("code") == "head-split")
+    assert split.height and set(split["kind"]) == {"weight"}
+    fused = "gpt_neox.layers.0.attention.query_key_value"
+    assert set(split["hook_point"]) <= {fused, ""}
+    for config in configs:
+        config.write_text('{"num_attention_heads": 4, "model_type": "dyntools-fixture"}')
+    assert compute(tmp_path / "runs", options).computed == 2
+    assert store.read_errors().filter(pl.col("code") == "head-split").is_empty()

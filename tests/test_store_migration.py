@@ -205,3 +205,12 @@ def test_values_over_tensors_cut_otherwise_since_schema_1_are_recomputed(tmp_pat
     fused = after.filter(pl.col("hook_point") == changed[2], pl.col("scope") == "tensor")
     assert set(fused["component"]) == {"q", "k", "v"}
     assert after.filter(pl.col("hook_point") == "conv3", pl.col("metric") == "l2").height
+
+
+def test_compute_problems_of_schema_1_name_their_units(tmp_path: Path) -> None:
+    store = Store(locate_db(_v1_folder(tmp_path)).path)
+    errors = store.read_errors()
+    assert errors.height == 3
+    assert set(zip(errors["kind"], errors["hook_point"], strict=True)) == {
+        ("activation", "pos_embed")
+    }

@@ -57,7 +57,7 @@ def run_activation_units(
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, MemoryError) as error:
         # TypeError: a run.json whose model arguments the model does not take.
         failed = Reason(ReasonCode.FAILED, str(error) or type(error).__name__)
-        result.errors = [_error(job, "forward pass", failed)]
+        result.errors = [_error(job, "forward pass", failed, None)]
         result.failure = f"{job.ref.path}: {error}"
         return result
 
@@ -71,7 +71,7 @@ def run_activation_units(
             why = Reason(
                 ReasonCode.NO_OUTPUT, "the module produced no tensor output in the forward pass"
             )
-            result.errors.append(_error(job, hook, why))
+            result.errors.append(_error(job, hook, why, hook))
             continue
         layer = layer_output(output)
         points: dict[str, InformationPoint | Reason] = {
@@ -117,7 +117,7 @@ def run_activation_units(
                 )
             )
             if value is None and reason is not None and not reason.expected:
-                result.errors.append(_error(job, f"{hook} {entry.name}", reason))
+                result.errors.append(_error(job, f"{hook} {entry.name}", reason, hook))
     result.computed = done(job, units, fingerprint_text(job.ref))
     return result
 
@@ -145,9 +145,18 @@ def _value(
     return entry.compute(layer, options.params_of(entry.name))
 
 
-def _error(job: Job, what: str, reason: Reason) -> ErrorRow:
+def _error(job: Job, what: str, reason: Reason, hook_point: str | None) -> ErrorRow:
+    """An error of the units of ``hook_point`` (None: the whole job)."""
     return ErrorRow(
-        str(job.ref.path), STAGE, what, reason.code, reason.message, job.run.run_id, job.ref.step
+        str(job.ref.path),
+        STAGE,
+        what,
+        reason.code,
+        reason.message,
+        job.run.run_id,
+        job.ref.step,
+        kind=HookKind.ACTIVATION,
+        hook_point=hook_point,
     )
 
 

@@ -100,11 +100,11 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
     except MemoryError:
         why = "not enough memory to read and compute it (see docs/metrics.md, 'Cost')"
         result.failure = f"{job.ref.path}: {why}"
-        result.errors = [_error(job, "checkpoint", Reason(ReasonCode.FAILED, why))]
+        result.errors = [_error(job, "checkpoint", Reason(ReasonCode.FAILED, why), None)]
         return result
     except (OSError, ValueError, RuntimeError) as error:
         result.failure = f"{job.ref.path}: {error}"
-        result.errors = [_error(job, "checkpoint", Reason(ReasonCode.FAILED, str(error)))]
+        result.errors = [_error(job, "checkpoint", Reason(ReasonCode.FAILED, str(error)), None)]
         return result
 
     params_of = {hook: plan.params_for(hook, options.split_heads) for hook in plan.hook_points}
@@ -121,12 +121,16 @@ def run_weight_units(job: Job, options: ComputeOptions) -> JobResult:
     skipped = [*first.skipped, *(second.skipped if second else ())]
     # Missing values, and kept values rounding dominates, are recorded with their reason.
     result.errors = [
-        _error(job, _subject(v), v.reason)
+        _error(job, _subject(v), v.reason, v.hook_point)
         for v in rows
         if v.reason is not None
         and not v.reason.expected
         and (v.value is None or v.reason.code is ReasonCode.ROUNDING)
-    ] + [_error(job, s.tensor, s.reason) for s in skipped if not s.reason.expected]
+    ] + [
+        _error(job, s.tensor, s.reason, plan.tensor_hooks.get(s.tensor, NETWORK))
+        for s in skipped
+        if not s.reason.expected
+    ]
     result.computed = done(job, job.weight_units, fingerprint_text(job.ref))
     return result
 
@@ -195,9 +199,18 @@ def _row(job: Job, value: MetricValue, params_of: Mapping[str, str], plan: Weigh
     )
 
 
-def _error(job: Job, what: str, reason: Reason) -> ErrorRow:
+def _error(job: Job, what: str, reason: Reason, hook_point: str | None) -> ErrorRow:
+    """An error of the units of ``hook_point`` ('' the network values; None the whole job)."""
     return ErrorRow(
-        str(job.ref.path), STAGE, what, reason.code, reason.message, job.run.run_id, job.ref.step
+        str(job.ref.path),
+        STAGE,
+        what,
+        reason.code,
+        reason.message,
+        job.run.run_id,
+        job.ref.step,
+        kind=HookKind.WEIGHT,
+        hook_point=hook_point,
     )
 
 

@@ -203,6 +203,11 @@ def v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
     which tensors each pool of the network values takes), so a unit whose inputs are cut or
     selected otherwise by a later release is computed again.
 
+    Errors name the units they belong to (``kind``, ``hook_point``), so a recompute of those
+    units replaces them: the compute errors stored until now are attributed by their subject
+    (the network values, or the deepest hook point it names); those of a whole checkpoint keep
+    no hook point.
+
     Units stored until now recorded none (''): the next compute keeps a hook point's values
     where its tensors are cut as schema 1 cut them, and recomputes the others (Conv1d and
     Conv3d weights, fused Q/K/V) and every network value. Network values of schema 1's
@@ -210,6 +215,7 @@ def v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
     units, so no fit or export mistakes them for the paper's features.
     """
     _add_column(con, "computed", "inputs VARCHAR NOT NULL DEFAULT ''")
+    _attribute_errors(con)
     # Values of a preset name it in their params (text written by ``params_key``).
     legacy = """NOT contains(params, '"preset"')"""
     con.sql(f"DELETE FROM metrics WHERE scope = 'network' AND {legacy}")
@@ -218,6 +224,55 @@ def v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
         "UPDATE runs SET network_selection = '' "
         + """WHERE NOT contains(network_selection, '"preset"')"""
     )
+
+
+# The stage of a compute error -> the kind of the units it belongs to.
+_STAGE_KINDS = {"weights": "weight", "activations": "activation"}
+
+
+def _attribute_errors(con: duckdb.DuckDBPyConnection) -> None:
+    """Give the compute errors of earlier schemas their units: the kind of their stage and the
+    hook point their subject (``what``) starts with (the deepest of the run's), '' for the
+    network values' (``network ...``), NULL for a whole checkpoint's."""
+    _add_column(con, "errors", "kind VARCHAR")
+    _add_column(con, "errors", "hook_point VARCHAR")
+    hooks: dict[str, list[str]] = {}
+    for run_id, hook in con.sql(
+        "SELECT DISTINCT run_id, hook_point FROM metrics WHERE hook_point <> ''"
+    ).fetchall():
+        hooks.setdefault(run_id, []).append(hook)
+    rows = con.sql(
+        "SELECT rowid, run_id, stage, what FROM errors WHERE kind IS NULL AND stage IN "
+        "('weights', 'activations')"
+    ).fetchall()
+    owners = pl.DataFrame(
+        {
+            "id": [row[0] for row in rows],
+            "kind": [_STAGE_KINDS[stage] for _, _, stage, _ in rows],
+            "hook_point": [
+                "" if what.startswith("network ") else _owner(what, hooks.get(run_id, []))
+                for _, run_id, _, what in rows
+            ],
+        },
+        schema={"id": pl.Int64, "kind": pl.String, "hook_point": pl.String},
+    )
+    con.register("owners", owners)
+    con.sql(
+        "UPDATE errors SET kind = o.kind, hook_point = o.hook_point FROM owners o "
+        "WHERE errors.rowid = o.id"
+    )
+    con.unregister("owners")
+
+
+# What may follow a hook point's name in a subject: the end, a space, a tensor, a metric (v1).
+_ENDS = ("", " ", ".", "/")
+
+
+def _owner(what: str, hook_points: list[str]) -> str | None:
+    """The deepest hook point ``what`` names first (``fc1 fc1.weight l1``, ``fc1.weight``,
+    schema 1's ``pos_embed/normalized``), or None."""
+    named = [h for h in hook_points if what.startswith(h) and what[len(h) : len(h) + 1] in _ENDS]
+    return max(named, key=len) if named else None
 
 
 # from_version -> the function that upgrades a file of that version to from_version + 1.

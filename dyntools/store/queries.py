@@ -38,6 +38,10 @@ MISSING = (
     f"ON {on((*UNIT, 'fingerprint'), 'c', 'd')} "
     "AND (d.inputs = c.inputs OR (d.inputs = '' AND c.unrecorded_ok)) ORDER BY c.order_"
 )
+DELETE_UNIT_ERRORS = (
+    "DELETE FROM errors e USING units k WHERE e.run_id = k.run_id AND e.step = k.step "
+    "AND e.kind = k.kind AND (e.hook_point IS NULL OR e.hook_point = k.hook_point)"
+)
 FIT = "SELECT config_json, result_json, created_at FROM hmm_fits WHERE config_hash = ?"
 FITS = "SELECT config_hash, config_json, created_at FROM hmm_fits ORDER BY created_at DESC"
 DATA_VERSION = "SELECT value FROM meta WHERE key = 'data_version'"

@@ -121,7 +121,12 @@ class HistogramRow(NamedTuple):
 
 class ErrorRow(NamedTuple):
     """A problem met reading or computing: ``code`` is a ``ReasonCode`` value (or
-    ``unreadable`` for a file discovery could not read)."""
+    ``unreadable`` for a file discovery could not read).
+
+    ``kind`` and ``hook_point``: the units of work it belongs to (hook point '' for the network
+    values; None for the whole checkpoint, or for a file, without a kind), so a recompute of
+    those units replaces it.
+    """
 
     file: str
     stage: str
@@ -131,6 +136,8 @@ class ErrorRow(NamedTuple):
     run_id: str | None = None
     step: int | None = None
     logged_at: datetime | None = None
+    kind: HookKind | None = None
+    hook_point: str | None = None
 
 
 class ComputedRow(NamedTuple):

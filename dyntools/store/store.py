@@ -298,9 +298,10 @@ class Store:
         Each ``computed`` row (run_id, step, hook_point, metric, params, fingerprint) marks one
         unit of work as done from that checkpoint version; the metric and histogram rows already
         stored for that unit are replaced by this batch's, so a recomputed unit leaves no stale
-        tensors behind. Other rows replace stored rows with the same key; a key given twice keeps
-        its last row. Errors replace an earlier error with the same (run_id, step, file, stage,
-        what).
+        tensors behind, and so are the errors of those units (of their kind and hook point, or
+        of their whole checkpoint). Other rows replace stored rows with the same key; a key given
+        twice keeps its last row. Errors replace an earlier error with the same (run_id, step,
+        file, stage, what).
         """
         given = {
             "metrics": metrics,
@@ -316,6 +317,9 @@ class Store:
                 con.register("units", units)
                 for table in ("metrics", "histograms"):
                     con.sql(f"DELETE FROM {table} USING units k WHERE {on(UNIT, table, 'k')}")
+                # The problems an earlier compute of these units met (or of their whole
+                # checkpoint): the batch states again those that still hold.
+                con.sql(queries.DELETE_UNIT_ERRORS)
             for name, frame in batch.items():
                 # Rows of a unit deleted just above need no per-row delete (the common case).
                 replaced = (
