@@ -26,10 +26,10 @@ SAMPLE_RUNS = Path(__file__).resolve().parent.parent / "sample_runs"
 OPTIONS = ComputeOptions(activations=True, workers=1)
 
 
-def _v1_folder(tmp_path: Path, fixture: Path = FIXTURE) -> Path:
+def _imported_folder(tmp_path: Path, fixture: Path = FIXTURE) -> Path:
     """The fixture's checkpoint files (with their recorded modification times) and its
-    database, imported from the export as schema 1 wrote it. The files are the sample runs'
-    (``store_v1``) or the fixture's own ``run/`` folder."""
+    database, imported from the export as an older schema wrote it. The files are the sample
+    runs' (``store_v1``) or the fixture's own ``run/`` folder."""
     folder = tmp_path / "runs"
     if (fixture / "run").is_dir():
         shutil.copytree(fixture / "run", folder / "run")
@@ -53,13 +53,15 @@ def _v1_folder(tmp_path: Path, fixture: Path = FIXTURE) -> Path:
     db.parent.mkdir(parents=True)
     with duckdb.connect(str(db)) as con:
         con.sql(f"IMPORT DATABASE '{export}'")
-        assert con.sql("SELECT value FROM meta WHERE key = 'schema_version'").fetchall() == [("1",)]
+        meta = dict(pl.read_csv(fixture / "meta.csv").iter_rows())
+        ((version,),) = con.sql("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        assert version == str(meta["schema_version"]) < str(SCHEMA_VERSION)
     return folder
 
 
 @pytest.fixture(scope="module")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _v1_folder(tmp_path_factory.mktemp("v1"))
+    return _imported_folder(tmp_path_factory.mktemp("v1"))
 
 
 def _version(db: Path) -> str:
@@ -174,7 +176,7 @@ def test_values_over_tensors_cut_otherwise_since_schema_1_are_recomputed(tmp_pat
     """Schema 1 split a Conv1d weight per head, kept a fused Q/K/V weight whole and skipped a
     Conv3d weight: the next compute recomputes exactly those hook points (and the network
     values) and keeps the others' values, stale tensor rows leaving with their unit."""
-    folder = _v1_folder(tmp_path / "old", FIXTURE_CUTS)
+    folder = _imported_folder(tmp_path / "old", FIXTURE_CUTS)
     store = Store(locate_db(folder).path)
     before = store.read_metrics()
     assert before.filter(pl.col("hook_point") == "conv1", pl.col("head").is_not_null()).height
@@ -208,9 +210,39 @@ def test_values_over_tensors_cut_otherwise_since_schema_1_are_recomputed(tmp_pat
 
 
 def test_compute_problems_of_schema_1_name_their_units(tmp_path: Path) -> None:
-    store = Store(locate_db(_v1_folder(tmp_path)).path)
+    store = Store(locate_db(_imported_folder(tmp_path)).path)
     errors = store.read_errors()
     assert errors.height == 3
     assert set(zip(errors["kind"], errors["hook_point"], strict=True)) == {
         ("activation", "pos_embed")
     }
+
+
+FIXTURE_V5 = FIXTURES / "store_v5_fused"
+
+
+def test_a_tensor_schema_5_split_as_fused_is_computed_again(tmp_path: Path) -> None:
+    """Schema 5 split a Mamba-like mixer.in_proj (no attention module) into q, k and v; since,
+    Q/K/V are named inside attention only: the hook point is computed again, as one linear
+    weight, and equals a fresh compute; the others keep their stored values."""
+    folder = _imported_folder(tmp_path / "old", FIXTURE_V5)
+    store = Store(locate_db(folder).path)
+    in_proj = "backbone.layers.0.mixer.in_proj"
+    before = store.read_metrics()
+    assert set(before.filter(pl.col("hook_point") == in_proj)["component"]) >= {"q", "k", "v"}
+    options = ComputeOptions(workers=1)
+    assert compute(folder, options).failed == ()
+    assert compute(folder, options).computed == 0
+    after = store.read_metrics()
+    assert set(after.filter(pl.col("hook_point") == in_proj)["component"]) == {""}
+    fresh = tmp_path / "fresh.duckdb"
+    compute(folder, options, db=fresh)
+    new = Store(fresh).read_metrics()
+    assert after.height == new.height
+    same = after.sort(KEY).with_columns(new=new.sort(KEY)["value"]).drop_nulls("value")
+    assert same["value"].to_list() == pytest.approx(same["new"].to_list(), rel=1e-6, abs=1e-12)
+    kept = before.filter(pl.col("hook_point") == "lm_head", pl.col("scope") == "hook_point")
+    assert (
+        kept.height
+        and kept.join(after, on=[*KEY, "value"], how="anti", nulls_equal=True).is_empty()
+    )

@@ -208,6 +208,9 @@ def v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
     (the network values, or the deepest hook point it names); those of a whole checkpoint keep
     no hook point.
 
+    Hook points whose stored values hold fused Q/K/V components (schemas 2 to 5 split some
+    tensors that are not Q/K/V), or that met a problem, are computed again.
+
     Units stored until now recorded none (''): the next compute keeps a hook point's values
     where its tensors are cut as schema 1 cut them, and recomputes the others (Conv1d and
     Conv3d weights, fused Q/K/V) and every network value. Network values of schema 1's
@@ -216,6 +219,18 @@ def v5_to_v6(con: duckdb.DuckDBPyConnection) -> None:
     """
     _add_column(con, "computed", "inputs VARCHAR NOT NULL DEFAULT ''")
     _attribute_errors(con)
+    # Schemas 2 to 5 split fused Q/K/V tensors by rules that changed since (an in_proj outside
+    # attention was one), and some of their splits failed: the hook points whose values hold
+    # q/k/v components, or met a problem, are computed again.
+    con.sql(
+        """
+        DELETE FROM computed c WHERE c.kind = 'weight' AND c.hook_point <> '' AND (
+            EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = c.run_id
+                    AND m.hook_point = c.hook_point AND m.kind = 'weight' AND m.component <> '')
+            OR EXISTS (SELECT 1 FROM errors e WHERE e.run_id = c.run_id AND e.step = c.step
+                       AND e.kind = 'weight' AND e.hook_point = c.hook_point))
+        """
+    )
     # Values of a preset name it in their params (text written by ``params_key``).
     legacy = """NOT contains(params, '"preset"')"""
     con.sql(f"DELETE FROM metrics WHERE scope = 'network' AND {legacy}")
