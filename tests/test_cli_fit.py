@@ -108,3 +108,14 @@ def test_a_fit_names_the_tensors_its_paper_features_were_computed_over(
     # Exports name the selection of every network value.
     tidy = store.tidy_table().filter(network)
     assert tidy.height and tidy["params"].str.contains('"preset":"paper"').all()
+
+
+def test_a_fit_takes_the_paper_features_of_runs_computed_only_over_chosen_hook_points(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_runs(tmp_path, range(2))
+    compute(tmp_path, ComputeOptions(select=("0",), workers=1))
+    assert main(["fit", str(tmp_path), "--max-states", "2", "--restarts", "2", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["config"]["network_selection"] == {"preset": "paper"}
+    assert "l1" in document["columns"]

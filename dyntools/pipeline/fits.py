@@ -81,11 +81,11 @@ class FitData:
         )
 
     def _network_params(self, selection: NetworkSelection | None) -> dict[str, str]:
-        """Run -> the params of the network values a fit takes: of the run's default compute
-        when it used ``selection`` (or none is given), else of the widest compute that did
-        (a run computed over several hook-point selections has several)."""
-        if selection is None:
-            return dict(self.selections)
+        """Run -> the params of the network values a fit takes, of ``selection`` (None: the
+        paper preset): the run's default compute's when it used that selection, else the
+        widest compute's that did (a run computed over several hook-point selections has
+        several; one computed only with --select has no default)."""
+        wanted = selection or NetworkSelection()
         stored = (
             self.metrics.filter(pl.col("scope") == Scope.NETWORK)
             .select("run_id", "params")
@@ -94,7 +94,7 @@ class FitData:
         )
         matching: dict[str, list[str]] = {}
         for run_id, params in stored.iter_rows():
-            if _selection_of(params) == selection:
+            if _selection_of(params) == wanted:
                 matching.setdefault(run_id, []).append(params)
         return {
             run_id: default if default in found else max(found, key=_width)
@@ -103,11 +103,14 @@ class FitData:
         }
 
     def default_selection(self, runs: Sequence[str] | None) -> NetworkSelection | None:
-        """The network selection ``runs`` (None: every run) were computed with by default,
-        when they share one (their hook points may differ); None when they differ or have no
-        network values yet."""
-        chosen = self.selections if runs is None else {r: self.selections.get(r, "") for r in runs}
-        found = {_selection_of(params) for params in chosen.values()}
+        """The network selection a default fit of ``runs`` (None: every run) takes, when the
+        runs have network values of one (their hook points may differ); None otherwise."""
+        chosen = self._network_params(None)
+        found = {
+            _selection_of(params)
+            for run_id, params in chosen.items()
+            if runs is None or run_id in runs
+        }
         return found.pop() if len(found) == 1 else None
 
 
