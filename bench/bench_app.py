@@ -36,7 +36,7 @@ from dyntools.store import Store, default_db_path
 from e2e import widgets
 from e2e.browser import chromium, new_page, page_url, wait_for_app, wait_for_rerun
 from e2e.folder import SAMPLE_RUNS, compute_all
-from e2e.pages import PAGES, check_rendered
+from e2e.pages import WALKS, check_rendered
 from e2e.server import running_app
 
 REPEATS = 3
@@ -92,7 +92,7 @@ def _fit_rows() -> list[Row]:
 
 def _warm_up() -> None:
     with running_app(SAMPLE_RUNS, LOG) as server, chromium() as browser:
-        for spec in PAGES:
+        for spec in WALKS:
             page = new_page(browser)
             page.goto(page_url(server.url, spec.url_path, SAMPLE_RUNS))
             wait_for_app(page, spec.title)
@@ -106,9 +106,9 @@ def _page_switches() -> list[Row]:
     with running_app(SAMPLE_RUNS, LOG) as server, chromium() as browser:
         page = new_page(browser)
         page.goto(page_url(server.url, "", SAMPLE_RUNS))
-        wait_for_app(page, PAGES[0].title)
+        wait_for_app(page, WALKS[0].title)
         links = page.get_by_test_id("stSidebarNav").get_by_role("link")
-        for spec in (*PAGES[1:], PAGES[0]):
+        for spec in (*WALKS[1:], WALKS[0]):
             started = time.perf_counter()
             links.filter(has_text=re.compile(rf"{re.escape(spec.title)}\s*$")).click()
             wait_for_app(page, spec.title)
@@ -119,7 +119,7 @@ def _page_switches() -> list[Row]:
                     time.perf_counter() - started,
                     None,
                     goal="goal < 2 s",
-                    note="back to it" if spec is PAGES[0] else "",
+                    note="back to it" if spec is WALKS[0] else "",
                 )
             )
     return rows
@@ -128,7 +128,7 @@ def _page_switches() -> list[Row]:
 def _first_renders() -> list[Row]:
     rows = []
     with chromium() as browser:
-        for spec in PAGES:
+        for spec in WALKS:
             with running_app(SAMPLE_RUNS, LOG) as server:
                 page = new_page(browser)
                 started = time.perf_counter()
@@ -158,7 +158,7 @@ def _first_renders() -> list[Row]:
 
 
 def _page_refits() -> list[Row]:
-    spec = next(spec for spec in PAGES if spec.title == "Latent states")
+    spec = next(spec for spec in WALKS if spec.title == "Latent states")
     with running_app(SAMPLE_RUNS, LOG) as server, chromium() as browser:
         page = new_page(browser)
         page.goto(page_url(server.url, spec.url_path, SAMPLE_RUNS))

@@ -43,7 +43,7 @@ from bench.report import Row, best_of
 from dyntools.hmm import FitConfig
 from dyntools.hmm.analysis import feature_table, with_stability
 from dyntools.hmm.features import build_feature_table
-from dyntools.hmm.selection import select_model
+from dyntools.hmm.model_selection import select_model
 from dyntools.hmm.synthetic import SyntheticRuns, make_regime_runs
 from dyntools.pipeline import ComputeOptions, compute
 from dyntools.pipeline.fits import fit_data, fit_or_load

@@ -1,7 +1,7 @@
 """The walk: every page of the app, what must be on it, and what a person would do there.
 
 Data, not code paths: a page is a title, a URL path and a list of actions. A new page is one
-more PageWalk; the browser test, the benchmark and the README screenshots all read PAGES.
+more PageWalk; the browser test, the benchmark and the README screenshots all read WALKS.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def _information_plane_variant(page: Page) -> None:
     charts_drawn(page)
 
 
-PAGES: tuple[PageWalk, ...] = (
+WALKS: tuple[PageWalk, ...] = (
     PageWalk("Folder", "", needs=("[data-testid='stDataFrame']", CHART)),
     PageWalk(
         "Hook points",

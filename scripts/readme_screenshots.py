@@ -2,7 +2,7 @@
 
 ``make screenshots`` (or ``python scripts/readme_screenshots.py --out docs/images``). Computes the
 sample runs first when needed (incremental; the first time takes several minutes), then opens
-each page of e2e.pages.PAGES in Debian's Chromium and saves ``<page>.png``. The Latent states page
+each page of e2e.pages.WALKS in Debian's Chromium and saves ``<page>.png``. The Latent states page
 is shot after a node of the transition graph was clicked, so its state summary shows.
 """
 
@@ -27,7 +27,7 @@ from e2e.browser import (
 )
 from e2e.folder import SAMPLE_RUNS, compute_all
 from e2e.graph import click_node, graph_canvas
-from e2e.pages import PAGES, check_rendered
+from e2e.pages import WALKS, check_rendered
 from e2e.server import running_app
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     print(f"{args.folder}: {summary.computed} checkpoints computed, {summary.skipped} up to date")
     log = Path(tempfile.gettempdir()) / "dyntools-screenshots.log"
     with running_app(args.folder, log) as server, chromium() as browser:
-        for spec in PAGES:
+        for spec in WALKS:
             page = new_page(browser)
             page.goto(page_url(server.url, spec.url_path, args.folder))
             wait_for_app(page, spec.title)

@@ -1,6 +1,6 @@
 """The app in a real browser: Debian's Chromium, driven by Playwright, against ``streamlit run``.
 
-Walks every page of e2e.pages.PAGES on a small computed folder, does what a person would do on
+Walks every page of e2e.pages.WALKS on a small computed folder, does what a person would do on
 each (change a selection, refit, hover an edge and click a node of the graph), checks that no
 exception box, error alert or error toast appears, and saves screenshots to
 test-artifacts/screenshots/. ``make test`` installs the browser when it is missing.
@@ -27,7 +27,7 @@ from e2e.browser import (
 )
 from e2e.folder import analysis_folder
 from e2e.layout import chart_layout_problems
-from e2e.pages import PAGES, PageWalk, check_rendered
+from e2e.pages import WALKS, PageWalk, check_rendered
 from e2e.server import APP, PACKAGED, REPO_ROOT, AppServer, listening_addresses, running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -66,7 +66,7 @@ def tab(browser: Browser, failure_shot: Path) -> Iterator[Page]:
         page.context.close()
 
 
-@pytest.mark.parametrize("spec", PAGES, ids=[spec.slug for spec in PAGES])
+@pytest.mark.parametrize("spec", WALKS, ids=[spec.slug for spec in WALKS])
 def test_page_renders_and_responds(
     spec: PageWalk, app: AppServer, browser: Browser, analysis: Path
 ) -> None:
@@ -90,11 +90,11 @@ def test_sidebar_reaches_every_page_in_one_session(
 ) -> None:
     with tab(browser, SCREENSHOTS / "navigation-failed.png") as page:
         page.goto(page_url(app.url, "", analysis))
-        wait_for_app(page, PAGES[0].title)
+        wait_for_app(page, WALKS[0].title)
         links = page.get_by_test_id("stSidebarNav").get_by_role("link")
         # Every page the app offers is one the walk knows, so a new page cannot go unwalked.
-        assert _sidebar_titles(page) == [spec.title for spec in PAGES]
-        for spec in (*PAGES[1:], PAGES[0]):
+        assert _sidebar_titles(page) == [spec.title for spec in WALKS]
+        for spec in (*WALKS[1:], WALKS[0]):
             links.filter(has_text=re.compile(rf"{re.escape(spec.title)}\s*$")).click()
             wait_for_app(page, spec.title)
             assert_clean(page, f"{spec.title} page reached from the sidebar")
@@ -114,7 +114,7 @@ def test_plain_streamlit_run_listens_on_localhost_only(analysis: Path) -> None:
         assert listening_addresses(server.port) == {"127.0.0.1"}
 
 
-FRESH = [(spec, PACKAGED) for spec in PAGES] + [(PAGES[1], APP)]
+FRESH = [(spec, PACKAGED) for spec in WALKS] + [(WALKS[1], APP)]
 
 
 @pytest.mark.parametrize(
@@ -137,7 +137,7 @@ def test_a_link_opens_its_page_on_a_fresh_server(
         assert f"runs={run.replace('/', '%2F')}" in page.url or f"runs={run}" in page.url
         # The whole app, through its router: the sidebar names the pages by their titles (a
         # file of pages/ run bare would list file names) and holds the folder.
-        assert _sidebar_titles(page) == [spec.title for spec in PAGES]
+        assert _sidebar_titles(page) == [spec.title for spec in WALKS]
         assert page.get_by_test_id("stSidebar").get_by_role("textbox").input_value() == str(
             analysis
         )
@@ -146,7 +146,7 @@ def test_a_link_opens_its_page_on_a_fresh_server(
 ALL_RUNS = "modular-addition/seed0,modular-addition/seed1,digits-cnn/seed0"
 
 
-@pytest.mark.parametrize("spec", [s for s in PAGES if s.url_path], ids=lambda s: s.slug)
+@pytest.mark.parametrize("spec", [s for s in WALKS if s.url_path], ids=lambda s: s.slug)
 def test_charts_of_every_run_fit_the_page(
     spec: PageWalk, app: AppServer, browser: Browser, analysis: Path
 ) -> None:

@@ -15,7 +15,7 @@ from hmm_fixtures import small_table
 
 from dyntools.hmm import COVARIANCE_TYPES, FitConfig
 from dyntools.hmm.hmmlearn_backend import FitTask, fit_one, min_rows
-from dyntools.hmm.selection import feasible_states, select_model
+from dyntools.hmm.model_selection import feasible_states, select_model
 from dyntools.pipeline import ComputeOptions, compute
 from dyntools.pipeline.fits import fit_or_load
 from dyntools.store import Store

@@ -7,7 +7,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from dyntools.hmm.estimator import LatentStateModel
 from dyntools.hmm.features import build_feature_table
-from dyntools.hmm.selection import restart_seed, select_model
+from dyntools.hmm.model_selection import restart_seed, select_model
 
 
 @pytest.mark.parametrize("normalize", ["per-run", "global"])

@@ -16,7 +16,7 @@ from dyntools.ui.recent import MAX_RECENT, read_recent, remember_folder
 from dyntools.views.export import frame_bytes
 from dyntools.views.latent_states.frames import state_intervals
 from dyntools.views.latent_states.graph import graph_specs, state_of
-from dyntools.views.selection import decode_list, encode_list, reconcile
+from dyntools.views.shared_selections import decode_list, encode_list, reconcile
 
 
 def test_recent_folders_most_recent_first_and_bounded(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import polars as pl
 
 from dyntools.charts import heldout_likelihood
 from dyntools.hmm import FitConfig
-from dyntools.hmm.selection import SelectionRow
+from dyntools.hmm.model_selection import SelectionRow
 from dyntools.metrics import Feature
 from dyntools.views.latent_states.frames import selection_frame
 from dyntools.views.latent_states.options import (

@@ -12,15 +12,15 @@ from dyntools.views.latent_states.frames import DRIVER_KINDS, state_domain
 
 FEATURE_LABEL_LIMIT = 280  # px of a feature's name beside its bar
 
-CRITERIA = {"bic": "BIC", "aic": "AIC", "neg_log_likelihood": "-log-likelihood"}
+SCORE_LABELS = {"bic": "BIC", "aic": "AIC", "neg_log_likelihood": "-log-likelihood"}
 
 
 def model_selection(selection: pl.DataFrame, chosen: int) -> alt.LayerChart:
     """BIC, AIC and -log-likelihood (best restart) per number of states; the n used marked."""
     long = (
         selection.with_columns((-pl.col("best_log_likelihood")).alias("neg_log_likelihood"))
-        .unpivot(index="n_states", on=list(CRITERIA), variable_name="criterion")
-        .with_columns(pl.col("criterion").replace_strict(CRITERIA))
+        .unpivot(index="n_states", on=list(SCORE_LABELS), variable_name="criterion")
+        .with_columns(pl.col("criterion").replace_strict(SCORE_LABELS))
     )
     base = alt.Chart(long.to_arrow()).encode(
         x=alt.X("n_states:O", title="number of states"),

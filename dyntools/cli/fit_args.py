@@ -13,7 +13,7 @@ from dyntools.cli.selection_args import add_network_arguments, network_selection
 from dyntools.hmm.analysis import FitConfig
 from dyntools.hmm.features import NORMALIZATIONS
 from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES
-from dyntools.hmm.selection import CRITERIA
+from dyntools.hmm.model_selection import CRITERIA
 from dyntools.hmm.stability import DEFAULT_RESAMPLES
 from dyntools.metrics.feature import Feature
 

@@ -27,9 +27,9 @@ from dyntools.hmm.estimator import LatentStateModel
 from dyntools.hmm.features import FeatureTable, align_scalars, build_feature_table
 from dyntools.hmm.graph import TransitionGraph, transition_graph
 from dyntools.hmm.hmmlearn_backend import MIN_COVAR, RestartFit, min_rows
+from dyntools.hmm.model_selection import SelectionRow, feasible_states
 from dyntools.hmm.normalize import Notice
 from dyntools.hmm.params import HMMParams
-from dyntools.hmm.selection import SelectionRow, feasible_states
 from dyntools.hmm.stability import DEFAULT_RESAMPLES, Stability, stability
 from dyntools.metrics.feature import Feature
 from dyntools.selection import NetworkSelection

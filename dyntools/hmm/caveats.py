@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from dyntools.hmm.convergence import ConvergenceAnalysis
 from dyntools.hmm.graph import TransitionGraph
-from dyntools.hmm.selection import SelectionRow
+from dyntools.hmm.model_selection import SelectionRow
 from dyntools.hmm.stability import STABLE_AGREEMENT, STABLE_SHARE, Stability
 
 

@@ -7,8 +7,8 @@ import numpy as np
 from dyntools.hmm.decode import Decoding, decode, relabel_by_first_visit
 from dyntools.hmm.features import FeatureTable
 from dyntools.hmm.hmmlearn_backend import COVARIANCE_TYPES, MIN_COVAR
+from dyntools.hmm.model_selection import Selection, select_model
 from dyntools.hmm.params import HMMParams
-from dyntools.hmm.selection import Selection, select_model
 
 
 class LatentStateModel:

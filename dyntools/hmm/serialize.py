@@ -19,9 +19,9 @@ from dyntools.hmm.attribution import Driver
 from dyntools.hmm.caveats import Caveat, CaveatCode
 from dyntools.hmm.convergence import ConvergenceAnalysis, DetourState
 from dyntools.hmm.graph import StateNode, TransitionEdge, TransitionGraph
+from dyntools.hmm.model_selection import SelectionRow
 from dyntools.hmm.normalize import Notice
 from dyntools.hmm.params import HMMParams
-from dyntools.hmm.selection import SelectionRow
 from dyntools.hmm.stability import Stability
 
 

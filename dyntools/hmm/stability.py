@@ -22,7 +22,7 @@ import numpy as np
 
 from dyntools.hmm.features import FeatureTable
 from dyntools.hmm.hmmlearn_backend import parallel_map, viterbi
-from dyntools.hmm.selection import select_model
+from dyntools.hmm.model_selection import select_model
 
 DEFAULT_RESAMPLES = 20
 # Below these, the number of states or the labels are called unstable (a caveat).

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from dyntools.metrics.builtin import BUILTIN
-from dyntools.metrics.hsic_inputs import NORMALIZED, PYGLOW
+from dyntools.metrics.hsic_inputs import VARIANTS
 from dyntools.metrics.kinds import (
     Against,
     HookKind,
@@ -41,7 +41,6 @@ WEIGHT_KINDS = tuple(kind for kind in MetricKind if kind.hook_kind is HookKind.W
 ACTIVATION_KINDS = tuple(kind for kind in MetricKind if kind.hook_kind is HookKind.ACTIVATION)
 
 # The two HSIC variants of the information plane and their (H vs X, H vs Y) metric names.
-VARIANTS = (NORMALIZED, PYGLOW)
 
 M = TypeVar("M", bound=Metric)
 

@@ -86,7 +86,7 @@ class Attention(nn.Module):
         return torch.einsum("df,bqf->bqd", self.W_O, z_flat)
 
 
-class MLP(nn.Module):
+class BlockMLP(nn.Module):
     def __init__(self, d_model: int, d_mlp: int) -> None:
         super().__init__()
         self.W_in = _init((d_mlp, d_model), d_model)
@@ -108,7 +108,7 @@ class TransformerBlock(nn.Module):
         self.ln1: nn.Module = LayerNorm(d_model) if layernorm else nn.Identity()
         self.attn = Attention(d_model, n_heads, d_head, n_ctx)
         self.ln2: nn.Module = LayerNorm(d_model) if layernorm else nn.Identity()
-        self.mlp = MLP(d_model, d_mlp)
+        self.mlp = BlockMLP(d_model, d_mlp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))

@@ -36,17 +36,17 @@ OBJECTIVES: dict[str, Objective] = {
     "hinge": Objective(_hinge, _sign_accuracy),
 }
 
-Params = Iterable[torch.nn.Parameter]
+Parameters = Iterable[torch.nn.Parameter]
 
 
-def _adamw(params: Params, hyper: Mapping[str, Any]) -> torch.optim.Optimizer:
+def _adamw(params: Parameters, hyper: Mapping[str, Any]) -> torch.optim.Optimizer:
     beta1, beta2 = hyper.get("betas", (0.9, 0.999))
     return torch.optim.AdamW(
         params, lr=hyper["lr"], weight_decay=hyper["weight_decay"], betas=(beta1, beta2)
     )
 
 
-def _sgd(params: Params, hyper: Mapping[str, Any]) -> torch.optim.Optimizer:
+def _sgd(params: Parameters, hyper: Mapping[str, Any]) -> torch.optim.Optimizer:
     return torch.optim.SGD(
         params,
         lr=hyper["lr"],
@@ -55,13 +55,13 @@ def _sgd(params: Params, hyper: Mapping[str, Any]) -> torch.optim.Optimizer:
     )
 
 
-OPTIMIZERS: dict[str, Callable[[Params, Mapping[str, Any]], torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[[Parameters, Mapping[str, Any]], torch.optim.Optimizer]] = {
     "adamw": _adamw,
     "sgd": _sgd,
 }
 
 
-def make_optimizer(params: Params, hyper: Mapping[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(params: Parameters, hyper: Mapping[str, Any]) -> torch.optim.Optimizer:
     """The optimizer named by ``hyper["optimizer"]`` with its hyper-parameters."""
     name = hyper["optimizer"]
     if name not in OPTIMIZERS:

@@ -19,7 +19,7 @@ import streamlit as st
 from dyntools.checkpoints.records import AUTO_AXIS, Axis
 from dyntools.metrics.kinds import HookKind
 from dyntools.ui.recent import read_recent, remember_folder
-from dyntools.views.selection import decode_list, encode_list, reconcile
+from dyntools.views.shared_selections import decode_list, encode_list, reconcile
 from dyntools.views.time import axes_of, frame_axis
 
 

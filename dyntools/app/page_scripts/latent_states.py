@@ -9,8 +9,8 @@ from dyntools import charts, ui
 from dyntools.checkpoints.records import AXIS_CHOICES
 from dyntools.hmm import COVARIANCE_TYPES, NORMALIZATIONS, FitConfig
 from dyntools.hmm.caveats import CaveatCode, plural
+from dyntools.hmm.model_selection import CRITERIA
 from dyntools.hmm.report import r_squared_text, selection_text
-from dyntools.hmm.selection import CRITERIA
 from dyntools.hmm.stability import DEFAULT_RESAMPLES
 from dyntools.metrics.feature import Feature
 from dyntools.pipeline.fits import ServedFit, fit_document
