@@ -13,6 +13,7 @@ from dyntools.hmm.hmmlearn_backend import (
     fit_one,
     log_likelihood,
     n_parameters,
+    parallel_map,
     posteriors,
 )
 
@@ -123,3 +124,8 @@ def test_rows_far_from_every_state_are_scored_in_the_log_domain() -> None:
     reference.means_, reference.covars_ = two.means, two.covars
     assert posteriors(two, values, [3]) == pytest.approx(reference.predict_proba(values, [3]))
     assert log_likelihood(two, values, [3]) == pytest.approx(reference.score(values, [3]))
+
+
+def test_workers_none_is_one_per_core_and_gives_the_same_results() -> None:
+    items = [-3, 1, -2, 5]
+    assert parallel_map(abs, items, None) == parallel_map(abs, items, 1) == [3, 1, 2, 5]

@@ -12,7 +12,6 @@ from typing import Any
 from dyntools.checkpoints import task_from
 from dyntools.cli.fit_args import add_fit_arguments, fit_config_from_args, state_names_from_args
 from dyntools.hmm import format_fit_report
-from dyntools.hmm.hmmlearn_backend import default_workers
 from dyntools.pipeline.fits import fit_document, fit_or_load, name_states, stability_or_load
 from dyntools.store import Store, find_existing_db, locate_db
 
@@ -87,9 +86,7 @@ def handler(args: argparse.Namespace) -> int:
             flush=True,
         )
     if args.stability:
-        outcome = stability_or_load(
-            store, fitted, resamples=args.stability, workers=default_workers()
-        )
+        outcome = stability_or_load(store, fitted, resamples=args.stability, workers=None)
         if outcome is not fitted:
             timing = f"; stability in {outcome.seconds:.2f} s"
     if names:

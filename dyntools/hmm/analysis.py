@@ -211,7 +211,11 @@ def feature_table(
 
 
 def fit_latent_states(
-    metrics: pl.DataFrame, scalars: pl.DataFrame | None, config: FitConfig, *, workers: int = 1
+    metrics: pl.DataFrame,
+    scalars: pl.DataFrame | None,
+    config: FitConfig,
+    *,
+    workers: int | None = 1,
 ) -> FitResult:
     """Feature table -> model selection -> decoding -> graph -> convergence analysis."""
     start = time.perf_counter()
@@ -291,7 +295,7 @@ def with_stability(
     table: FeatureTable,
     *,
     resamples: int = DEFAULT_RESAMPLES,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> FitResult:
     """``result`` with its bootstrap over runs (``stability.stability``) and the caveats it
     adds; ``table`` is the fit's (``feature_table``)."""

@@ -36,7 +36,7 @@ class LatentStateModel:
         min_covar: float = MIN_COVAR,
         random_state: int = 0,
         criterion: str = "bic",
-        workers: int = 1,
+        workers: int | None = 1,
     ) -> None:
         self.max_states = max_states
         self.n_states = n_states

@@ -152,9 +152,11 @@ def fit_one(values: np.ndarray, lengths: Sequence[int], task: FitTask) -> Restar
 
 
 def fit_many(
-    values: np.ndarray, lengths: Sequence[int], tasks: Sequence[FitTask], workers: int = 1
+    values: np.ndarray, lengths: Sequence[int], tasks: Sequence[FitTask], workers: int | None = 1
 ) -> list[RestartFit]:
-    """Fit every task, in ``workers`` worker processes (1: here), results in task order."""
+    """Fit every task, in ``workers`` worker processes (1: here; None: ``default_workers``),
+    results in task order."""
+    workers = default_workers() if workers is None else workers
     if workers <= 1 or len(tasks) <= 1:
         from threadpoolctl import threadpool_limits
 
@@ -167,9 +169,13 @@ def fit_many(
     return [futures[i].result() for i in range(len(tasks))]
 
 
-def parallel_map(function: Callable[[T], R], items: Sequence[T], workers: int = 1) -> list[R]:
+def parallel_map(
+    function: Callable[[T], R], items: Sequence[T], workers: int | None = 1
+) -> list[R]:
     """``function`` over ``items`` in ``workers`` worker processes (1: here, with one BLAS
-    thread), results in order; ``function`` must be a module-level function."""
+    thread; None: ``default_workers``), results in order; ``function`` must be a module-level
+    function."""
+    workers = default_workers() if workers is None else workers
     if workers <= 1 or len(items) <= 1:
         from threadpoolctl import threadpool_limits
 

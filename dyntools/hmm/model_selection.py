@@ -88,7 +88,7 @@ def select_model(
     n_states: int | None = None,
     heldout: FeatureTable | None = None,
     criterion: str = "bic",
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> Selection:
     """Sweep n = 1..max_states; ``tol`` is the least gain in log-likelihood per time step.
 

@@ -88,7 +88,7 @@ def stability(
     min_covar: float,
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> Stability:
     """Bootstrap ``resamples`` times over the fitted runs of ``table``; ``labels`` are the
     fit's states of every row of ``table``."""

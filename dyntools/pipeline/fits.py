@@ -161,7 +161,7 @@ def fit_data(store: Store) -> FitData:
 
 
 def fit_or_load(
-    store: Store, config: FitConfig, *, workers: int = 1, data: FitData | None = None
+    store: Store, config: FitConfig, *, workers: int | None = 1, data: FitData | None = None
 ) -> ServedFit:
     """The fit for ``config`` on the store's data: read back when stored, else fitted and saved.
 
@@ -196,7 +196,7 @@ def stability_or_load(
     served: ServedFit,
     *,
     resamples: int = DEFAULT_RESAMPLES,
-    workers: int = 1,
+    workers: int | None = 1,
     data: FitData | None = None,
 ) -> ServedFit:
     """``served`` with its bootstrap over runs: read back when the stored fit has one of

@@ -19,7 +19,6 @@ import streamlit as st
 from dyntools.checkpoints import discover_runs, task_from
 from dyntools.checkpoints.step_stats import read_step_stats, step_stats_parts
 from dyntools.hmm import FitConfig, FitResult, fit_result_from_json
-from dyntools.hmm.hmmlearn_backend import default_workers
 from dyntools.hookpoints import HookPointTree, build_tree
 from dyntools.metrics.kinds import HookKind
 from dyntools.metrics.records import Scope
@@ -245,7 +244,7 @@ def load_stability(db: str, version: int, served: ServedFit, resamples: int) -> 
             Store(db),
             served,
             resamples=resamples,
-            workers=default_workers(),
+            workers=None,  # one per core (hmm.hmmlearn_backend.default_workers)
             data=load_fit_data(db, version),
         )
         load_fit.clear()  # the stored fit now holds its stability
