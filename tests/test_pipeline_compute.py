@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dyntools.checkpoints import CheckpointWriter
+from dyntools.checkpoints import CheckpointWriter, read_probe, write_probe
 from dyntools.pipeline import ComputeOptions, compute
 from dyntools.store import Store
 
@@ -289,3 +289,36 @@ def test_a_recompute_replaces_the_problems_its_units_met(tmp_path: Path) -> None
         config.write_text('{"num_attention_heads": 4, "model_type": "dyntools-fixture"}')
     assert compute(tmp_path / "runs", options).computed == 2
     assert store.read_errors().filter(pl.col("code") == "head-split").is_empty()
+
+
+def test_another_probe_batch_computes_the_activation_values_again(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parent.parent / "sample_runs" / "sparse-parity" / "seed0"
+    run = tmp_path / "runs" / "seed0"
+    run.mkdir(parents=True)
+    for name in ("run.json", "probe.safetensors", "epoch_00000.safetensors"):
+        shutil.copyfile(sample / name, run / name)
+    options = ComputeOptions(metrics=("act_mean",), activations=True, workers=1)
+    assert compute(tmp_path / "runs", options).computed == 1
+    store = Store(tmp_path / "runs" / ".dyntools" / "dyntools.duckdb")
+    before = store.read_metrics().sort("hook_point")
+    probe = read_probe(run / "probe.safetensors")
+    write_probe(run / "probe.safetensors", -probe.x, probe.y)
+    assert compute(tmp_path / "runs", options).computed == 1
+    assert compute(tmp_path / "runs", options).computed == 0
+    after = store.read_metrics().sort("hook_point")
+    assert after.height == before.height
+    assert after["value"].to_list() != before["value"].to_list()
+
+
+def test_a_damaged_probe_says_how_to_make_it_again(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parent.parent / "sample_runs" / "sparse-parity" / "seed0"
+    run = tmp_path / "runs" / "seed0"
+    run.mkdir(parents=True)
+    for name in ("run.json", "epoch_00000.safetensors"):
+        shutil.copyfile(sample / name, run / name)
+    (run / "probe.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
+    options = ComputeOptions(metrics=("l2", "act_mean"), activations=True, workers=1)
+    summary = compute(tmp_path / "runs", options)
+    (failure,) = summary.failed
+    assert "probe.safetensors" in failure.reason and "dyntools probe" in failure.reason
+    assert summary.computed == 1  # the weights

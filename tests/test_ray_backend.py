@@ -172,8 +172,8 @@ def test_a_worker_that_keeps_dying_is_a_worker_died_error(
 def test_failing_checkpoints_are_failures_as_locally(cluster: str, tmp_path: Path) -> None:
     folder = tmp_path / "runs"
     shutil.copytree(SAMPLE_RUNS / RUN, folder / RUN)
-    # A damaged probe: every checkpoint's activations fail, in the workers (the driver cannot
-    # put it in the object store), while their weights are computed.
+    # A damaged probe: the run's activations fail once, when the compute plans them (it reads
+    # the probe's digest), while every checkpoint's weights are computed.
     (folder / RUN / "probe.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
     options = ComputeOptions(metrics=("l2", "act_mean"))
     local = compute(folder, options, db=tmp_path / "local.duckdb")
@@ -182,7 +182,7 @@ def test_failing_checkpoints_are_failures_as_locally(cluster: str, tmp_path: Pat
         ComputeOptions(metrics=("l2", "act_mean"), backend="ray"),
         db=tmp_path / "ray.duckdb",
     )
-    assert len(on_ray.failed) == 11 and "probe.safetensors" in on_ray.failed[0].reason
+    assert len(on_ray.failed) == 1 and "probe.safetensors" in on_ray.failed[0].reason
     assert on_ray.failed == local.failed
     assert_same(stored(tmp_path / "ray.duckdb"), stored(tmp_path / "local.duckdb"))
     assert not stored(tmp_path / "ray.duckdb")["metrics"].is_empty()

@@ -24,7 +24,13 @@ from dyntools.checkpoints.run_metadata import read_run_json
 from dyntools.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the real imports, for type checkers only
-    from dyntools.checkpoints.probe import MAX_PROBE_SAMPLES, Probe, read_probe, write_probe
+    from dyntools.checkpoints.probe import (
+        MAX_PROBE_SAMPLES,
+        Probe,
+        probe_digest,
+        read_probe,
+        write_probe,
+    )
     from dyntools.checkpoints.tensors import CheckpointReader, open_checkpoint
     from dyntools.checkpoints.writer import CheckpointWriter, prepare_state_dict
 
@@ -32,6 +38,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers only
 # loaded on first use, so that ``discover_runs`` (the app's first page) does not import torch.
 _TORCH_EXPORTS: dict[str, str] = {
     "Probe": "probe",
+    "probe_digest": "probe",
     "read_probe": "probe",
     "CheckpointReader": "tensors",
     "open_checkpoint": "tensors",
@@ -58,6 +65,7 @@ __all__ = [
     "fingerprint_files",
     "open_checkpoint",
     "prepare_state_dict",
+    "probe_digest",
     "read_probe",
     "read_run",
     "read_run_json",

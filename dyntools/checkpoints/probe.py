@@ -3,6 +3,7 @@ activation metrics (``CheckpointWriter.save_probe`` and ``dyntools probe`` write
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +13,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from dyntools.checkpoints.atomic import atomic_path
+from dyntools.checkpoints.files import open_regular
 from dyntools.checkpoints.format import META_FORMAT
 from dyntools.checkpoints.records import CheckpointError
 from dyntools.checkpoints.safetensors_header import read_header
@@ -27,19 +29,30 @@ class Probe:
     y: torch.Tensor
 
 
+# What to do about a damaged probe file.
+_REWRITE = "write it again with save_probe, or `dyntools probe FOLDER --from FILE --force`"
+
+
+def _checked(path: Path) -> None:
+    """Raise CheckpointError, with the advice for a probe, unless ``path`` is a regular,
+    well-formed safetensors file."""
+    try:
+        read_header(path)
+    except CheckpointError as error:
+        raise CheckpointError(path, error.what, _REWRITE) from None
+
+
 @lru_cache(maxsize=8)
 def read_probe(path: Path) -> Probe:
     """The probe batch at ``path`` (cached: every checkpoint of a run reads the same file).
 
     A damaged file or one without ``x`` and ``y`` raises CheckpointError naming it.
     """
-    read_header(path)  # a regular, well-formed safetensors file (raises CheckpointError)
+    _checked(path)
     try:
         tensors = load_file(str(path))
     except SafetensorError as error:
-        raise CheckpointError(
-            path, f"cannot be read as safetensors ({error})", "write it again with save_probe"
-        ) from None
+        raise CheckpointError(path, f"cannot be read as safetensors ({error})", _REWRITE) from None
     missing = sorted({"x", "y"} - set(tensors))
     if missing:
         raise CheckpointError(
@@ -51,9 +64,20 @@ def read_probe(path: Path) -> Probe:
         raise CheckpointError(
             path,
             f"x has {tensors['x'].shape[0]} samples but y has {tensors['y'].shape[0]}",
-            "write it again with save_probe",
+            _REWRITE,
         )
     return Probe(tensors["x"], tensors["y"])
+
+
+def probe_digest(path: Path) -> str:
+    """A digest of the probe file's bytes (regular files only: it is checked as a safetensors
+    file first), which the activation values computed on it record."""
+    _checked(path)
+    digest = hashlib.sha256()
+    with open_regular(path) as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def write_probe(path: Path, x: torch.Tensor, y: torch.Tensor) -> Path:

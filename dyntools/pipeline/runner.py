@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from dyntools.capture import ActivationHookPoint, can_rebuild, list_modules, rebuild_model
-from dyntools.checkpoints import CheckpointRef, Probe, Run, discover_runs, read_probe
+from dyntools.checkpoints import CheckpointRef, Probe, Run, discover_runs, probe_digest, read_probe
 from dyntools.hookpoints import select_paths
 from dyntools.metrics.hsic import resolved_params
 from dyntools.metrics.kinds import HookKind, InformationMetric, params_key
@@ -139,8 +139,11 @@ def _activation_units(run: Run, options: ComputeOptions, model: RebuiltModel) ->
             "FILE`"
         )
     params = {name: _activation_params(run.probe, name, options) for name in metrics}
+    # Activation values are of the probe batch: another probe (`dyntools probe --force`)
+    # computes them again.
+    probe = probe_digest(run.probe)
     return [
-        WorkUnit(HookKind.ACTIVATION, path, name, params[name])
+        WorkUnit(HookKind.ACTIVATION, path, name, params[name], probe)
         for path in activation_paths(model, options)
         for name in metrics
     ]
