@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from functools import partial
 
 import torch
 
@@ -25,12 +26,13 @@ from dyntools.metrics.kinds import (
 )
 from dyntools.metrics.records import InformationPoint, LayerOutput, Reason, ReasonCode, Scope
 from dyntools.metrics.registry import metric
-from dyntools.pipeline.jobs import Job, JobResult, done
+from dyntools.pipeline.jobs import Job, JobResult, done, error_row
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import WorkUnit, fingerprint_text
-from dyntools.store.schema import ErrorRow, HistogramRow, MetricRow
+from dyntools.store.schema import HistogramRow, MetricRow
 
-STAGE = "activations"
+# A problem of this job's units (jobs.error_row).
+_error = partial(error_row, HookKind.ACTIVATION)
 
 
 def run_activation_units(
@@ -143,21 +145,6 @@ def _value(
         why = f"{layer.nonfinite} of {layer.count} values are NaN/inf"
         return None, Reason(ReasonCode.NONFINITE, why)
     return entry.compute(layer, options.params_of(entry.name))
-
-
-def _error(job: Job, what: str, reason: Reason, hook_point: str | None) -> ErrorRow:
-    """An error of the units of ``hook_point`` (None: the whole job)."""
-    return ErrorRow(
-        str(job.ref.path),
-        STAGE,
-        what,
-        reason.code,
-        reason.message,
-        job.run.run_id,
-        job.ref.step,
-        kind=HookKind.ACTIVATION,
-        hook_point=hook_point,
-    )
 
 
 def _planes(

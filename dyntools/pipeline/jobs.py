@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Final, Protocol
 
 from dyntools.checkpoints import CheckpointRef, Probe, Run
+from dyntools.metrics.kinds import HookKind
+from dyntools.metrics.records import Reason
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import WeightPlan, WorkUnit
 from dyntools.store.schema import ComputedRow, ErrorRow, HistogramRow, MetricRow
@@ -51,6 +53,28 @@ class JobResult:
         self.errors += other.errors
         self.computed += other.computed
         self.failure = self.failure or other.failure
+
+
+# The stage a job's problems are recorded under, by the kind of units it computes.
+STAGES: Final = {HookKind.WEIGHT: "weights", HookKind.ACTIVATION: "activations"}
+
+
+def error_row(
+    kind: HookKind, job: Job, what: str, reason: Reason, hook_point: str | None
+) -> ErrorRow:
+    """A problem a job met computing units of ``kind``, of the units of ``hook_point`` ('' the
+    network values; None the whole job: a recompute of those units replaces it)."""
+    return ErrorRow(
+        str(job.ref.path),
+        STAGES[kind],
+        what,
+        reason.code,
+        reason.message,
+        job.run.run_id,
+        job.ref.step,
+        kind=kind,
+        hook_point=hook_point,
+    )
 
 
 def done(job: Job, units: tuple[WorkUnit, ...], fingerprint: str) -> list[ComputedRow]:

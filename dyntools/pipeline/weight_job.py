@@ -7,6 +7,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
+from functools import partial
 
 import torch
 
@@ -17,12 +18,13 @@ from dyntools.metrics.matrices import Cut
 from dyntools.metrics.records import Reason, ReasonCode, Scope
 from dyntools.metrics.registry import REGISTRY, metric
 from dyntools.metrics.weights import SpectrumCache, WeightMetrics
-from dyntools.pipeline.jobs import Job, JobResult, done
+from dyntools.pipeline.jobs import Job, JobResult, done, error_row
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import NETWORK, WeightPlan, fingerprint_text
-from dyntools.store.schema import ErrorRow, MetricRow
+from dyntools.store.schema import MetricRow
 
-STAGE = "weights"
+# A problem of this job's units (jobs.error_row).
+_error = partial(error_row, HookKind.WEIGHT)
 
 
 def _device(options: ComputeOptions) -> torch.device:
@@ -196,21 +198,6 @@ def _row(job: Job, value: MetricValue, params_of: Mapping[str, str], plan: Weigh
         value.head,
         value.component,
         params,
-    )
-
-
-def _error(job: Job, what: str, reason: Reason, hook_point: str | None) -> ErrorRow:
-    """An error of the units of ``hook_point`` ('' the network values; None the whole job)."""
-    return ErrorRow(
-        str(job.ref.path),
-        STAGE,
-        what,
-        reason.code,
-        reason.message,
-        job.run.run_id,
-        job.ref.step,
-        kind=HookKind.WEIGHT,
-        hook_point=hook_point,
     )
 
 
