@@ -8,6 +8,7 @@ current fingerprint, and only those are computed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -143,16 +144,18 @@ def weight_plan(
     splittable = frozenset(n for n, cut in split.items() if cut.heads is not None)
     hook_points = tuple(path for path in paths if tree[path].metric_inputs)
     network = options.network.params(hook_points) if hook_points else ""
-    plan = TensorPlan(roles, cuts, options.network)
+    tensor_plan = TensorPlan(roles, cuts, options.network)
+    plan = WeightPlan(hook_points, tensor_hooks, tensor_plan, network, splittable)
+    # A hook point's values average every tensor below it (``tensors_of``).
     inputs = {
         hook: (
             _digest([(name, asdict(cuts[name])) for name in names]),
             all(_cut_as_in_schema_1(shapes[name], cuts[name], roles[name]) for name in names),
         )
         for hook in hook_points
-        for names in [sorted(n for n, owner in tensor_hooks.items() if owner == hook)]
+        for names in [sorted(plan.tensors_of(hook))]
     }
-    pools = plan.network_pools()
+    pools = tensor_plan.network_pools()
     network_cuts = {
         n: asdict(options.network.cut(n, shapes[n], cuts[n]))
         for n in sorted(roles)
@@ -161,7 +164,7 @@ def weight_plan(
     # Schema 1 pooled every tensor into the network values: a value stored without its inputs
     # never stands.
     inputs[NETWORK] = (_digest([(n, cut, pools[n]) for n, cut in network_cuts.items()]), False)
-    return WeightPlan(hook_points, tensor_hooks, plan, network, splittable, inputs), unmatched
+    return dataclasses.replace(plan, inputs=inputs), unmatched
 
 
 def _digest(described: object) -> str:
