@@ -322,3 +322,30 @@ def test_a_damaged_probe_says_how_to_make_it_again(tmp_path: Path) -> None:
     (failure,) = summary.failed
     assert "probe.safetensors" in failure.reason and "dyntools probe" in failure.reason
     assert summary.computed == 1  # the weights
+
+
+def test_tensors_taken_by_their_rank_alone_are_named_in_a_note(tmp_path: Path) -> None:
+    """A folder of bare state dicts has no model to rebuild: an nn.Embedding saved as
+    ``0.weight`` reads as a linear layer, and the compute says so (once, with what to do)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 10))
+    run = tmp_path / "runs" / "run"
+    run.mkdir(parents=True)
+    for epoch in range(2):
+        save_file(dict(model.state_dict()), str(run / f"epoch_{epoch}.safetensors"))
+    summary = compute(tmp_path / "runs", ComputeOptions(metrics=("l2",), workers=1))
+    (note,) = [n for n in summary.notes if "by name and rank alone" in n]
+    assert "0.weight" in note and "dyntools hookpoints FOLDER --roles" in note
+    # Nothing left to compute: nothing to say again.
+    assert not compute(tmp_path / "runs", ComputeOptions(metrics=("l2",), workers=1)).notes
+    # A rebuilt model (a dyntools run) says what each tensor is: no note.
+    writer_summary = compute(_rebuildable(tmp_path / "rebuilt"), ComputeOptions(workers=1))
+    assert not [n for n in writer_summary.notes if "rank alone" in n]
+
+
+def _rebuildable(folder: Path) -> Path:
+    sample = Path(__file__).resolve().parent.parent / "sample_runs" / "sparse-parity" / "seed0"
+    (folder / "seed0").mkdir(parents=True)
+    for name in ("run.json", "epoch_00000.safetensors"):
+        shutil.copyfile(sample / name, folder / "seed0" / name)
+    return folder

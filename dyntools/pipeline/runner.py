@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from itertools import takewhile
@@ -28,11 +28,19 @@ from dyntools.pipeline.activation_job import run_activation_units
 from dyntools.pipeline.backends import backend_entry
 from dyntools.pipeline.jobs import Backend, Job, JobResult
 from dyntools.pipeline.options import ComputeOptions
-from dyntools.pipeline.plan import WorkUnit, candidates, run_frames, weight_plan, weight_units
+from dyntools.pipeline.plan import (
+    WeightPlan,
+    WorkUnit,
+    candidates,
+    run_frames,
+    weight_plan,
+    weight_units,
+)
 from dyntools.pipeline.probes import attach_probes
 from dyntools.pipeline.threads import SERIAL_BELOW, single_threaded
 from dyntools.pipeline.weight_job import run_weight_units
 from dyntools.pipeline.workers import WorkerDiedError
+from dyntools.roles import Layer, Part
 from dyntools.selection import NetworkSelection
 from dyntools.store import Store, locate_db
 from dyntools.store.schema import (
@@ -198,6 +206,7 @@ def _plan_jobs(
     unmatched: dict[str, dict[str, str]] = {}
     selections: dict[str, str] = {}
     modules: list[ModuleRow] = []
+    guessed: dict[str, list[str]] = {}
     for run in run_list:
         checkpoints += len(run.checkpoints)
         model = rebuilt_model(run, options)
@@ -218,6 +227,8 @@ def _plan_jobs(
         missing = store.missing_work(candidates(run, units_w + units_a, run.checkpoints))
         if missing.is_empty():
             continue
+        if not model.module_types:
+            guessed[run.run_id] = _by_rank(plan)
         planned = {unit.key: unit for unit in units_w + units_a}
         by_step: dict[int, set[WorkUnit]] = defaultdict(set)
         for step, *key in missing.select(
@@ -240,8 +251,37 @@ def _plan_jobs(
                     initial=run.checkpoints[0],
                 )
             )
-    notes = _unmatched_notes(unmatched, len(run_list), options)
+    notes = _unmatched_notes(unmatched, len(run_list), options) + _guess_notes(guessed)
     return _Planned(jobs, checkpoints, notes, selections, modules)
+
+
+def _by_rank(plan: WeightPlan) -> list[str]:
+    """The tensors the network values take as linear or convolution weights from their rank
+    alone: no rebuilt model says what they are, and no name rule does (an embedding saved as
+    ``0.weight`` reads as a linear layer)."""
+    tensors = plan.tensors
+    return [
+        name
+        for name, role in tensors.roles.items()
+        if role.part is Part.WEIGHT
+        and role.layer in (Layer.LINEAR, Layer.CONV)
+        and tensors.selection.includes(name, role)
+    ]
+
+
+def _guess_notes(guessed: Mapping[str, list[str]]) -> list[str]:
+    """One note for the runs whose paper features take tensors by their rank alone."""
+    runs = {run_id: names for run_id, names in guessed.items() if names}
+    if not runs:
+        return []
+    run_id, names = next(iter(runs.items()))
+    return [
+        f"{len(runs)} run(s) ({run_id}{', ...' if len(runs) > 1 else ''}) have no model dyntools "
+        f"can rebuild: the paper features take {len(names)} tensor(s) there as linear or "
+        f"convolution weights by name and rank alone (e.g. {names[0]}); check them with "
+        "`dyntools hookpoints FOLDER --roles` (an embedding reads as a linear layer) and choose "
+        "with --paper-tensors or --paper-layers"
+    ]
 
 
 def _ready_prefix(run: Run, ready: Ready) -> Run:
