@@ -119,3 +119,17 @@ def test_a_fit_takes_the_paper_features_of_runs_computed_only_over_chosen_hook_p
     document = json.loads(capsys.readouterr().out)
     assert document["config"]["network_selection"] == {"preset": "paper"}
     assert "l1" in document["columns"]
+
+
+def test_a_fit_says_when_its_runs_paper_features_cover_different_hook_points(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_runs(tmp_path, range(2))
+    compute(tmp_path, ComputeOptions(runs=("seed0",), workers=1))
+    compute(tmp_path, ComputeOptions(runs=("seed1",), select=("0",), workers=1))
+    assert main(["fit", str(tmp_path), "--max-states", "2", "--restarts", "2"]) == 0
+    report = capsys.readouterr().out
+    assert "note: the paper features of these runs were computed over different hook points" in (
+        report
+    )
+    assert "seed1 over 1, seed0 over 2" in report

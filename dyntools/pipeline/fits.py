@@ -18,6 +18,7 @@ import polars as pl
 from dyntools.hmm import (
     FitConfig,
     FitResult,
+    Notice,
     config_hash,
     fit_latent_states,
     fit_result_from_json,
@@ -72,7 +73,7 @@ class FitData:
         per run (``network_selection``, or each run's default) with params '' (features name
         the network values by metric)."""
         network = pl.col("scope") == Scope.NETWORK
-        chosen = self._network_params(network_selection)
+        chosen = self.network_params(network_selection)
         keep = pl.col("params") == pl.col("run_id").replace_strict(
             chosen, default=None, return_dtype=pl.String
         )
@@ -80,7 +81,7 @@ class FitData:
             params=pl.when(network).then(pl.lit("")).otherwise(pl.col("params"))
         )
 
-    def _network_params(self, selection: NetworkSelection | None) -> dict[str, str]:
+    def network_params(self, selection: NetworkSelection | None) -> dict[str, str]:
         """Run -> the params of the network values a fit takes, of ``selection`` (None: the
         paper preset): the run's default compute's when it used that selection, else the
         widest compute's that did (a run computed over several hook-point selections has
@@ -105,7 +106,7 @@ class FitData:
     def default_selection(self, runs: Sequence[str] | None) -> NetworkSelection | None:
         """The network selection a default fit of ``runs`` (None: every run) takes, when the
         runs have network values of one (their hook points may differ); None otherwise."""
-        chosen = self._network_params(None)
+        chosen = self.network_params(None)
         found = {
             _selection_of(params)
             for run_id, params in chosen.items()
@@ -187,8 +188,33 @@ def fit_or_load(
         return ServedFit(result, config, key, True, time.monotonic() - started)
     metrics = data.for_fit(config.network_selection)
     result = fit_latent_states(metrics, data.scalars, config, workers=workers)
+    if config.paper_features:
+        result = _with_network_notice(result, data.network_params(config.network_selection))
     store.save_fit(key, config_json(config), json.dumps(fit_result_to_json(result)))
     return ServedFit(result, config, key, False, time.monotonic() - started)
+
+
+def _with_network_notice(result: FitResult, chosen: Mapping[str, str]) -> FitResult:
+    """``result`` with a notice when its runs' network values were computed over different
+    hook points (then their paper features measure different parts of the networks)."""
+    covered = {
+        run: tuple(json.loads(chosen[run])["hook_points"])
+        for run in result.run_ids
+        if run in chosen
+    }
+    if len(set(covered.values())) < 2:
+        return result
+    fewest = min(covered, key=lambda run: len(covered[run]))
+    most = max(covered, key=lambda run: len(covered[run]))
+    notice = Notice(
+        "network-hook-points",
+        "",
+        f"the paper features of these runs were computed over different hook points "
+        f"({len(set(covered.values()))} selections; {fewest} over {len(covered[fewest])}, "
+        f"{most} over {len(covered[most])}): they measure different parts of the networks; "
+        "compute every run with the same --select to compare them",
+    )
+    return dataclasses.replace(result, notices=(*result.notices, notice))
 
 
 def stability_or_load(
