@@ -21,6 +21,7 @@ import torch
 from dyntools.checkpoints import CheckpointRef, open_checkpoint
 from dyntools.models import build_model
 from dyntools.models.hf import hf_model, is_hf_config, load_hf_checkpoint
+from dyntools.models.outputs import first_tensor
 
 
 @dataclass(frozen=True)
@@ -75,18 +76,6 @@ def activation_hook_points(
 ) -> list[ActivationHookPoint]:
     """The activation hook points of a run: its rebuilt model's named modules."""
     return list_modules(rebuild_model(config, factory=factory))
-
-
-def first_tensor(output: object) -> torch.Tensor | None:
-    """A module's output tensor: the output itself, or the first tensor of a tuple or list, or
-    of a mapping (a transformers ``ModelOutput``: its logits or hidden states)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, Mapping):
-        output = list(output.values())
-    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    return None
 
 
 @contextmanager

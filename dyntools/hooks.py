@@ -72,6 +72,7 @@ from dyntools.checkpoints.step_stats import (
 from dyntools.hookpoints import select_paths
 from dyntools.metrics.builtin import DEFAULT_DEAD_THRESHOLD
 from dyntools.metrics.histogram import MAX_BINS, HistogramSpec
+from dyntools.models.outputs import first_tensor
 from dyntools.roles import is_activation_function
 
 __all__ = ["ActivationStats", "default_modules"]
@@ -106,17 +107,6 @@ def default_modules(model: nn.Module) -> list[str]:
 def _parent(model: nn.Module, path: str) -> nn.Module:
     owner, _, _ = path.rpartition(".")
     return model.get_submodule(owner) if owner else model
-
-
-def _first_tensor(output: object) -> torch.Tensor | None:
-    """A module's output tensor: itself, or the first tensor of a tuple, list or mapping."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, dict):
-        output = list(output.values())
-    if isinstance(output, tuple | list) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    return None
 
 
 def _round_up(value: float, dtype: np.dtype[Any]) -> float:
@@ -520,7 +510,7 @@ class ActivationStats:
         def hook(_module: nn.Module, _inputs: object, output: object) -> None:
             if not self._recording or not _module.training:
                 return
-            tensor = _first_tensor(output)
+            tensor = first_tensor(output)
             if tensor is None or tensor.is_complex() or tensor.numel() == 0:
                 return
             flat = tensor.detach().reshape(-1)

@@ -14,11 +14,12 @@ import pytest
 import torch
 from apptest_helpers import by_key, routed, texts
 
-from dyntools.capture import capture, first_tensor, load_weights, rebuild_model
+from dyntools.capture import capture, load_weights, rebuild_model
 from dyntools.checkpoints import discover_runs, read_probe
 from dyntools.cli import main
 from dyntools.metrics.hsic import InformationPlane, probabilities
 from dyntools.metrics.hsic_inputs import Coding
+from dyntools.models.outputs import first_tensor
 from dyntools.pipeline import ComputeOptions, compute
 from dyntools.store import Store, locate_db
 

@@ -10,7 +10,7 @@ from functools import partial
 
 import torch
 
-from dyntools.capture import capture, checkpoint_model, first_tensor
+from dyntools.capture import capture, checkpoint_model
 from dyntools.checkpoints import Probe, read_probe
 from dyntools.metrics import InformationPlane, layer_output
 from dyntools.metrics.hsic import OUTPUTS
@@ -26,6 +26,7 @@ from dyntools.metrics.kinds import (
 )
 from dyntools.metrics.records import InformationPoint, LayerOutput, Reason, ReasonCode, Scope
 from dyntools.metrics.registry import metric
+from dyntools.models.outputs import first_tensor
 from dyntools.pipeline.jobs import Job, JobResult, done, error_row
 from dyntools.pipeline.options import ComputeOptions
 from dyntools.pipeline.plan import WorkUnit, fingerprint_text
