@@ -16,6 +16,14 @@ from dyntools.metrics.registry import REGISTRY
 from dyntools.views.metrics import curve_frame
 
 ACTIVATION_STATS = ("act_mean", "act_std", "dead_fraction")
+# The frame the activation-statistics chart draws, per checkpoint or per training step.
+STATS_SCHEMA: Final = {
+    "run_id": pl.String,
+    "hook_point": pl.String,
+    "step": pl.Int64,
+    "epoch": pl.Float64,
+    **{m: pl.Float64 for m in ACTIVATION_STATS},
+}
 # What a folder without activation values needs, as the pages say it.
 PROBE_HINT = (
     "(runs need a probe batch: a probe.safetensors, or `dyntools probe FOLDER --from FILE` for "
@@ -57,15 +65,7 @@ def activation_stats_frame(metrics: pl.DataFrame) -> pl.DataFrame:
     with the dead-unit threshold of each value kept as ``threshold`` text."""
     curves = curve_frame(metrics).filter(pl.col("metric").is_in(ACTIVATION_STATS))
     if curves.is_empty():
-        return pl.DataFrame(
-            schema={
-                "run_id": pl.String,
-                "hook_point": pl.String,
-                "step": pl.Int64,
-                "epoch": pl.Float64,
-                **{m: pl.Float64 for m in ACTIVATION_STATS},
-            }
-        )
+        return pl.DataFrame(schema=STATS_SCHEMA)
     wide = curves.drop("params").pivot(
         on="metric", index=["run_id", "hook_point", "step", "epoch"], values="value"
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from dyntools.crash import Crash, CrashThresholds, find_crashes, folder_crashes
-from dyntools.views.activations import ACTIVATION_STATS, HEATMAP_SCHEMA, bin_rows
+from dyntools.views.activations import ACTIVATION_STATS, HEATMAP_SCHEMA, STATS_SCHEMA, bin_rows
 
 MAX_COLUMNS = 300
 
@@ -91,15 +91,7 @@ def step_stats_curves(
         if not frame.is_empty()
     ]
     if not frames:
-        return pl.DataFrame(
-            schema={
-                "run_id": pl.String,
-                "hook_point": pl.String,
-                "step": pl.Int64,
-                "epoch": pl.Float64,
-                **{m: pl.Float64 for m in ACTIVATION_STATS},
-            }
-        )
+        return pl.DataFrame(schema=STATS_SCHEMA)
     return pl.concat(frames).sort("run_id", "hook_point", "step")
 
 
