@@ -172,18 +172,12 @@ class DyntoolsCallback(transformers.TrainerCallback):  # type: ignore[misc]
             run["lr_scheduler"] = jsonable(scheduler)
         # TrainingArguments' own JSON: enums as values, tokens replaced by placeholders.
         run["hyperparameters"] = json.loads(args.to_json_string())
-        run["checkpoint_schedule"] = self.recorder.schedule.describe()
-        run["scalars_source"] = (
+        source = (
             "the latest value of each scalar the Trainer logged by the checkpoint's step "
             "(loss, learning_rate, grad_norm, eval_*); trainer_epoch: the Trainer's fractional "
             "epoch"
         )
-        run["written_by"] = {
-            "callback": class_reference(self),
-            "transformers_version": transformers.__version__,
-            "torch_version": torch.__version__,
-        }
-        return run
+        return run | self.recorder.provenance(self, source, transformers)
 
 
 def _model_config(model: torch.nn.Module) -> dict[str, Any] | None:

@@ -182,18 +182,12 @@ def _run_json(
             "class": class_reference(datamodule),
             "hyperparameters": jsonable(dict(getattr(datamodule, "hparams_initial", None) or {})),
         }
-    run["checkpoint_schedule"] = callback.recorder.schedule.describe()
-    run["scalars_source"] = (
+    source = (
         "the latest value of each metric logged with self.log by the checkpoint's step "
         "(trainer.callback_metrics), learning_rate of the first optimizer, trainer_epoch: "
         "Lightning's current_epoch"
     )
-    run["written_by"] = {
-        "callback": class_reference(callback),
-        "lightning_version": lightning.__version__,
-        "torch_version": torch.__version__,
-    }
-    return run
+    return run | callback.recorder.provenance(callback, source, lightning)
 
 
 def _first_loader(loaders: object) -> object:

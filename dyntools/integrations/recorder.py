@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -182,6 +183,21 @@ class RunRecorder:
         if self.stats is not None:
             self.stats.close()
             self.stats = None
+
+    def provenance(
+        self, callback: object, scalars_source: str, library: ModuleType
+    ) -> dict[str, Any]:
+        """The run.json entries every callback writes: its save schedule, where the scalars
+        come from, and which callback and library versions wrote the run."""
+        return {
+            "checkpoint_schedule": self.schedule.describe(),
+            "scalars_source": scalars_source,
+            "written_by": {
+                "callback": class_reference(callback),
+                f"{library.__name__}_version": library.__version__,
+                "torch_version": torch.__version__,
+            },
+        }
 
     def take_probe(self, loader: object, source: str) -> None:
         """Save the probe batch from ``loader`` unless there is one (one try per source)."""
