@@ -38,3 +38,10 @@ def activation_functions(hooks: Sequence[str], modules: pl.DataFrame) -> list[st
         if is_activation_function(module_type)
     }
     return [hook for hook in hooks if hook in found]
+
+
+def module_types(modules: pl.DataFrame, run_id: str) -> dict[str, str]:
+    """The class of each module of ``run_id``'s rebuilt model ({} before a compute recorded
+    them, or when it cannot be rebuilt)."""
+    run = modules.filter(pl.col("run_id") == run_id)
+    return dict(run.select("hook_point", "module_type").iter_rows())

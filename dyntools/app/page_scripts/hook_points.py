@@ -15,6 +15,7 @@ from dyntools.views.hook_points import (
     roles_table,
     tree_table,
 )
+from dyntools.views.layers import module_types
 
 # The presets a page can choose (a custom selection's patterns belong to the command line).
 PRESETS = [Preset.PAPER.value, Preset.POLYPYTHIAS.value]
@@ -70,19 +71,12 @@ preset = st.selectbox(
 )
 network = NetworkSelection(Preset(preset))
 # The rebuilt model's module types, once a compute recorded them: the roles the compute uses.
-modules = ui.load_modules(state.db, state.version or 0) if state.ready else None
-module_types = (
-    None
-    if modules is None or modules.is_empty()
-    else dict(
-        modules.filter(modules["run_id"] == run_id).select("hook_point", "module_type").iter_rows()
-    )
-)
+types = module_types(ui.load_modules(state.db, state.version or 0), run_id) if state.ready else {}
 with st.expander("Tensor roles: which tensors the paper features take"):
-    roles = roles_table(tree, network, module_types)
+    roles = roles_table(tree, network, types)
     source = (
         "the rebuilt model's module types, then names and shapes"
-        if module_types
+        if types
         else "names and shapes (a compute records the rebuilt model's module types)"
     )
     st.caption(
