@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -65,3 +66,17 @@ def test_nothing_named_in_a_run_folder_is_imported(
         activation_hook_points(config)
     assert not marker.exists()
     assert "sneaky_models" not in sys.modules
+
+
+def test_a_probe_written_again_by_another_process_is_read_again(tmp_path: Path) -> None:
+    from dyntools.checkpoints import read_probe, write_probe
+
+    path = tmp_path / "probe.safetensors"
+    write_probe(path, torch.zeros(2, 3), torch.zeros(2))
+    assert float(read_probe(path).x.sum()) == 0.0
+    script = (
+        "import torch; from pathlib import Path; from dyntools.checkpoints import write_probe; "
+        f"write_probe(Path({str(path)!r}), torch.ones(2, 3), torch.zeros(2))"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert float(read_probe(path).x.sum()) == 6.0

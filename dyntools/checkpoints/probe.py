@@ -42,12 +42,18 @@ def _checked(path: Path) -> None:
         raise CheckpointError(path, error.what, _REWRITE) from None
 
 
-@lru_cache(maxsize=8)
 def read_probe(path: Path) -> Probe:
-    """The probe batch at ``path`` (cached: every checkpoint of a run reads the same file).
+    """The probe batch at ``path`` (cached per version of the file: every checkpoint of a run
+    reads the same one, and one written again, by any process, is read again).
 
     A damaged file or one without ``x`` and ``y`` raises CheckpointError naming it.
     """
+    info = path.stat()
+    return _read(path, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _read(path: Path, inode: int, size: int, mtime_ns: int) -> Probe:
     _checked(path)
     try:
         tensors = load_file(str(path))
@@ -71,7 +77,14 @@ def read_probe(path: Path) -> Probe:
 
 def probe_digest(path: Path) -> str:
     """A digest of the probe file's bytes (regular files only: it is checked as a safetensors
-    file first), which the activation values computed on it record."""
+    file first), which the activation values computed on it record; hashed once per version
+    of the file in a process (``dyntools watch`` plans again and again)."""
+    info = path.stat()
+    return _digest(path, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _digest(path: Path, inode: int, size: int, mtime_ns: int) -> str:
     _checked(path)
     digest = hashlib.sha256()
     with open_regular(path) as handle:
@@ -96,5 +109,4 @@ def write_probe(path: Path, x: torch.Tensor, y: torch.Tensor) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={META_FORMAT: "pt"})
-    read_probe.cache_clear()  # a probe written again must be read again
     return path
