@@ -6,6 +6,7 @@ Ties ``dyntools.store`` (the numbers) to ``dyntools.hmm`` (the model); neither k
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -81,20 +82,20 @@ class FitData:
             params=pl.when(network).then(pl.lit("")).otherwise(pl.col("params"))
         )
 
+    @functools.cached_property
+    def _network_values(self) -> list[tuple[str, str]]:
+        """(run, params) of every stored set of network values (read once per data)."""
+        stored = self.metrics.filter(pl.col("scope") == Scope.NETWORK).select("run_id", "params")
+        return sorted(stored.unique().iter_rows())
+
     def network_params(self, selection: NetworkSelection | None) -> dict[str, str]:
         """Run -> the params of the network values a fit takes, of ``selection`` (None: the
         paper preset): the run's default compute's when it used that selection, else the
         widest compute's that did (a run computed over several hook-point selections has
         several; one computed only with --select has no default)."""
         wanted = selection or NetworkSelection()
-        stored = (
-            self.metrics.filter(pl.col("scope") == Scope.NETWORK)
-            .select("run_id", "params")
-            .unique()
-            .sort("run_id", "params")
-        )
         matching: dict[str, list[str]] = {}
-        for run_id, params in stored.iter_rows():
+        for run_id, params in self._network_values:
             if _selection_of(params) == wanted:
                 matching.setdefault(run_id, []).append(params)
         return {
