@@ -13,7 +13,6 @@ There is no peer: the numbers are held to the issue's goal.
 
 from __future__ import annotations
 
-import re
 import tempfile
 import threading
 import time
@@ -62,9 +61,7 @@ def run() -> list[Row]:
             page = new_page(browser)
             page.goto(page_url(server.url, "metrics", folder))
             wait_for_app(page, "Metrics")
-            widgets.flip(page, "Follow this folder")
-            following = page.get_by_text(re.compile(r"Following: results version \d+"))
-            expect(following).to_be_visible()
+            following = widgets.follow(page)
             polling.start()
             try:
                 for epoch in range(2, 2 + CHECKPOINTS):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Locator, Page, expect
 
 from e2e.browser import wait_for_rerun
 
@@ -80,3 +80,12 @@ def selected_value(page: Page, label: str) -> str:
     """The text a selectbox shows as its current choice."""
     # The choice is the value of the combobox input that carries the label as its aria-label.
     return page.get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def follow(page: Page) -> Locator:
+    """Turn on the sidebar's "Follow this folder" and return its status line (``Following:
+    results version N``), once it shows."""
+    flip(page, "Follow this folder")
+    status = page.get_by_text(re.compile(r"Following: results version \d+"))
+    expect(status).to_be_visible()
+    return status

@@ -4,7 +4,6 @@ click (the timer of the check, which AppTest cannot run): the chart's data grows
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import polars as pl
@@ -42,9 +41,7 @@ def test_a_growing_run_shows_while_following(tmp_path: Path) -> None:
         page = new_page(browser)
         page.goto(page_url(server.url, "metrics", tmp_path))
         wait_for_app(page, "Metrics")
-        widgets.flip(page, "Follow this folder")
-        following = page.get_by_text(re.compile(r"Following: results version \d+"))
-        expect(following).to_be_visible()
+        following = widgets.follow(page)
         before = following.inner_text()
         assert chart_steps(page) == {0, 1, 2}
         train(range(3, 5))
